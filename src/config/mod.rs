@@ -1,0 +1,130 @@
+//! Orders: everything the operator said, from every source, merged into one typed [`Orders`].
+//!
+//! Sources, in the order they are read: the kernel command line (`ocimetal.*`), a node JSON
+//! document (Ironic's shape; `ocimetal.node=` or `--node`), and a configdrive (`config-2`
+//! medium, a directory, or the node's `instance_info.configdrive`). Every merged value keeps its
+//! [`Source`] so the log can say where it came from.
+
+pub mod secret;
+
+pub use secret::Secret;
+
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// The image used when no source names one (the seed's default).
+pub const DEFAULT_IMAGE: &str = "ubuntu:24.04";
+
+/// Where a value came from; printed in the log and the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// `instance_info.image_source` / `instance_info.root_device` of the node JSON.
+    InstanceInfo,
+    /// `meta_data` of the configdrive (Metal3 annotations arrive here).
+    MetaData,
+    /// `ocimetal.*` on the kernel command line (or `--cmdline`).
+    Cmdline,
+    /// Nothing said it: the built-in default.
+    Default,
+}
+
+/// A value together with the source that gave it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub source: Source,
+    /// The exact key, e.g. `meta_data.oci_image`.
+    pub key: String,
+}
+
+impl<T> Sourced<T> {
+    /// Wraps `value` with its source and key.
+    pub fn new(value: T, source: Source, key: impl Into<String>) -> Self {
+        Self {
+            value,
+            source,
+            key: key.into(),
+        }
+    }
+}
+
+/// Root-device hints as an order states them, before parsing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum HintsInput {
+    /// The seed's simplified form: `serial=A [B]` or `wwn=0x… [0x…]`.
+    Simplified(String),
+    /// Ironic's `root_device` dictionary, values possibly with operators (`s== A`, `>= 100`).
+    Map(serde_json::Map<String, serde_json::Value>),
+}
+
+/// Which disks are wiped before partitioning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WipeMode {
+    /// Every eligible disk (default for RAID1: stale arrays must not come back).
+    All,
+    /// Only the target disk(s) (default for one disk).
+    Target,
+}
+
+/// What to do once the install finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RebootAction {
+    Reboot,
+    Poweroff,
+    Kexec,
+    None,
+}
+
+/// A registry mirror: pulls from `registry` try `endpoint` first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegistryMirror {
+    /// Registry host as it appears in normalised references, e.g. `docker.io`.
+    pub registry: String,
+    /// Mirror base URL, e.g. `http://10.0.2.2:5000`.
+    pub endpoint: String,
+}
+
+/// Everything the operator ordered, merged and typed, with provenance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Orders {
+    /// Ironic node UUID, when a node document gave one.
+    pub node_uuid: Option<String>,
+    /// Image reference as ordered (no `oci://` prefix, not yet normalised).
+    pub image: Sourced<String>,
+    /// Root-device hints; `None` means "the only eligible disk".
+    pub root_device_hints: Option<Sourced<HintsInput>>,
+    /// Wipe mode; `None` means the default (`all` for RAID1, `target` for one disk).
+    pub wipe_mode: Option<Sourced<WipeMode>>,
+    /// Hostname for the installed system (see docs/orders.md for the order of keys).
+    pub hostname: Option<Sourced<String>>,
+    /// `meta_data.metal3-name`, used as md `--homehost` like the seed does.
+    pub metal3_name: Option<String>,
+    /// The configdrive's whole meta_data (written to the NoCloud seed).
+    pub meta_data: serde_json::Map<String, serde_json::Value>,
+    /// Cloud-init user_data; a secret.
+    pub user_data: Option<Secret>,
+    /// OpenStack network_data.json, when given.
+    pub network_data: Option<serde_json::Value>,
+    /// Registries that may be reached over plain HTTP (`host[:port]`).
+    pub insecure_registries: Vec<String>,
+    /// Registry mirrors, tried before the origin.
+    pub registry_mirrors: Vec<RegistryMirror>,
+    /// Ironic's `instance_info.image_pull_secret` (a docker config or `user:password`).
+    pub image_pull_secret: Option<Secret>,
+    /// A docker `config.json` with registry credentials (`ocimetal.auth_file=`).
+    pub auth_file: Option<PathBuf>,
+    /// An extra CA bundle for private registries (`ocimetal.ca_file=`).
+    pub ca_file: Option<PathBuf>,
+    /// HTTP proxy for apt in the target (`ocimetal.apt_proxy=`).
+    pub apt_proxy: Option<String>,
+    /// What to do after a successful install.
+    pub reboot: Sourced<RebootAction>,
+    /// Reinstall even when this deployment is already on disk.
+    pub force: bool,
+    /// Verbose logs and a root console login in the ramdisk.
+    pub debug: bool,
+}

@@ -1,0 +1,1 @@
+//! IPA-compatible root-device hints (oslo.utils specs_matcher semantics).

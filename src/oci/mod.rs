@@ -1,0 +1,3 @@
+//! OCI registry pull and confined layer application.
+
+pub mod apply;

@@ -1,0 +1,1 @@
+//! The plan: a pure function of orders, inventory and architecture.

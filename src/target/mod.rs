@@ -1,0 +1,1 @@
+//! Files written into the installed system, rendered by pure functions.
