@@ -127,4 +127,6 @@ pub struct Orders {
     pub force: bool,
     /// Verbose logs and a root console login in the ramdisk.
     pub debug: bool,
+    /// Decide and print the plan, then stop without touching a disk (`ocimetal.dry_run`).
+    pub dry_run: bool,
 }

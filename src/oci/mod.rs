@@ -1,3 +1,4 @@
 //! OCI registry pull and confined layer application.
 
 pub mod apply;
+pub mod cli;
