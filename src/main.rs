@@ -12,14 +12,24 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Gather orders and disks, plan, install, then reboot as ordered (what the service runs).
+    Install(ocimetal::cli::InstallArgs),
+    /// Decide and print everything an install would do; touches no disk.
+    Plan(ocimetal::cli::PlanArgs),
     /// Pull an image and apply its layers into a directory.
     Pull(ocimetal::oci::cli::PullArgs),
+    /// List the disks as the planner sees them.
+    Devices(ocimetal::cli::DevicesArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    ocimetal::logging::init(ocimetal::cli::debug_requested());
     let result = match &cli.command {
+        Command::Install(args) => ocimetal::cli::run_install(args),
+        Command::Plan(args) => ocimetal::cli::run_plan(args),
         Command::Pull(args) => ocimetal::oci::cli::run(args),
+        Command::Devices(args) => ocimetal::cli::run_devices(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -30,6 +40,7 @@ fn main() -> ExitCode {
             } else {
                 1
             };
+            tracing::error!("{err:#}");
             eprintln!("ocimetal: {err:#}");
             ExitCode::from(code)
         }

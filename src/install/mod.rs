@@ -1,0 +1,281 @@
+//! The executor: walks the plan's steps in order, one small logged step at a time, undoing its
+//! mounts and deactivating the storage stack whatever happens.
+
+mod phases;
+pub mod reentry;
+
+use crate::cli::Decision;
+use crate::config::RebootAction;
+use crate::exec::{cmd, run, run_tolerant};
+use crate::plan::{self, Plan};
+use crate::storage::{mount::MountStack, partition, stack, sysfs, wipe};
+use crate::systemd::notify_status;
+use crate::target::{apt, bootloader, chroot::Chroot, efi};
+use anyhow::Context;
+use phases::Phases;
+use std::path::{Path, PathBuf};
+
+/// Where the target's root filesystem is mounted during the install.
+pub const TARGET_ROOT: &str = "/run/ocimetal/target";
+
+/// Executes the plan, then performs the ordered power action. Errors leave the machine up.
+pub fn execute(decision: &Decision) -> anyhow::Result<()> {
+    let plan = &decision.plan;
+    let orders = &decision.orders;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let mut phases = Phases::default();
+
+    let pull_options = crate::oci::pull_options(orders, &plan.platform)?;
+    let resolved = phases.run("validate", || {
+        refuse_busy_targets(plan)?;
+        runtime.block_on(crate::oci::resolve(&plan.image, &pull_options))
+    })?;
+    tracing::info!("image {} is {}", plan.image, resolved.manifest_digest);
+
+    let identity = reentry::identity(orders);
+    if !orders.force {
+        let primary_esp = &plan.layout[0].partitions[0].device;
+        if let Some(marker) = reentry::read_marker(primary_esp) {
+            if marker.identity == identity {
+                tracing::info!(
+                    "this deployment ({identity}, {} {}) is already installed on {}: \
+                     booting it instead of reinstalling (ocimetal.force reinstalls)",
+                    marker.image,
+                    marker.digest,
+                    marker.disks.join(", ")
+                );
+                notify_status("already deployed: booting the installed system", false);
+                match efi::boot_next_to_ours(&plan.boot_entries) {
+                    Ok(Some(n)) => tracing::info!("BootNext set to Boot{n}"),
+                    Ok(None) => tracing::warn!("no boot entry of ours; relying on the firmware's order"),
+                    Err(err) => tracing::warn!("setting BootNext: {err:#}"),
+                }
+                return power_action(&runtime, orders.reboot, None);
+            }
+            tracing::info!(
+                "the disks hold another deployment ({}); reinstalling",
+                marker.identity
+            );
+        }
+    }
+
+    let mut storage = StorageGuard::new(plan);
+    phases.run("wipe", || wipe::wipe_disks(&plan.wipe))?;
+    phases.run("partition", || {
+        for (layout, disk) in plan.layout.iter().zip(&plan.disk_details) {
+            partition::write_gpt(layout, disk.logical_sectors.unwrap_or(512))?;
+            for part in &layout.partitions {
+                wipe::erase_signatures(&part.device)?;
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(array) = &plan.raid_array {
+        phases.run("raid", || stack::create_raid(array))?;
+    }
+    phases.run("lvm", || stack::create_lvm(&plan.lvm))?;
+    phases.run("mkfs", || stack::make_filesystems(&plan.filesystems))?;
+
+    let root = PathBuf::from(TARGET_ROOT);
+    let mut mounts = MountStack::new();
+    phases.run("mount", || mount_target(&mut mounts, plan, &root))?;
+    let report = phases.run("pull", || {
+        runtime.block_on(crate::oci::pull_into(&resolved, &pull_options, &root))
+    })?;
+    tracing::info!("pull: {report}");
+
+    let chroot = Chroot::enter(&root)?;
+    let os = crate::target::packages::OsRelease::read(&root)
+        .context("reading the image's os-release")?;
+    let os_id = os.id.clone();
+    phases.run("packages", || {
+        let wanted = crate::target::packages::packages_for(&os, plan.arch)?;
+        let status =
+            std::fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap_or_default();
+        let installed = apt::installed_packages(&status);
+        let missing = apt::missing_packages(&wanted, &installed, apt::has_kernel(&root));
+        let unwanted: Vec<String> = crate::target::packages::unwanted_packages(&os)
+            .into_iter()
+            .filter(|p| installed.contains(p))
+            .collect();
+        apt::install(&chroot, &missing, &unwanted, orders.apt_proxy.as_deref())
+    })?;
+    phases.run("files", || {
+        let arrays = match plan.raid {
+            true => stack::mdadm_array_lines()?,
+            false => Vec::new(),
+        };
+        crate::target::write_files(&root, plan, orders, &arrays, &resolved.manifest_digest)
+    })?;
+    phases.run("initramfs", || bootloader::build_initramfs(&chroot))?;
+    phases.run("bootloader", || {
+        for (index, install) in plan.bootloader.iter().enumerate() {
+            if index > 0 {
+                let dir = root.join(install.efi_directory.trim_start_matches('/'));
+                mounts.mount_fs(&install.esp, &dir, "vfat", None)?;
+            }
+            bootloader::grub_install(
+                &chroot,
+                &install.target,
+                &install.efi_directory,
+                &os_id,
+                plan.arch.removable_efi_name(),
+            )?;
+        }
+        bootloader::update_grub(&chroot)
+    })?;
+    let kexec_loaded = match orders.reboot.value {
+        RebootAction::Kexec => Some(load_kexec(&root)?),
+        _ => None,
+    };
+    chroot.leave()?;
+    phases.run("record", || {
+        let marker = reentry::Marker {
+            identity: identity.clone(),
+            image: plan.image.clone(),
+            digest: resolved.manifest_digest.clone(),
+            disks: plan.disks.clone(),
+            completed_at: crate::target::now_rfc3339(),
+        };
+        for install in &plan.bootloader {
+            let dir = root.join(install.efi_directory.trim_start_matches('/'));
+            reentry::write_marker(&dir, &marker)?;
+        }
+        Ok(())
+    })?;
+    phases.run("finish", || {
+        mounts.unmount_all()?;
+        storage.deactivate();
+        Ok(())
+    })?;
+    phases.run("efi-entries", || {
+        match efi::ensure_entries(&plan.boot_entries, &os_id) {
+            Ok(numbers) => tracing::info!("efi: entries {}", numbers.join(", ")),
+            // The removable fallback path is on every ESP: the disk still boots.
+            Err(err) => tracing::warn!("EFI entries not written ({err:#}); firmware will use \\EFI\\BOOT"),
+        }
+        Ok(())
+    })?;
+    tracing::info!(
+        "installed {} ({}) on {}; {}",
+        plan.image,
+        resolved.manifest_digest,
+        plan.disks.join(" + "),
+        phases.summary()
+    );
+    notify_status("installed", true);
+    power_action(&runtime, orders.reboot.value, kexec_loaded)
+}
+
+/// Refuses targets that hold a mounted filesystem: that would be the running system or the
+/// installer's own media, which the inventory normally keeps out.
+fn refuse_busy_targets(plan: &Plan) -> anyhow::Result<()> {
+    let sys = Path::new("/sys");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for disk in plan.wipe.iter().chain(&plan.disks) {
+        let name = sysfs::kernel_name(disk);
+        for dev in sysfs::partitions(sys, &name).iter().chain(std::iter::once(&name)) {
+            let Some(number) = sysfs::dev_number(sys, dev) else {
+                continue;
+            };
+            if let Some(point) = sysfs::mountpoints_of(&mountinfo, &number).first() {
+                anyhow::bail!(
+                    "refusing to touch {disk}: /dev/{dev} is mounted on {point} (the running \
+                     system or the installer's media); nothing was wiped"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn mount_target(mounts: &mut MountStack, plan: &Plan, root: &Path) -> anyhow::Result<()> {
+    mounts.mount_fs(&plan.lvm.lv_path, root, "ext4", None)?;
+    let esp = &plan.filesystems.iter().find(|f| f.mountpoint == plan::esp_mountpoint(0));
+    if let Some(esp) = esp {
+        mounts.mount_fs(&esp.device, &root.join("boot/efi"), "vfat", Some("umask=0077"))?;
+    }
+    Ok(())
+}
+
+/// Loads the installed kernel for `kexec`, with the console settings of this boot.
+fn load_kexec(root: &Path) -> anyhow::Result<String> {
+    let version = bootloader::kernel_versions(root)
+        .pop()
+        .context("no kernel to kexec into")?;
+    let kernel = root.join(format!("boot/vmlinuz-{version}"));
+    let initrd = root.join(format!("boot/initrd.img-{version}"));
+    let consoles: Vec<String> = std::fs::read_to_string("/proc/cmdline")
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|w| w.starts_with("console="))
+        .map(str::to_string)
+        .collect();
+    let append = format!("root=LABEL={} ro {}", plan::ROOT_LABEL, consoles.join(" "));
+    run(&mut cmd(
+        "kexec",
+        [
+            "-l".to_string(),
+            kernel.display().to_string(),
+            format!("--initrd={}", initrd.display()),
+            format!("--append={}", append.trim()),
+        ],
+    ))?;
+    Ok(version)
+}
+
+fn power_action(
+    runtime: &tokio::runtime::Runtime,
+    action: RebootAction,
+    kexec_version: Option<String>,
+) -> anyhow::Result<()> {
+    let unit = match action {
+        RebootAction::None => {
+            tracing::info!("done; ocimetal.reboot=none: leaving the machine as it is");
+            return Ok(());
+        }
+        RebootAction::Reboot => "reboot.target",
+        RebootAction::Poweroff => "poweroff.target",
+        RebootAction::Kexec => "kexec.target",
+    };
+    runtime.block_on(async {
+        if let Err(err) = crate::systemd::wait_for_logouts().await {
+            tracing::warn!("cannot ask logind for sessions ({err:#}); not waiting");
+        }
+        if let Some(version) = &kexec_version {
+            tracing::info!("kexec into {version}");
+        }
+        tracing::info!("{unit}");
+        crate::systemd::start_power_unit(unit).await
+    })
+}
+
+/// Deactivates LVM and md after the install, and on the way out of a failed one, so the disks
+/// are quiescent for the reboot or for inspection. Declared before the mounts so that it is
+/// dropped after them.
+struct StorageGuard<'a> {
+    plan: &'a Plan,
+    done: bool,
+}
+
+impl<'a> StorageGuard<'a> {
+    fn new(plan: &'a Plan) -> Self {
+        Self { plan, done: false }
+    }
+
+    fn deactivate(&mut self) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        run_tolerant(&mut cmd("lvm", ["vgchange", "-an", self.plan.lvm.vg.as_str()]));
+        if let Some(array) = &self.plan.raid_array {
+            run_tolerant(&mut cmd("mdadm", ["--stop", array.device.as_str()]));
+        }
+    }
+}
+
+impl Drop for StorageGuard<'_> {
+    fn drop(&mut self) {
+        self.deactivate();
+    }
+}
