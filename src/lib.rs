@@ -9,4 +9,5 @@ pub mod hints;
 pub mod inventory;
 pub mod oci;
 pub mod plan;
+pub mod storage;
 pub mod target;
