@@ -76,6 +76,10 @@ fn intrinsic_reasons(device: &Found) -> Vec<String> {
     if let Some(kind) = non_disk_kind(&device.name, &device.dir) {
         reasons.push(kind.to_owned());
     }
+    // lsblk (hence IPA) skips hidden devices: the per-path nodes of NVMe multipath.
+    if sysfs::read_u64(&device.dir.join("hidden")) == Some(1) {
+        reasons.push("hidden (a path of a multipath NVMe namespace)".to_owned());
+    }
     if sysfs::read_u64(&device.dir.join("ro")) == Some(1) {
         reasons.push("read-only".to_owned());
     }

@@ -473,7 +473,7 @@ fn candidates_are_exactly_the_installable_disks_in_kernel_order() {
 }
 
 #[test]
-fn read_only_and_empty_disks_are_excluded() {
+fn read_only_empty_and_hidden_disks_are_excluded() {
     let machine = FakeMachine::new();
     machine
         .disk(
@@ -484,10 +484,19 @@ fn read_only_and_empty_disks_are_excluded() {
         )
         .attr("ro", "1");
     machine.disk("vdb", "pci0000:00/0000:00:05.0/virtio2", "254:16", 0);
+    machine
+        .disk(
+            "nvme0c0n1",
+            "pci0000:00/0000:00:06.0/nvme/nvme0",
+            "259:0",
+            GIB_SECTORS,
+        )
+        .attr("hidden", "1");
     let scan = scan_at(&machine.roots()).unwrap();
     assert!(scan.devices.is_empty(), "{scan:#?}");
     assert_eq!(exclusion(&scan, "/dev/vda"), "read-only");
     assert_eq!(exclusion(&scan, "/dev/vdb"), "size 0 (no medium)");
+    assert!(exclusion(&scan, "/dev/nvme0c0n1").starts_with("hidden"));
 }
 
 #[test]

@@ -134,6 +134,12 @@ impl State {
 
 /// `dir` if it is a directory, else its closest ancestor that is.
 fn nearest_existing_dir(dir: &Path) -> Option<PathBuf> {
+    // The parent of a bare relative name is "", meaning the current directory.
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     dir.ancestors()
         .find(|ancestor| ancestor.is_dir())
         .map(Path::to_path_buf)
