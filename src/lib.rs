@@ -9,6 +9,7 @@ pub mod hints;
 pub mod inventory;
 pub mod oci;
 pub mod plan;
+pub mod storage;
 pub mod target;
 pub mod cli;
 pub mod install;

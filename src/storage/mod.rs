@@ -1,4 +1,4 @@
-//! Disks: wipe, partition, md RAID1, LVM, filesystems, mounts.
+//! Disks: wipe, partition, md RAID1, LVM, filesystems, mounts, and waiting for devices.
 
 pub mod mount;
 pub mod partition;
