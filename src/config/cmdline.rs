@@ -535,6 +535,32 @@ mod tests {
     }
 
     #[test]
+    fn documented_examples_parse() {
+        // docs/orders.md: Ironic ramdisk_kernel_arguments and the lab USB stick.
+        let ironic = parse(concat!(
+            "console=ttyS0 ocimetal.image=registry.lab:5000/debian:13 ",
+            "ocimetal.insecure_registry=registry.lab:5000 ",
+            "ocimetal.root_device_hints=\"wwn=0x5000c500a1b2c3d4 0x5000c500a1b2c3d5\""
+        ))
+        .unwrap();
+        assert_eq!(
+            ironic.root_device_hints,
+            Some(HintsInput::Simplified(
+                "wwn=0x5000c500a1b2c3d4 0x5000c500a1b2c3d5".into()
+            ))
+        );
+        let usb = parse(concat!(
+            "console=ttyS0 ocimetal.image=10.0.2.2:5000/debian:13 ",
+            "ocimetal.insecure_registry=10.0.2.2:5000 ",
+            "ocimetal.root_device_hints=\"serial=DISK1SERIAL DISK2SERIAL\" ocimetal.reboot=poweroff"
+        ))
+        .unwrap();
+        assert_eq!(usb.image.as_deref(), Some("10.0.2.2:5000/debian:13"));
+        assert_eq!(usb.insecure_registries, vec!["10.0.2.2:5000"]);
+        assert_eq!(usb.reboot, Some(RebootAction::Poweroff));
+    }
+
+    #[test]
     fn bad_registry_mirror() {
         for bad in [
             "docker.io",

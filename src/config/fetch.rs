@@ -7,7 +7,7 @@ use std::time::Duration;
 /// Time allowed to open the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for the whole request, body included.
-const TOTAL_TIMEOUT: Duration = Duration::from_secs(60);
+const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest document we accept.
 const MAX_BODY: usize = 96 * 1024 * 1024;
 

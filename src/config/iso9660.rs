@@ -417,6 +417,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn follows_rock_ridge_continuation_areas_for_long_names() {
+        // A 200-character name does not fit in a directory record: mkisofs moves the NM
+        // entry into a continuation area (CE).
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        fs::create_dir_all(&tree).unwrap();
+        let long = format!("{}.json", "n".repeat(195));
+        fs::write(tree.join(&long), b"far").unwrap();
+        let iso = dir.path().join("cd.iso");
+        let args = ["-as", "mkisofs", "-quiet", "-V", "config-2", "-r"];
+        if build_iso("xorriso", &args, &tree, &iso).is_none() {
+            return;
+        }
+        let mut image = IsoImage::open(Cursor::new(fs::read(&iso).unwrap())).unwrap();
+        assert_eq!(image.read_file(&long).unwrap(), Some(b"far".to_vec()));
+    }
+
+    #[test]
     fn rejects_data_that_is_not_iso9660() {
         let err = IsoImage::open(Cursor::new(vec![0u8; 64 * 1024]))
             .err()

@@ -93,8 +93,10 @@ fn choose_image(
             Some(_) => warnings.push(
                 "instance_info.image_source is an empty oci:// reference; falling back".into(),
             ),
+            // Image URLs may be signed: never log their query.
             None => warnings.push(format!(
-                "instance_info.image_source \"{source}\" is not an oci:// reference; ignored"
+                "instance_info.image_source \"{}\" is not an oci:// reference; ignored",
+                fetch::display_url(source)
             )),
         }
     }

@@ -107,6 +107,13 @@ fn image_other_scheme_is_ignored_with_warning() {
     assert_eq!(orders.image.source, Source::Default);
     assert!(orders.warnings[0].contains("http://images/disk.qcow2"));
     assert!(orders.warnings[0].contains("not an oci://"));
+    let node = node_with(Some("https://swift/img?temp_url_sig=SECRET-sig"), None);
+    let orders = merge(&CmdlineOrders::default(), Some(&node), None).unwrap();
+    assert!(
+        !orders.warnings[0].contains("SECRET-sig"),
+        "{:?}",
+        orders.warnings
+    );
 }
 
 #[test]
