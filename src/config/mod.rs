@@ -46,7 +46,9 @@ pub enum Source {
 /// A value together with the source that gave it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Sourced<T> {
+    /// The value itself.
     pub value: T,
+    /// Which source gave it.
     pub source: Source,
     /// The exact key, e.g. `meta_data.oci_image`.
     pub key: String,
@@ -87,9 +89,13 @@ pub enum WipeMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RebootAction {
+    /// Reboot into the installed system (the default).
     Reboot,
+    /// Power off, e.g. to swap media or ship the machine.
     Poweroff,
+    /// Boot the installed kernel directly, skipping the firmware.
     Kexec,
+    /// Stay in the ramdisk.
     None,
 }
 
