@@ -260,17 +260,20 @@ pub(crate) enum Outcome {
 /// Unlike IPA, an attribute the device does not have (`None`) never matches: IPA turns it
 /// into the string `"none"`, which `s!= X` or `<in> on` would then select.
 pub(crate) fn compare(name: HintName, hint: &HintValue, dev: &BlockDevice) -> Outcome {
-    let outcome = match (hint, name.device_str(dev)) {
+    let (value, outcome) = match (hint, name.device_str(dev)) {
         (HintValue::Bool(want), _) => return bool_outcome(*want == dev.rotational),
         (HintValue::Spec(spec), None) => {
             // IPA divides with Python's true division; scaling by a power of two is exact,
             // so this is the same float.
             let gib = dev.size as f64 / (1u64 << 30) as f64;
-            spec::matches(Operand::Num(gib), spec)
+            (format!("{gib} GiB"), spec::matches(Operand::Num(gib), spec))
         }
         (HintValue::Spec(_), Some(None)) => return Outcome::NoMatch,
         (HintValue::Spec(spec), Some(Some(raw))) => match normalize(raw) {
-            Ok(value) => spec::matches(Operand::Str(&value), spec),
+            Ok(value) => (
+                format!("{raw:?}"),
+                spec::matches(Operand::Str(&value), spec),
+            ),
             // IPA skips a device whose attribute is blank...
             Err(ExprError::Empty) => return Outcome::NoMatch,
             // ...but lets the grammar's exception escape for one like "==".
@@ -284,7 +287,9 @@ pub(crate) fn compare(name: HintName, hint: &HintValue, dev: &BlockDevice) -> Ou
     };
     match outcome {
         Ok(matched) => bool_outcome(matched),
-        Err(spec::Incomparable(reason)) => Outcome::Incomparable(reason),
+        Err(spec::Incomparable(reason)) => {
+            Outcome::Incomparable(format!("its {} is {value}: {reason}", name.as_str()))
+        }
     }
 }
 

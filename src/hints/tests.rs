@@ -268,8 +268,10 @@ fn all_in_and_range_in_never_evaluate() {
         let h = hints(json!({ "serial": expression }));
         assert!(try_find_devices_by_hints(std::slice::from_ref(&dev), &h).is_err());
     }
-    // On size, both fail validation: their values are not integers.
+    // On size, <range-in> fails validation (brackets are not integers), <all-in> passes it.
     parse_error(json!({"size": "<range-in> [ 100 500 ]"}));
+    let h = hints(json!({"size": "<all-in> 100"}));
+    assert!(try_find_devices_by_hints(std::slice::from_ref(&dev), &h).is_err());
 }
 
 #[test]
@@ -342,6 +344,7 @@ fn invalid_hints_are_order_errors() {
     assert!(parse_error(json!({"model": null})).contains("not a string"));
     assert!(parse_error(json!({"serial": "   "})).contains("empty"));
     assert!(parse_error(json!({"serial": "s=="})).contains("not a valid expression"));
+    assert!(parse_error(json!({"serial": "s== <x"})).contains("not a valid expression"));
     assert!(parse_error(json!({"size": 0})).contains("positive"));
     assert!(parse_error(json!({"size": "-5"})).contains("positive"));
     assert!(parse_error(json!({"size": ">= 0"})).contains("positive"));
@@ -517,7 +520,11 @@ fn select_reports_incomparable_hints() {
         Some(HintsInput::Map(map(json!({"model": ">= 5"})))),
         &devices,
     );
-    assert!(e.problem.contains("cannot be evaluated on /dev/sda"), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "invalid order meta_data.root_device_hints: hint model >= 5 cannot be evaluated on \
+         /dev/sda: its model is \"Samsung SSD 860\": \"samsung%20ssd%20860\" is not a number"
+    );
 }
 
 #[test]
