@@ -50,7 +50,7 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
                     Ok(None) => tracing::warn!("no boot entry of ours; relying on the firmware's order"),
                     Err(err) => tracing::warn!("setting BootNext: {err:#}"),
                 }
-                return power_action(&runtime, orders.reboot, None);
+                return power_action(&runtime, orders.reboot.value, None);
             }
             tracing::info!(
                 "the disks hold another deployment ({}); reinstalling",
