@@ -1,1 +1,3 @@
 //! Files written into the installed system, rendered by pure functions.
+
+pub mod network;
