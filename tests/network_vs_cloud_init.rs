@@ -4,7 +4,8 @@
 //! `ocimetal::target::network` and by cloud-init's `convert_net_json` (run through
 //! `tests/cloud_init_ref/convert.py`), and the two structures must be equal. cloud-init is
 //! not installed for this: `tests/cloud_init_ref/fetch.sh` unpacks Debian's package into
-//! `target/cloud-init-ref`. Without it (or without a Python that can import it) the test says
+//! `target/cloud-init-ref`. The YAML text we write is also read back with cloud-init's YAML
+//! reader (PyYAML, YAML 1.1) and must give the same structure. Without it (or without a Python that can import it) the test says
 //! why and passes without comparing.
 
 use ocimetal::target::network::convert_network_data;
@@ -59,16 +60,28 @@ fn reference_unavailable() -> Option<String> {
 }
 
 fn cloud_init_convert(fixture: &Path) -> Value {
+    run_reference(&[fixture.as_os_str()])
+}
+
+/// Our network-config file as cloud-init's YAML 1.1 reader reads it.
+fn cloud_init_reads(yaml: &str) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("network-config");
+    std::fs::write(&file, yaml).expect("write yaml");
+    run_reference(&["--read-yaml".as_ref(), file.as_os_str()])
+}
+
+fn run_reference(args: &[&std::ffi::OsStr]) -> Value {
     let out = Command::new(python())
         .arg(manifest_dir().join("tests/cloud_init_ref/convert.py"))
-        .arg(fixture)
+        .args(args)
         .env("PYTHONPATH", cloud_init_pythonpath())
         .output()
         .expect("run convert.py");
     assert!(
         out.status.success(),
-        "cloud-init failed on {}: {}",
-        fixture.display(),
+        "cloud-init failed on {:?}: {}",
+        args,
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("convert.py prints JSON")
@@ -85,7 +98,8 @@ fn fixtures() -> Vec<PathBuf> {
     files
 }
 
-fn ours(fixture: &Path) -> (Value, Value) {
+/// Our config as JSON, and the YAML text we write for it.
+fn ours(fixture: &Path) -> (Value, String) {
     let input: Value =
         serde_json::from_slice(&std::fs::read(fixture).expect("read fixture")).expect("json");
     let converted = convert_network_data(&input)
@@ -93,8 +107,7 @@ fn ours(fixture: &Path) -> (Value, Value) {
     let as_json = serde_json::to_value(&converted.config).expect("serialise");
     // What cloud-init will read back from the network-config file we write.
     let yaml = converted.config.to_yaml().expect("yaml");
-    let from_yaml: Value = serde_yaml::from_str(&yaml).expect("our YAML parses");
-    (as_json, from_yaml)
+    (as_json, yaml)
 }
 
 #[test]
@@ -102,7 +115,8 @@ fn yaml_we_write_reads_back_as_the_same_structure() {
     let files = fixtures();
     assert!(files.len() >= 8, "fixtures missing: {files:?}");
     for fixture in files {
-        let (json, from_yaml) = ours(&fixture);
+        let (json, yaml) = ours(&fixture);
+        let from_yaml: Value = serde_yaml::from_str(&yaml).expect("our YAML parses");
         assert_eq!(json, from_yaml, "{}", fixture.display());
     }
 }
@@ -115,7 +129,7 @@ fn conversion_matches_cloud_init() {
     }
     let files = fixtures();
     for fixture in &files {
-        let (ours, _) = ours(fixture);
+        let (ours, yaml) = ours(fixture);
         let theirs = cloud_init_convert(fixture);
         assert_eq!(
             ours,
@@ -124,6 +138,12 @@ fn conversion_matches_cloud_init() {
             fixture.display(),
             ours,
             theirs
+        );
+        assert_eq!(
+            cloud_init_reads(&yaml),
+            theirs,
+            "{}: cloud-init reads our YAML differently:\n{yaml}",
+            fixture.display()
         );
     }
     println!("{} fixtures identical to cloud-init's conversion", files.len());

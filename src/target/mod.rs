@@ -1,3 +1,4 @@
 //! Files written into the installed system, rendered by pure functions.
 
 pub mod network;
+pub mod yaml;

@@ -63,9 +63,10 @@ pub struct NetworkConfig {
 }
 
 impl NetworkConfig {
-    /// The YAML text written as the NoCloud `network-config` file.
+    /// The YAML text written as the NoCloud `network-config` file (quoted so that cloud-init's
+    /// YAML 1.1 reader keeps MAC addresses as strings).
     pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
-        serde_yaml::to_string(self)
+        super::yaml::to_yaml(self)
     }
 }
 

@@ -2,6 +2,7 @@
 """Prints what cloud-init's ConfigDrive datasource makes of a network_data.json file.
 
 Usage: convert.py NETWORK_DATA_JSON
+       convert.py --read-yaml FILE   (prints FILE as cloud-init's YAML reader sees it)
 
 cloud-init's converter asks the running system which NIC has which MAC address; here every
 physical link's MAC is given the link's own name (or id), which is the naming ocimetal uses
@@ -41,5 +42,14 @@ def main(path):
     json.dump(drop_nulls(config), sys.stdout, sort_keys=True)
 
 
+def read_yaml(path):
+    with open(path, encoding="utf-8") as f:
+        loaded = util.load_yaml(f.read())
+    json.dump(drop_nulls(loaded), sys.stdout, sort_keys=True)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--read-yaml":
+        read_yaml(sys.argv[2])
+    else:
+        main(sys.argv[1])
