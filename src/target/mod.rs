@@ -1,5 +1,9 @@
 //! Files written into the installed system, rendered by pure functions.
 
+pub mod cloud_init;
+pub mod file;
 pub mod network;
 pub mod packages;
 pub mod yaml;
+
+pub use file::{FileContents, TargetFile};
