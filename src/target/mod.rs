@@ -1,7 +1,9 @@
 //! Files written into the installed system, rendered by pure functions.
 
+pub mod boot;
 pub mod cloud_init;
 pub mod file;
+pub mod files;
 pub mod network;
 pub mod packages;
 pub mod yaml;
