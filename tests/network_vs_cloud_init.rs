@@ -20,7 +20,9 @@ fn manifest_dir() -> PathBuf {
 fn cloud_init_pythonpath() -> PathBuf {
     std::env::var_os("OCIMETAL_CLOUD_INIT_PYTHONPATH")
         .map(PathBuf::from)
-        .unwrap_or_else(|| manifest_dir().join("target/cloud-init-ref/usr/lib/python3/dist-packages"))
+        .unwrap_or_else(|| {
+            manifest_dir().join("target/cloud-init-ref/usr/lib/python3/dist-packages")
+        })
 }
 
 fn python() -> String {
@@ -53,7 +55,10 @@ fn reference_unavailable() -> Option<String> {
         Ok(out) if !out.status.success() => Some(format!(
             "{} cannot import cloud-init: {}",
             python(),
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
         )),
         Ok(_) => None,
     }
@@ -102,8 +107,8 @@ fn fixtures() -> Vec<PathBuf> {
 fn ours(fixture: &Path) -> (Value, String) {
     let input: Value =
         serde_json::from_slice(&std::fs::read(fixture).expect("read fixture")).expect("json");
-    let converted = convert_network_data(&input)
-        .unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
+    let converted =
+        convert_network_data(&input).unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
     let as_json = serde_json::to_value(&converted.config).expect("serialise");
     // What cloud-init will read back from the network-config file we write.
     let yaml = converted.config.to_yaml().expect("yaml");
@@ -146,5 +151,8 @@ fn conversion_matches_cloud_init() {
             fixture.display()
         );
     }
-    println!("{} fixtures identical to cloud-init's conversion", files.len());
+    println!(
+        "{} fixtures identical to cloud-init's conversion",
+        files.len()
+    );
 }

@@ -9,11 +9,7 @@ use std::fmt::Write;
 /// `conf.d/resume`: there is no swap to resume from, and initramfs-tools would otherwise
 /// probe for one (and wait for it) at every boot.
 pub fn initramfs_resume_file() -> TargetFile {
-    TargetFile::plain(
-        "etc/initramfs-tools/conf.d/resume",
-        "RESUME=none\n",
-        0o644,
-    )
+    TargetFile::plain("etc/initramfs-tools/conf.d/resume", "RESUME=none\n", 0o644)
 }
 
 /// Modules forced into the initramfs. The lvm2 and mdadm hooks add them too when they detect
@@ -113,7 +109,11 @@ impl GrubSettings {
         let mut cmdline = format!("root=LABEL={}", self.root_label);
         if let Some(serial) = &self.serial {
             // The last console= is /dev/console: the serial line, which a BMC can show.
-            let _ = write!(cmdline, " console=tty0 console={},{}n8", serial.device, serial.speed);
+            let _ = write!(
+                cmdline,
+                " console=tty0 console={},{}n8",
+                serial.device, serial.speed
+            );
         }
         let mut vars = vec![
             ("GRUB_CMDLINE_LINUX", format!("\"{cmdline}\"")),

@@ -114,7 +114,8 @@ pub fn render_meta_data(input: &SeedInput<'_>) -> Result<String, OrderError> {
             meta.insert("public-keys".into(), keys);
         }
     }
-    yaml::to_yaml(&meta).map_err(|e| OrderError::new("meta_data", format!("cannot be rendered: {e}")))
+    yaml::to_yaml(&meta)
+        .map_err(|e| OrderError::new("meta_data", format!("cannot be rendered: {e}")))
 }
 
 /// The cloud.cfg.d snippet that makes NoCloud, reading our seed, the only datasource.
@@ -127,7 +128,9 @@ pub fn render_datasource_cfg() -> String {
 }
 
 fn non_empty_str<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    map.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+    map.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]
@@ -175,10 +178,22 @@ mod tests {
         assert_eq!(
             paths,
             [
-                ("var/lib/cloud/seed/nocloud-net/meta-data".to_string(), 0o600),
-                ("var/lib/cloud/seed/nocloud-net/user-data".to_string(), 0o600),
-                ("var/lib/cloud/seed/nocloud-net/network-config".to_string(), 0o600),
-                ("etc/cloud/cloud.cfg.d/99-ocimetal-nocloud.cfg".to_string(), 0o644),
+                (
+                    "var/lib/cloud/seed/nocloud-net/meta-data".to_string(),
+                    0o600
+                ),
+                (
+                    "var/lib/cloud/seed/nocloud-net/user-data".to_string(),
+                    0o600
+                ),
+                (
+                    "var/lib/cloud/seed/nocloud-net/network-config".to_string(),
+                    0o600
+                ),
+                (
+                    "etc/cloud/cloud.cfg.d/99-ocimetal-nocloud.cfg".to_string(),
+                    0o644
+                ),
             ]
         );
         assert!(seed.files[1].contents.is_secret());
@@ -202,7 +217,10 @@ mod tests {
         })
         .expect("seed");
         assert_eq!(seed.files.len(), 3);
-        assert!(seed.files.iter().all(|f| !f.path.ends_with("network-config")));
+        assert!(seed
+            .files
+            .iter()
+            .all(|f| !f.path.ends_with("network-config")));
         assert_eq!(seed.files[1].contents.bytes(), b"");
     }
 
@@ -222,7 +240,10 @@ mod tests {
             )["instance-id"]
                 .clone()
         };
-        assert_eq!(render(json!({"uuid": "a", "instance-id": "b"}), Some("c")), "a");
+        assert_eq!(
+            render(json!({"uuid": "a", "instance-id": "b"}), Some("c")),
+            "a"
+        );
         assert_eq!(render(json!({"instance-id": "b"}), Some("c")), "b");
         assert_eq!(render(json!({"uuid": ""}), Some("c")), "c");
         let md = meta(json!({}));

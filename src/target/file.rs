@@ -99,6 +99,9 @@ mod tests {
         assert!(!format!("{file:?}").contains("hunter2"));
         assert_eq!(file.contents.bytes(), b"password: hunter2");
         assert_eq!(file.text(), None);
-        assert_eq!(TargetFile::plain("etc/hostname", "a\n", 0o644).text(), Some("a\n"));
+        assert_eq!(
+            TargetFile::plain("etc/hostname", "a\n", 0o644).text(),
+            Some("a\n")
+        );
     }
 }

@@ -88,7 +88,10 @@ pub fn fstab_file(raid: bool) -> TargetFile {
         "# Written by ocimetal. Filesystems are found by label: the root LV and the ESPs.\n",
     );
     let _ = writeln!(text, "LABEL={ROOT_LABEL}\t/\text4\terrors=remount-ro\t0\t1");
-    let _ = writeln!(text, "LABEL={ESP_LABEL}\t{ESP_MOUNT}\tvfat\tumask=0077,nofail\t0\t1");
+    let _ = writeln!(
+        text,
+        "LABEL={ESP_LABEL}\t{ESP_MOUNT}\tvfat\tumask=0077,nofail\t0\t1"
+    );
     if raid {
         let _ = writeln!(
             text,
@@ -225,7 +228,10 @@ mod tests {
              Acquire::https::Proxy \"http://10.0.2.2:3142/\";\n"
         );
         for bad in ["10.0.2.2:3142", "ftp://x", "http://", "not a url"] {
-            assert_eq!(apt_proxy_file(bad).expect_err(bad).field, "ocimetal.apt_proxy");
+            assert_eq!(
+                apt_proxy_file(bad).expect_err(bad).field,
+                "ocimetal.apt_proxy"
+            );
         }
         let tricky = apt_proxy_file("http://p:3128/a\";b").expect("valid url");
         assert!(!text(&tricky).contains("a\";"), "{}", text(&tricky));

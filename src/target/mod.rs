@@ -6,6 +6,7 @@ pub mod file;
 pub mod files;
 pub mod network;
 pub mod packages;
+pub mod record;
 pub mod yaml;
 
 pub use file::{FileContents, TargetFile};

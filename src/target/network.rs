@@ -547,7 +547,9 @@ fn parse_vlan(obj: &Map<String, Value>, path: &Path) -> Result<LinkKind, OrderEr
                 format!(
                     "{} is not a VLAN id; give an integer from 1 to 4094",
                     other.map_or_else(
-                        || obj.get("vlan_id").map_or("nothing".into(), Value::to_string),
+                        || obj
+                            .get("vlan_id")
+                            .map_or("nothing".into(), Value::to_string),
                         |n| n.to_string()
                     )
                 ),
@@ -725,7 +727,10 @@ fn entry_names(links: &[ParsedLink]) -> Result<HashMap<&str, String>, OrderError
         if names.insert(&link.id, name).is_some() {
             return Err(OrderError::new(
                 link.path.key("id").to_string(),
-                format!("{:?} is used by more than one link; ids must be unique", link.id),
+                format!(
+                    "{:?} is used by more than one link; ids must be unique",
+                    link.id
+                ),
             ));
         }
     }

@@ -28,7 +28,9 @@ impl Arch {
             "aarch64" | "arm64" => Ok(Self::Aarch64),
             other => Err(OrderError::new(
                 "arch",
-                format!("unsupported architecture {other:?}; valid: x86_64 (amd64), aarch64 (arm64)"),
+                format!(
+                    "unsupported architecture {other:?}; valid: x86_64 (amd64), aarch64 (arm64)"
+                ),
             )),
         }
     }
@@ -227,17 +229,32 @@ impl PackageRule {
 
 /// Packages every install gets, whatever the distribution and architecture.
 const BASE_PACKAGES: &[(&str, &str)] = &[
-    ("cloud-init", "first-boot configuration from the NoCloud seed"),
-    ("curl", "as the seed installs it (cloud-init user scripts expect it)"),
+    (
+        "cloud-init",
+        "first-boot configuration from the NoCloud seed",
+    ),
+    (
+        "curl",
+        "as the seed installs it (cloud-init user scripts expect it)",
+    ),
     ("efibootmgr", "UEFI boot entries"),
     ("grub-common", "update-grub and the GRUB tools"),
-    ("initramfs-tools", "builds the initramfs that assembles RAID and activates LVM"),
+    (
+        "initramfs-tools",
+        "builds the initramfs that assembles RAID and activates LVM",
+    ),
     ("lvm2", "root filesystem is on LVM"),
     ("mdadm", "RAID1 assembly (harmless without RAID)"),
-    ("netplan.io", "cloud-init's network renderer, the same on Debian and Ubuntu"),
+    (
+        "netplan.io",
+        "cloud-init's network renderer, the same on Debian and Ubuntu",
+    ),
     ("rsync", "keeps the second ESP in sync with the first"),
     ("sudo", "cloud-init's default user gets sudo"),
-    ("systemd-sysv", "systemd as init (container images may lack it)"),
+    (
+        "systemd-sysv",
+        "systemd as init (container images may lack it)",
+    ),
 ];
 
 /// The rules for `os` on `arch`: base tools, boot loader, kernel, in install order.
@@ -367,7 +384,9 @@ ID=debian
         assert_eq!(os.version_codename.as_deref(), Some("noble"));
         assert_eq!(os.pretty_name.as_deref(), Some("Ubuntu 24.04.1 LTS"));
 
-        let os = OsRelease::parse("# comment\nID='pop'\nID_LIKE=\"ubuntu debian\"\nNAME=\"A \\\"q\\\"\"\n");
+        let os = OsRelease::parse(
+            "# comment\nID='pop'\nID_LIKE=\"ubuntu debian\"\nNAME=\"A \\\"q\\\"\"\n",
+        );
         assert_eq!(os.id, "pop");
         assert_eq!(os.id_like, ["ubuntu", "debian"]);
         assert_eq!(os.version_id, None);
@@ -416,7 +435,10 @@ ID=debian
             ]
         );
         assert_eq!(
-            packages_for(&os, Arch::X86_64).expect("supported").last().map(String::as_str),
+            packages_for(&os, Arch::X86_64)
+                .expect("supported")
+                .last()
+                .map(String::as_str),
             Some("linux-image-amd64")
         );
     }
@@ -430,7 +452,10 @@ ID=debian
         assert_eq!(last(&interim).as_deref(), Some("linux-generic"));
         assert_eq!(last(&mint).as_deref(), Some("linux-generic"));
         assert_eq!(last(&old_lts).as_deref(), Some("linux-generic-hwe-22.04"));
-        assert_eq!(last(&OsRelease::parse("ID=ubuntu\nVERSION_ID=23.04")).as_deref(), Some("linux-generic"));
+        assert_eq!(
+            last(&OsRelease::parse("ID=ubuntu\nVERSION_ID=23.04")).as_deref(),
+            Some("linux-generic")
+        );
     }
 
     #[test]

@@ -246,7 +246,11 @@ mod tests {
             alpha: &'static str,
         }
         assert_eq!(
-            to_yaml(&Entry { zeta: 1, alpha: "a" }).expect("serialisable"),
+            to_yaml(&Entry {
+                zeta: 1,
+                alpha: "a"
+            })
+            .expect("serialisable"),
             "zeta: 1\nalpha: \"a\"\n"
         );
     }

@@ -75,7 +75,9 @@ fn grub_default_without_serial_and_from_nothing() {
          GRUB_DISABLE_OS_PROBER=true\n"
     );
     let arm = edit_grub_default("", &settings(Some(SerialConsole::for_arch(Arch::Aarch64))));
-    assert!(arm.contains("GRUB_CMDLINE_LINUX=\"root=LABEL=ROOTFS console=tty0 console=ttyAMA0,115200n8\"\n"));
+    assert!(arm.contains(
+        "GRUB_CMDLINE_LINUX=\"root=LABEL=ROOTFS console=tty0 console=ttyAMA0,115200n8\"\n"
+    ));
     assert!(!arm.contains("GRUB_TERMINAL"), "{arm}");
 }
 
@@ -123,7 +125,10 @@ fn initramfs_modules_are_added_once() {
         "dm-mod\nraid1 some_option=1\n# Root on LVM (and RAID1): added by ocimetal.\nmd_mod\n"
     );
     let once = edit_initramfs_modules("", false);
-    assert_eq!(once, "# Root on LVM (and RAID1): added by ocimetal.\ndm_mod\n");
+    assert_eq!(
+        once,
+        "# Root on LVM (and RAID1): added by ocimetal.\ndm_mod\n"
+    );
     assert_eq!(edit_initramfs_modules(&once, false), once);
 }
 
@@ -188,7 +193,15 @@ fn run_sync(root: &Path, mirror_label_exists: bool) -> String {
     );
     write_exec(
         &bin.join("blkid"),
-        &format!("#!/bin/sh\necho \"blkid $*\" >>{}\n{}\n", log.display(), if mirror_label_exists { "exit 0" } else { "exit 2" }),
+        &format!(
+            "#!/bin/sh\necho \"blkid $*\" >>{}\n{}\n",
+            log.display(),
+            if mirror_label_exists {
+                "exit 0"
+            } else {
+                "exit 2"
+            }
+        ),
     );
     for tool in ["mount", "umount"] {
         write_exec(
@@ -205,7 +218,11 @@ fn run_sync(root: &Path, mirror_label_exists: bool) -> String {
         .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
         .output()
         .expect("run script");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::read_to_string(&log).unwrap_or_default()
 }
 

@@ -3,7 +3,9 @@ use serde_json::json;
 
 fn fixture(name: &str) -> Value {
     let text = match name {
-        "bond_with_vlans" => include_str!("../../../tests/fixtures/network_data/bond_with_vlans.json"),
+        "bond_with_vlans" => {
+            include_str!("../../../tests/fixtures/network_data/bond_with_vlans.json")
+        }
         "ipv6_modes" => include_str!("../../../tests/fixtures/network_data/ipv6_modes.json"),
         "link_types" => include_str!("../../../tests/fixtures/network_data/link_types.json"),
         "metal3" => include_str!("../../../tests/fixtures/network_data/metal3_bond_mtu_dns.json"),
@@ -155,10 +157,7 @@ fn ipv6_modes_map_to_cloud_init_subnet_types_and_accept_ra() {
             .map(|s| s.kind)
             .collect::<Vec<_>>()
     };
-    assert_eq!(
-        kinds("enp1s0"),
-        [SubnetType::Dhcp4, SubnetType::Ipv6Slaac]
-    );
+    assert_eq!(kinds("enp1s0"), [SubnetType::Dhcp4, SubnetType::Ipv6Slaac]);
     assert_eq!(kinds("enp2s0"), [SubnetType::Ipv6Dhcpv6Stateless]);
     assert_eq!(kinds("enp3s0"), [SubnetType::Ipv6Dhcpv6Stateful]);
     assert_eq!(kinds("enp4s0"), [SubnetType::Dhcp6]);
@@ -182,7 +181,10 @@ fn dual_stack_static_keeps_both_families_and_all_routes() {
     let tap = physical(&cfg, "tap77a0dc5b-72");
     assert_eq!(tap.subnets.len(), 2);
     assert_eq!(tap.subnets[1].kind, SubnetType::Static6);
-    assert_eq!(tap.subnets[1].netmask.as_deref(), Some("ffff:ffff:ffff:ffff::"));
+    assert_eq!(
+        tap.subnets[1].netmask.as_deref(),
+        Some("ffff:ffff:ffff:ffff::")
+    );
     assert_eq!(tap.accept_ra, Some(false));
     let other = physical(&cfg, "tap7d6b7bec-93");
     let routes: Vec<_> = other.subnets[0]
@@ -215,7 +217,10 @@ fn dns_comes_from_global_services_network_services_and_route_services() {
     assert_eq!(storage.subnets[0].routes.len(), 2);
     assert_eq!(storage.subnets[0].routes[0].metric, Some(50));
     assert_eq!(physical(&cfg, "eno1").subnets[0].kind, SubnetType::Dhcp4);
-    assert_eq!(physical(&cfg, "enp1s0").mac_address.as_deref(), Some("52:54:00:aa:00:01"));
+    assert_eq!(
+        physical(&cfg, "enp1s0").mac_address.as_deref(),
+        Some("52:54:00:aa:00:01")
+    );
 }
 
 #[test]
@@ -309,7 +314,8 @@ fn non_dns_services_are_skipped_with_a_warning() {
 #[test]
 fn errors_name_the_offending_field() {
     let phy = |extra: Value| {
-        let mut link = json!({"id": "eth0", "type": "phy", "ethernet_mac_address": "52:54:00:00:00:01"});
+        let mut link =
+            json!({"id": "eth0", "type": "phy", "ethernet_mac_address": "52:54:00:00:00:01"});
         if let (Some(l), Some(e)) = (link.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
                 l.insert(k.clone(), v.clone());
@@ -320,8 +326,14 @@ fn errors_name_the_offending_field() {
     let cases = [
         (json!([]), "network_data"),
         (json!({"links": {}}), "network_data.links"),
-        (json!({"links": [phy(json!({})), {"id": "x"}]}), "network_data.links[1].type"),
-        (json!({"links": [{"type": "phy"}]}), "network_data.links[0].id"),
+        (
+            json!({"links": [phy(json!({})), {"id": "x"}]}),
+            "network_data.links[1].type",
+        ),
+        (
+            json!({"links": [{"type": "phy"}]}),
+            "network_data.links[0].id",
+        ),
         (
             json!({"links": [{"id": "e", "type": "phy"}]}),
             "network_data.links[0].ethernet_mac_address",
@@ -330,8 +342,14 @@ fn errors_name_the_offending_field() {
             json!({"links": [phy(json!({"ethernet_mac_address": "52:54:00:zz:00:01"}))]}),
             "network_data.links[0].ethernet_mac_address",
         ),
-        (json!({"links": [phy(json!({"mtu": "9000"}))]}), "network_data.links[0].mtu"),
-        (json!({"links": [phy(json!({"mtu": 20}))]}), "network_data.links[0].mtu"),
+        (
+            json!({"links": [phy(json!({"mtu": "9000"}))]}),
+            "network_data.links[0].mtu",
+        ),
+        (
+            json!({"links": [phy(json!({"mtu": 20}))]}),
+            "network_data.links[0].mtu",
+        ),
         (
             json!({"links": [phy(json!({})), phy(json!({}))]}),
             "network_data.links[1].id",
