@@ -335,9 +335,33 @@ fn is_ubuntu_lts(version: &str) -> bool {
     }
 }
 
-/// Snaps to remove on Ubuntu, in this order: anything but the base snaps, then `lxd`, then
-/// the `core*` bases, then `snapd` (a snap cannot go while another one needs it).
-pub const SNAP_REMOVAL_ORDER: &[&str] = &["<others>", "lxd", "core*", "snapd"];
+/// The snap names in `snap list` output: the first column of the lines under the `Name ...`
+/// header (no header, as in "No snaps are installed yet.", means none).
+pub fn parse_snap_list(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .skip_while(|l| l.split_whitespace().next() != Some("Name"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The order to `snap remove --purge` the installed snaps in: a snap cannot go while another
+/// needs it, so applications first, then `lxd`, then the `core*` bases, then `snapd` (the
+/// seed's order).
+pub fn snap_removal_order(installed: &[String]) -> Vec<String> {
+    let rank = |name: &str| match name {
+        "lxd" => 1,
+        "snapd" => 3,
+        n if n.starts_with("core") => 2,
+        _ => 0,
+    };
+    let mut ordered: Vec<String> = installed.to_vec();
+    // Stable: snaps of the same rank keep `snap list` order.
+    ordered.sort_by_key(|name| rank(name));
+    ordered
+}
 
 /// Packages purged before installing, so no snap machinery stays behind (Ubuntu family only;
 /// Debian images do not carry them).
@@ -483,6 +507,23 @@ ID=debian
             ["lxd", "lxd-agent-loader", "lxd-installer", "snapd"]
         );
         assert!(packages_to_purge(&OsRelease::parse(DEBIAN_13)).is_empty());
+    }
+
+    #[test]
+    fn snaps_are_removed_applications_first_then_lxd_bases_and_snapd() {
+        let listed = "Name    Version   Rev    Tracking       Publisher   Notes\n\
+                      core22  20240111  1122   latest/stable  canonical✓  base\n\
+                      lxd     5.21.1    28463  5.21/stable    canonical✓  -\n\
+                      snapd   2.63      21759  latest/stable  canonical✓  snapd\n\
+                      hello   2.10      42     latest/stable  canonical✓  -\n\
+                      core20  20240227  2264   latest/stable  canonical✓  base\n";
+        let names = parse_snap_list(listed);
+        assert_eq!(names, ["core22", "lxd", "snapd", "hello", "core20"]);
+        assert_eq!(
+            snap_removal_order(&names),
+            ["hello", "lxd", "core22", "core20", "snapd"]
+        );
+        assert!(parse_snap_list("No snaps are installed yet.\n").is_empty());
     }
 
     #[test]
