@@ -301,7 +301,14 @@ pub fn convert_network_data(network_data: &Value) -> Result<Converted, OrderErro
                 net.subnet.clone()
             })
             .collect();
-        let name = names[link.id.as_str()].clone();
+        let name = resolve(&names, &link.id, &link.path.key("id"), &parsed_links)?;
+        if name.len() > MAX_INTERFACE_NAME {
+            warnings.push(format!(
+                "{}: interface name {name:?} is longer than the kernel's {MAX_INTERFACE_NAME} \
+                 characters; the NIC cannot be renamed to it",
+                link.path
+            ));
+        }
         let entry = match &link.kind {
             LinkKind::Physical { declared_type } => {
                 if let Some(t) = declared_type {
@@ -470,6 +477,14 @@ fn parse_link(value: &Value, path: &Path) -> Result<ParsedLink, OrderError> {
         }
     }
     let name = optional_str(obj, "name", path)?.map(str::to_string);
+    let is_named_by_id = name.is_none();
+    let interface_name = name.as_deref().unwrap_or(&id);
+    if !matches!(link_type, Some("bond") | Some("vlan")) {
+        check_interface_name(
+            interface_name,
+            &path.key(if is_named_by_id { "id" } else { "name" }),
+        )?;
+    }
     let kind = match link_type {
         Some("bond") => parse_bond(obj, path)?,
         Some("vlan") => parse_vlan(obj, path)?,
@@ -931,6 +946,30 @@ fn check_netmask(value: &str, path: &Path) -> Result<(), OrderError> {
             path.to_string(),
             format!("{value:?} is not a netmask (e.g. 255.255.255.0, ffff:ffff:ffff:ffff:: or 24)"),
         ))
+    }
+}
+
+/// The kernel's limit on interface name length (IFNAMSIZ less the terminating NUL).
+pub const MAX_INTERFACE_NAME: usize = 15;
+
+/// Rejects what the kernel never accepts as an interface name (`dev_valid_name`).
+fn check_interface_name(value: &str, path: &Path) -> Result<(), OrderError> {
+    let invalid = value.is_empty()
+        || value == "."
+        || value == ".."
+        || value
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace());
+    if invalid {
+        Err(OrderError::new(
+            path.to_string(),
+            format!(
+                "{value:?} cannot name a network interface (it names the physical link): use \
+                 up to {MAX_INTERFACE_NAME} characters without '/', ':' or spaces"
+            ),
+        ))
+    } else {
+        Ok(())
     }
 }
 

@@ -424,6 +424,14 @@ fn errors_name_the_offending_field() {
             json!({"services": [{"type": "dns"}]}),
             "network_data.services[0].address",
         ),
+        (
+            json!({"links": [phy(json!({"name": "eth 0"}))]}),
+            "network_data.links[0].name",
+        ),
+        (
+            json!({"links": [phy(json!({"id": "a/b"}))]}),
+            "network_data.links[0].id",
+        ),
     ];
     for (input, field) in cases {
         let e = err(input.clone());
@@ -431,6 +439,19 @@ fn errors_name_the_offending_field() {
         assert!(!e.problem.is_empty());
         assert!(!e.to_string().contains('\n'));
     }
+}
+
+#[test]
+fn names_longer_than_the_kernel_allows_are_kept_with_a_warning() {
+    let converted = convert_network_data(&json!({
+        "links": [{"id": "tap2ecc7709-b3", "type": "ovs", "ethernet_mac_address": "fa:16:3e:69:b0:58"},
+                  {"id": "v", "type": "vlan", "vlan_link": "tap2ecc7709-b3", "vlan_id": 602,
+                   "vlan_mac_address": "fa:16:3e:69:b0:58"}]
+    }))
+    .expect("converts");
+    assert_eq!(vlans(&converted.config)[0].name, "tap2ecc7709-b3.602");
+    assert_eq!(converted.warnings.len(), 1, "{:?}", converted.warnings);
+    assert!(converted.warnings[0].starts_with("network_data.links[1]: "));
 }
 
 #[test]
