@@ -76,7 +76,20 @@ fn cloud_init_reads(yaml: &str) -> Value {
     run_reference(&["--read-yaml".as_ref(), file.as_os_str()])
 }
 
+/// The netplan config cloud-init renders from our network-config on the installed system.
+fn cloud_init_renders_netplan(yaml: &str) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("network-config");
+    std::fs::write(&file, yaml).expect("write yaml");
+    let text = run_reference_text(&["--render-netplan".as_ref(), file.as_os_str()]);
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("netplan YAML: {e}\n{text}"))
+}
+
 fn run_reference(args: &[&std::ffi::OsStr]) -> Value {
+    serde_json::from_str(&run_reference_text(args)).expect("convert.py prints JSON")
+}
+
+fn run_reference_text(args: &[&std::ffi::OsStr]) -> String {
     let out = Command::new(python())
         .arg(manifest_dir().join("tests/cloud_init_ref/convert.py"))
         .args(args)
@@ -89,7 +102,7 @@ fn run_reference(args: &[&std::ffi::OsStr]) -> Value {
         args,
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("convert.py prints JSON")
+    String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
 fn fixtures() -> Vec<PathBuf> {
@@ -155,4 +168,42 @@ fn conversion_matches_cloud_init() {
         "{} fixtures identical to cloud-init's conversion",
         files.len()
     );
+}
+
+#[test]
+fn cloud_init_renders_our_config_to_netplan_matching_nics_by_mac() {
+    if let Some(reason) = reference_unavailable() {
+        println!("SKIPPED cloud_init_renders_our_config_to_netplan_matching_nics_by_mac: {reason}");
+        return;
+    }
+    for fixture in fixtures() {
+        let (ours, yaml) = ours(&fixture);
+        let netplan = cloud_init_renders_netplan(&yaml);
+        let network = &netplan["network"];
+        let entries = ours["config"].as_array().expect("config list");
+        for entry in entries {
+            let name = entry["name"].as_str().unwrap_or_default();
+            let context = format!("{}: {name}", fixture.display());
+            match entry["type"].as_str() {
+                Some("physical") => {
+                    let eth = &network["ethernets"][name];
+                    assert_eq!(
+                        eth["match"]["macaddress"], entry["mac_address"],
+                        "{context}"
+                    );
+                    assert_eq!(eth["set-name"].as_str(), Some(name), "{context}");
+                }
+                Some("bond") => {
+                    let bond = &network["bonds"][name];
+                    assert_eq!(bond["interfaces"], entry["bond_interfaces"], "{context}");
+                }
+                Some("vlan") => {
+                    let vlan = &network["vlans"][name];
+                    assert_eq!(vlan["id"], entry["vlan_id"], "{context}");
+                    assert_eq!(vlan["link"], entry["vlan_link"], "{context}");
+                }
+                _ => {}
+            }
+        }
+    }
 }

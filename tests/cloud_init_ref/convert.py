@@ -3,6 +3,8 @@
 
 Usage: convert.py NETWORK_DATA_JSON
        convert.py --read-yaml FILE   (prints FILE as cloud-init's YAML reader sees it)
+       convert.py --render-netplan FILE   (prints the netplan YAML cloud-init makes of the
+                                           network config v1 in FILE)
 
 cloud-init's converter asks the running system which NIC has which MAC address; here every
 physical link's MAC is given the link's own name (or id), which is the naming ocimetal uses
@@ -15,6 +17,7 @@ import json
 import sys
 
 from cloudinit import net, util
+from cloudinit.net import netplan, network_state
 from cloudinit.sources.helpers import openstack
 
 
@@ -48,8 +51,18 @@ def read_yaml(path):
     json.dump(drop_nulls(loaded), sys.stdout, sort_keys=True)
 
 
+def render_netplan(path):
+    with open(path, encoding="utf-8") as f:
+        config = util.load_yaml(f.read())
+    state = network_state.parse_net_config_data(config, skip_broken=False)
+    # pylint: disable=protected-access
+    sys.stdout.write(netplan.Renderer({})._render_content(state))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--read-yaml":
         read_yaml(sys.argv[2])
+    elif sys.argv[1] == "--render-netplan":
+        render_netplan(sys.argv[2])
     else:
         main(sys.argv[1])
