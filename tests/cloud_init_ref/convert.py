@@ -3,6 +3,8 @@
 
 Usage: convert.py NETWORK_DATA_JSON
        convert.py --read-yaml FILE   (prints FILE as cloud-init's YAML reader sees it)
+       convert.py --read-seed ROOT   (prints what cloud-init's NoCloud datasource reads from
+                                     the seed ocimetal wrote under ROOT)
        convert.py --render-netplan FILE   (prints the netplan YAML cloud-init makes of the
                                            network config v1 in FILE)
 
@@ -51,6 +53,43 @@ def read_yaml(path):
     json.dump(drop_nulls(loaded), sys.stdout, sort_keys=True)
 
 
+def read_seed(root):
+    import os
+
+    from cloudinit import helpers
+    from cloudinit.sources import DataSourceNoCloud
+
+    cfg_path = os.path.join(root, "etc/cloud/cloud.cfg.d/99-ocimetal-nocloud.cfg")
+    with open(cfg_path, encoding="utf-8") as f:
+        sys_cfg = util.load_yaml(f.read())
+    # The seed is read where the installed system would find it, under ROOT here.
+    nocloud = sys_cfg["datasource"]["NoCloud"]
+    nocloud["seedfrom"] = "file://" + root + nocloud["seedfrom"][len("file://"):]
+    paths = helpers.Paths(
+        {
+            "cloud_dir": os.path.join(root, "var/lib/cloud"),
+            "run_dir": os.path.join(root, "run/cloud-init"),
+        }
+    )
+    source = DataSourceNoCloud.DataSourceNoCloud(sys_cfg, None, paths)
+    if not source._get_data():  # pylint: disable=protected-access
+        sys.exit("NoCloud did not accept the seed")
+    json.dump(
+        {
+            "datasource_list": sys_cfg["datasource_list"],
+            "metadata": source.metadata,
+            "userdata": source.userdata_raw.decode("utf-8")
+            if isinstance(source.userdata_raw, bytes)
+            else source.userdata_raw,
+            "network_config": drop_nulls(source.network_config),
+            "public_keys": source.get_public_ssh_keys(),
+            "hostname": source.get_hostname().hostname,
+        },
+        sys.stdout,
+        sort_keys=True,
+    )
+
+
 def render_netplan(path):
     with open(path, encoding="utf-8") as f:
         config = util.load_yaml(f.read())
@@ -62,6 +101,8 @@ def render_netplan(path):
 if __name__ == "__main__":
     if sys.argv[1] == "--read-yaml":
         read_yaml(sys.argv[2])
+    elif sys.argv[1] == "--read-seed":
+        read_seed(sys.argv[2])
     elif sys.argv[1] == "--render-netplan":
         render_netplan(sys.argv[2])
     else:

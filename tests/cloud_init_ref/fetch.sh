@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Unpacks Debian trixie's cloud-init (not installed, only extracted) into target/cloud-init-ref,
-# for the differential network test (tests/network_vs_cloud_init.rs). Also installs the three
+# for the differential network test (tests/cloud_init_reference.rs). Also installs the three
 # Python modules cloud-init's converter imports. Idempotent.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)

@@ -207,3 +207,62 @@ fn cloud_init_renders_our_config_to_netplan_matching_nics_by_mac() {
         }
     }
 }
+
+#[test]
+fn cloud_init_nocloud_reads_our_seed_as_the_configdrive_meant_it() {
+    use ocimetal::config::Secret;
+    use ocimetal::target::cloud_init::{nocloud_seed, SeedInput};
+
+    if let Some(reason) = reference_unavailable() {
+        println!("SKIPPED cloud_init_nocloud_reads_our_seed_as_the_configdrive_meant_it: {reason}");
+        return;
+    }
+    let meta_data = serde_json::json!({
+        "uuid": "0e7b8b6a-1111-4c3c-9d0e-6d2e5d9f4a10",
+        "hostname": "node-0.example.com",
+        "name": "node-0",
+        "metal3-name": "node-0",
+        "public_keys": {"default": "ssh-ed25519 AAAAC3Nza test@example"},
+        "flag": "on",
+        "mac": "52:54:00:12:34:56"
+    });
+    let user_data = Secret::new(b"#cloud-config\nruncmd:\n  - touch /marker\n".to_vec());
+    let fixture = manifest_dir().join("tests/fixtures/network_data/metal3_bond_mtu_dns.json");
+    let network_data: Value =
+        serde_json::from_slice(&std::fs::read(&fixture).expect("fixture")).expect("json");
+    let seed = nocloud_seed(&SeedInput {
+        meta_data: meta_data.as_object().expect("object"),
+        user_data: Some(&user_data),
+        network_data: Some(&network_data),
+        node_uuid: None,
+        hostname: Some("node-0"),
+    })
+    .expect("seed");
+
+    let root = tempfile::tempdir().expect("tempdir");
+    for file in &seed.files {
+        let path = root.path().join(&file.path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, file.contents.bytes()).expect("write");
+    }
+    let read = run_reference(&["--read-seed".as_ref(), root.path().as_os_str()]);
+
+    assert_eq!(
+        read["datasource_list"],
+        serde_json::json!(["NoCloud", "None"])
+    );
+    let md = &read["metadata"];
+    assert_eq!(md["instance-id"], "0e7b8b6a-1111-4c3c-9d0e-6d2e5d9f4a10");
+    assert_eq!(md["flag"], "on");
+    assert_eq!(md["mac"], "52:54:00:12:34:56");
+    assert_eq!(read["hostname"], "node-0");
+    assert_eq!(
+        read["public_keys"],
+        serde_json::json!(["ssh-ed25519 AAAAC3Nza test@example"])
+    );
+    assert_eq!(
+        read["userdata"],
+        "#cloud-config\nruncmd:\n  - touch /marker\n"
+    );
+    assert_eq!(read["network_config"], cloud_init_convert(&fixture));
+}
