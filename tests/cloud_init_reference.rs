@@ -212,6 +212,7 @@ fn cloud_init_renders_our_config_to_netplan_matching_nics_by_mac() {
 fn cloud_init_nocloud_reads_our_seed_as_the_configdrive_meant_it() {
     use ocimetal::config::Secret;
     use ocimetal::target::cloud_init::{nocloud_seed, SeedInput};
+    use ocimetal::target::files::Hostname;
 
     if let Some(reason) = reference_unavailable() {
         println!("SKIPPED cloud_init_nocloud_reads_our_seed_as_the_configdrive_meant_it: {reason}");
@@ -235,7 +236,7 @@ fn cloud_init_nocloud_reads_our_seed_as_the_configdrive_meant_it() {
         user_data: Some(&user_data),
         network_data: Some(&network_data),
         node_uuid: None,
-        hostname: Some("node-0"),
+        hostname: Some(&Hostname::parse("node-0", "hostname").expect("valid")),
     })
     .expect("seed");
 

@@ -8,6 +8,7 @@
 //! [`super::network`].
 
 use super::file::TargetFile;
+use super::files::Hostname;
 use super::network::convert_network_data;
 use super::yaml;
 use crate::config::Secret;
@@ -35,7 +36,7 @@ pub struct SeedInput<'a> {
     /// The Ironic node UUID, the instance id when meta_data has none.
     pub node_uuid: Option<&'a str>,
     /// The hostname the installer chose (also written to /etc/hostname).
-    pub hostname: Option<&'a str>,
+    pub hostname: Option<&'a Hostname>,
 }
 
 /// The seed files, and warnings for the log.
@@ -103,7 +104,7 @@ pub fn render_meta_data(input: &SeedInput<'_>) -> Result<String, OrderError> {
     // The hostname the installer writes to /etc/hostname wins, so cloud-init agrees with it.
     let hostname = input
         .hostname
-        .map(str::to_string)
+        .map(|h| h.as_str().to_string())
         .or_else(|| non_empty_str(&meta, "local-hostname").map(str::to_string))
         .or_else(|| non_empty_str(&meta, "hostname").map(str::to_string));
     if let Some(hostname) = hostname {
@@ -260,6 +261,7 @@ mod tests {
 
     #[test]
     fn meta_data_keeps_everything_and_adds_nocloud_keys() {
+        let chosen = Hostname::parse("chosen", "hostname").expect("valid");
         let md = meta(json!({
             "uuid": "u-1",
             "hostname": "from-meta",
@@ -272,7 +274,7 @@ mod tests {
             user_data: None,
             network_data: None,
             node_uuid: None,
-            hostname: Some("chosen"),
+            hostname: Some(&chosen),
         };
         let text = render_meta_data(&input).expect("renders");
         let back = read_back(&text);
