@@ -267,3 +267,87 @@ fn cloud_init_nocloud_reads_our_seed_as_the_configdrive_meant_it() {
     );
     assert_eq!(read["network_config"], cloud_init_convert(&fixture));
 }
+
+#[test]
+fn awkward_strings_and_keys_read_back_identically_in_cloud_init() {
+    if let Some(reason) = reference_unavailable() {
+        println!("SKIPPED awkward_strings_and_keys_read_back_identically_in_cloud_init: {reason}");
+        return;
+    }
+    let awkward = [
+        "",
+        " lead",
+        "trail ",
+        "- dash",
+        "# hash",
+        "a: b",
+        "'single'",
+        "\"double\"",
+        "%percent",
+        "@at",
+        "`tick",
+        "*star",
+        "&amp",
+        "!bang",
+        "|pipe",
+        ">gt",
+        "?q",
+        "{brace}",
+        "[bracket]",
+        "yes",
+        "No",
+        "ON",
+        "off",
+        "y",
+        "n",
+        "~",
+        "null",
+        "Null",
+        "true",
+        "0x1F",
+        "0o17",
+        "012",
+        "1_000",
+        "1e3",
+        ".5",
+        "1:20",
+        "190:20:30",
+        "52:54:00:00:00:01",
+        "2001:db8::1",
+        "2025-01-31",
+        "2025-01-31T12:00:00Z",
+        "tab\there",
+        "new\nline",
+        "cr\rreturn",
+        "back\\slash",
+        "bell\u{7}",
+        "del\u{7f}",
+        "nbsp\u{a0}",
+        "ls\u{2028}ps\u{2029}",
+        "bom\u{feff}",
+        "é ü ß",
+        "日本語",
+        "emoji 🦀",
+        "=",
+        "<<",
+        "---",
+        "...",
+    ];
+    let mut map = serde_json::Map::new();
+    for (i, s) in awkward.iter().enumerate() {
+        map.insert(format!("k{i}"), Value::String((*s).to_string()));
+        map.insert((*s).to_string(), Value::from(i));
+    }
+    map.insert("list".into(), Value::from(awkward.to_vec()));
+    map.insert(
+        "numbers".into(),
+        serde_json::json!([0, -1, 1.5, 1e300, -2.5e-8, true, false]),
+    );
+    map.insert(
+        "nested".into(),
+        serde_json::json!({"a": [{"b": [[]], "c": {}}], "": "empty key"}),
+    );
+    let value = Value::Object(map);
+    let yaml = ocimetal::target::yaml::to_yaml(&value).expect("yaml");
+    assert_eq!(cloud_init_reads(&yaml), value, "{yaml}");
+}
