@@ -10,7 +10,8 @@ use crate::exec::{cmd, run, run_tolerant};
 use crate::plan::{self, Plan};
 use crate::storage::{mount::MountStack, partition, stack, sysfs, wipe};
 use crate::systemd::notify_status;
-use crate::target::{apt, bootloader, chroot::Chroot, efi};
+use crate::target::record::{DeploymentRecord, RecordedDisk, RecordedImage};
+use crate::target::{apt, bootloader, chroot::Chroot, efi, packages::OsRelease, write};
 use anyhow::Context;
 use phases::Phases;
 use std::path::{Path, PathBuf};
@@ -32,17 +33,19 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
     })?;
     tracing::info!("image {} is {}", plan.image, resolved.manifest_digest);
 
-    let identity = reentry::identity(orders);
+    let started = std::time::SystemTime::now();
+    let orders_hash = reentry::orders_hash(orders);
     if !orders.force {
         let primary_esp = &plan.layout[0].partitions[0].device;
         if let Some(marker) = reentry::read_marker(primary_esp) {
-            if marker.identity == identity {
+            if marker.is_same_deployment(orders.node_uuid.as_deref(), &orders_hash) {
                 tracing::info!(
-                    "this deployment ({identity}, {} {}) is already installed on {}: \
+                    "this deployment ({} {}, finished {}) is already installed on {}: \
                      booting it instead of reinstalling (ocimetal.force reinstalls)",
-                    marker.image,
-                    marker.digest,
-                    marker.disks.join(", ")
+                    marker.image.reference,
+                    marker.image.digest,
+                    marker.finished_at,
+                    plan.disks.join(", ")
                 );
                 notify_status("already deployed: booting the installed system", false);
                 match efi::boot_next_to_ours(&plan.boot_entries) {
@@ -53,8 +56,9 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
                 return power_action(&runtime, orders.reboot.value, None);
             }
             tracing::info!(
-                "the disks hold another deployment ({}); reinstalling",
-                marker.identity
+                "the disks hold another deployment ({}, {}); reinstalling",
+                marker.image.reference,
+                marker.orders_hash
             );
         }
     }
@@ -85,8 +89,7 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
     tracing::info!("pull: {report}");
 
     let chroot = Chroot::enter(&root)?;
-    let os = crate::target::packages::OsRelease::read(&root)
-        .context("reading the image's os-release")?;
+    let os = read_os_release(&root)?;
     let os_id = os.id.clone();
     phases.run("packages", || {
         let wanted = crate::target::packages::packages_for(&os, plan.arch)?;
@@ -94,18 +97,20 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
             std::fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap_or_default();
         let installed = apt::installed_packages(&status);
         let missing = apt::missing_packages(&wanted, &installed, apt::has_kernel(&root));
-        let unwanted: Vec<String> = crate::target::packages::unwanted_packages(&os)
+        let unwanted: Vec<String> = crate::target::packages::packages_to_purge(&os)
             .into_iter()
             .filter(|p| installed.contains(p))
             .collect();
         apt::install(&chroot, &missing, &unwanted, orders.apt_proxy.as_deref())
     })?;
     phases.run("files", || {
-        let arrays = match plan.raid {
-            true => stack::mdadm_array_lines()?,
-            false => Vec::new(),
+        let scan = match plan.raid {
+            true => stack::mdadm_array_lines()?.join("\n"),
+            false => String::new(),
         };
-        crate::target::write_files(&root, plan, orders, &arrays, &resolved.manifest_digest)
+        let existing = |path: &str| std::fs::read_to_string(root.join(path)).ok();
+        let files = write::target_files(plan, orders, &scan, &existing)?;
+        write::write_all(&root, &files)
     })?;
     phases.run("initramfs", || bootloader::build_initramfs(&chroot))?;
     phases.run("bootloader", || {
@@ -124,22 +129,45 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
         }
         bootloader::update_grub(&chroot)
     })?;
+    // The firmware entry starts shim when the image has it (Secure Boot), GRUB otherwise.
+    let esp = root.join("boot/efi");
+    let shim = plan.arch.shim_loader_name();
+    let loader = if bootloader::find_case_insensitive(&esp, &["EFI", &os_id, shim]).is_some() {
+        shim
+    } else {
+        plan.arch.grub_loader_name()
+    };
+    let boot_entries: Vec<plan::BootEntry> = plan
+        .boot_entries
+        .iter()
+        .map(|e| plan::BootEntry {
+            loader: e.loader.replace(shim, loader),
+            ..e.clone()
+        })
+        .collect();
     let kexec_loaded = match orders.reboot.value {
         RebootAction::Kexec => Some(load_kexec(&root)?),
         _ => None,
     };
     chroot.leave()?;
     phases.run("record", || {
-        let marker = reentry::Marker {
-            identity: identity.clone(),
-            image: plan.image.clone(),
-            digest: resolved.manifest_digest.clone(),
-            disks: plan.disks.clone(),
-            completed_at: crate::target::now_rfc3339(),
-        };
+        let record = DeploymentRecord::new(
+            orders.node_uuid.clone(),
+            orders_hash.clone(),
+            RecordedImage {
+                reference: plan.image.clone(),
+                digest: resolved.manifest_digest.clone(),
+                platform: plan.platform.clone(),
+            },
+            plan.disk_details.iter().map(RecordedDisk::from).collect(),
+            started,
+            std::time::SystemTime::now(),
+        );
+        write::write_all(&root, &[record.to_file()?])?;
+        // Last of all, so a marker on the ESP always means a complete install.
         for install in &plan.bootloader {
             let dir = root.join(install.efi_directory.trim_start_matches('/'));
-            reentry::write_marker(&dir, &marker)?;
+            reentry::write_marker(&dir, &record)?;
         }
         Ok(())
     })?;
@@ -149,7 +177,7 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
         Ok(())
     })?;
     phases.run("efi-entries", || {
-        match efi::ensure_entries(&plan.boot_entries, &os_id) {
+        match efi::ensure_entries(&boot_entries, &os_id) {
             Ok(numbers) => tracing::info!("efi: entries {}", numbers.join(", ")),
             // The removable fallback path is on every ESP: the disk still boots.
             Err(err) => tracing::warn!("EFI entries not written ({err:#}); firmware will use \\EFI\\BOOT"),
@@ -165,6 +193,14 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
     );
     notify_status("installed", true);
     power_action(&runtime, orders.reboot.value, kexec_loaded)
+}
+
+fn read_os_release(root: &Path) -> anyhow::Result<OsRelease> {
+    ["etc/os-release", "usr/lib/os-release"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(root.join(p)).ok())
+        .map(|text| OsRelease::parse(&text))
+        .context("the image has no /etc/os-release or /usr/lib/os-release")
 }
 
 /// Refuses targets that hold a mounted filesystem: that would be the running system or the

@@ -87,7 +87,7 @@ pub fn kernel_versions(root: &Path) -> Vec<String> {
 
 /// FAT is case-insensitive but our view of it is through names: look each component up
 /// without regard to case.
-fn find_case_insensitive(base: &Path, components: &[&str]) -> Option<std::path::PathBuf> {
+pub fn find_case_insensitive(base: &Path, components: &[&str]) -> Option<std::path::PathBuf> {
     let mut path = base.to_path_buf();
     for component in components {
         let entry = std::fs::read_dir(&path).ok()?.flatten().find(|e| {

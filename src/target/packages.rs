@@ -64,6 +64,22 @@ impl Arch {
         }
     }
 
+    /// The shim loader grub-install places next to GRUB (Secure Boot chain start).
+    pub fn shim_loader_name(self) -> &'static str {
+        match self {
+            Self::X86_64 => "shimx64.efi",
+            Self::Aarch64 => "shimaa64.efi",
+        }
+    }
+
+    /// The GRUB EFI image, booted directly when no shim is installed.
+    pub fn grub_loader_name(self) -> &'static str {
+        match self {
+            Self::X86_64 => "grubx64.efi",
+            Self::Aarch64 => "grubaa64.efi",
+        }
+    }
+
     /// OCI platform to pull.
     pub fn oci_platform(self) -> &'static str {
         match self {
