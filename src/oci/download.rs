@@ -9,6 +9,7 @@ use super::verify::BlobVerifier;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use oci_client::client::BlobResponse;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -22,21 +23,34 @@ pub(crate) enum Chunk {
     Failed(String),
 }
 
-/// The first failure of any download, so that everyone else stops early.
+/// The first failure of any download or of the applier, so that everyone else stops early;
+/// and the layer being applied, whose download finishes verifying even after a failure.
 #[derive(Default)]
-pub(crate) struct Abort(Mutex<Option<String>>);
+pub(crate) struct Abort {
+    reason: Mutex<Option<String>>,
+    applying: AtomicUsize,
+}
 
 impl Abort {
     /// Records a failure (the first one wins).
     pub fn set(&self, why: String) {
-        if let Ok(mut slot) = self.0.lock() {
+        if let Ok(mut slot) = self.reason.lock() {
             slot.get_or_insert(why);
         }
     }
 
     /// The recorded failure, if any.
     pub fn reason(&self) -> Option<String> {
-        self.0.lock().ok().and_then(|slot| slot.clone())
+        self.reason.lock().ok().and_then(|slot| slot.clone())
+    }
+
+    /// Marks layer `index` as the one being applied.
+    pub fn set_applying(&self, index: usize) {
+        self.applying.store(index, Ordering::Relaxed);
+    }
+
+    fn is_applying(&self, index: usize) -> bool {
+        self.applying.load(Ordering::Relaxed) == index
     }
 }
 
@@ -146,9 +160,15 @@ impl LayerDownload<'_> {
             // The registry ignored the range: drop what was already applied.
             BlobResponse::Full(stream) => (stream, offset),
         };
+        let mut sending = true;
         while verifier.remaining() > 0 {
+            // When the applier failed on this very layer (say, a gzip error), read the blob
+            // to its end anyway: a digest mismatch is the cause worth reporting.
             if self.abort.reason().is_some() {
-                return Err(Interrupted::ConsumerGone);
+                if !self.abort.is_applying(self.index) {
+                    return Err(Interrupted::ConsumerGone);
+                }
+                sending = false;
             }
             let mut bytes = match stream.next().await {
                 Some(Ok(bytes)) => bytes,
@@ -171,9 +191,12 @@ impl LayerDownload<'_> {
             }
             verifier.update(&bytes).map_err(Interrupted::Fatal)?;
             self.progress.add(self.index, bytes.len() as u64);
-            tx.send(Chunk::Data(bytes))
-                .await
-                .map_err(|_| Interrupted::ConsumerGone)?;
+            if sending && tx.send(Chunk::Data(bytes)).await.is_err() {
+                if !self.abort.is_applying(self.index) {
+                    return Err(Interrupted::ConsumerGone);
+                }
+                sending = false;
+            }
         }
         Ok(())
     }

@@ -75,6 +75,11 @@ pub async fn pull_into_sink(
         .find(|e| e.host == resolved.source)
         .or(registry.endpoints.last())
         .context("no registry to pull from")?;
+    // Blob requests only authenticate with credentials the client already holds.
+    registry
+        .client
+        .store_auth_if_needed(endpoint.reference.resolve_registry(), &endpoint.auth)
+        .await;
 
     let layers = resolved.layers.clone();
     let progress = Progress::new(layers.iter().map(|l| l.size).collect());
@@ -140,6 +145,7 @@ fn apply_all(
 ) -> Result<Vec<LayerStats>, (usize, anyhow::Error)> {
     let mut all = Vec::with_capacity(layers.len());
     for (index, (layer, rx)) in layers.iter().zip(receivers).enumerate() {
+        abort.set_applying(index);
         let mut raw = ChannelReader {
             rx,
             current: Bytes::new(),
