@@ -5,9 +5,7 @@ mod registry;
 
 use ocimetal::config::Secret;
 use ocimetal::oci::{pull_into_sink, resolve, Compression, PullError, PullOptions, RetryPolicy};
-use registry::{
-    noise, read, tar_layer, Entry, Flavour, Layer, Pusher, TestRegistry, UnpackSink,
-};
+use registry::{noise, read, tar_layer, Entry, Flavour, Layer, Pusher, TestRegistry, UnpackSink};
 use std::path::Path;
 use std::time::Duration;
 
@@ -24,9 +22,15 @@ fn options(registry: &TestRegistry) -> PullOptions {
     }
 }
 
-async fn pull(image: &str, opts: &PullOptions, root: &Path) -> anyhow::Result<ocimetal::oci::PullReport> {
+async fn pull(
+    image: &str,
+    opts: &PullOptions,
+    root: &Path,
+) -> anyhow::Result<ocimetal::oci::PullReport> {
     let resolved = resolve(image, opts).await?;
-    let sink = Box::new(UnpackSink { root: root.to_path_buf() });
+    let sink = Box::new(UnpackSink {
+        root: root.to_path_buf(),
+    });
     pull_into_sink(&resolved, opts, sink).await
 }
 
@@ -70,21 +74,32 @@ async fn pulls_gzip_zstd_and_plain_layers_in_order() {
     assert_eq!(resolved.index_digest, None);
     assert_eq!(resolved.platform.to_string(), "linux/amd64");
     let compressions: Vec<Compression> = resolved.layers.iter().map(|l| l.compression).collect();
-    assert_eq!(compressions, [Compression::Gzip, Compression::Zstd, Compression::None]);
+    assert_eq!(
+        compressions,
+        [Compression::Gzip, Compression::Zstd, Compression::None]
+    );
     let digests: Vec<String> = layers.iter().map(Layer::digest).collect();
     let resolved_digests: Vec<String> = resolved.layers.iter().map(|l| l.digest.clone()).collect();
     assert_eq!(resolved_digests, digests);
 
     let root = tempfile::tempdir().unwrap();
-    let sink = Box::new(UnpackSink { root: root.path().to_path_buf() });
+    let sink = Box::new(UnpackSink {
+        root: root.path().to_path_buf(),
+    });
     let report = pull_into_sink(&resolved, &opts, sink).await.unwrap();
     let total: usize = layers.iter().map(|l| l.blob.len()).sum();
     assert_eq!(report.downloaded_bytes, total as u64);
     assert_eq!(report.layers.len(), 3);
     assert_eq!(report.layers[1].whiteouts, 1);
-    assert_eq!(read(root.path(), "etc/os-release"), "ID=debian\nVERSION_ID=13\n");
+    assert_eq!(
+        read(root.path(), "etc/os-release"),
+        "ID=debian\nVERSION_ID=13\n"
+    );
     assert!(!root.path().join("etc/gone").exists());
-    assert_eq!(std::fs::read(root.path().join("usr/big")).unwrap(), noise(300_000, 1));
+    assert_eq!(
+        std::fs::read(root.path().join("usr/big")).unwrap(),
+        noise(300_000, 1)
+    );
     assert_eq!(
         std::fs::read_link(root.path().join("etc/link")).unwrap(),
         Path::new("os-release")
@@ -95,7 +110,10 @@ async fn pulls_gzip_zstd_and_plain_layers_in_order() {
 async fn pulls_docker_schema2_images_and_by_digest() {
     let registry = TestRegistry::start();
     let image = format!("{}/test/docker:2", registry.host());
-    let layers = vec![Layer::docker_gzip(tar_layer(&[Entry::File("hello", b"docker\n")]))];
+    let layers = vec![Layer::docker_gzip(tar_layer(&[Entry::File(
+        "hello",
+        b"docker\n",
+    )]))];
     let pushed = Pusher::new(&registry.host())
         .push_image(&image, &layers, ("linux", "amd64"), Flavour::DockerSchema2)
         .await;
@@ -157,16 +175,25 @@ async fn selects_the_platform_from_an_index_with_an_attestation() {
         ("linux/arm64", &arm64.digest, "arm64"),
         ("linux/arm64/v8", &arm64.digest, "arm64"),
     ] {
-        let opts = PullOptions { platform: platform.parse().unwrap(), ..options(&registry) };
+        let opts = PullOptions {
+            platform: platform.parse().unwrap(),
+            ..options(&registry)
+        };
         let root = tempfile::tempdir().unwrap();
         let resolved = resolve(&image, &opts).await.unwrap();
         assert_eq!(&resolved.manifest_digest, want_digest, "{platform}");
-        assert_eq!(resolved.index_digest.as_deref(), Some(index.digest.as_str()));
+        assert_eq!(
+            resolved.index_digest.as_deref(),
+            Some(index.digest.as_str())
+        );
         pull(&image, &opts, root.path()).await.unwrap();
         assert_eq!(read(root.path(), "arch"), want_arch);
     }
 
-    let opts = PullOptions { platform: "linux/s390x".parse().unwrap(), ..options(&registry) };
+    let opts = PullOptions {
+        platform: "linux/s390x".parse().unwrap(),
+        ..options(&registry)
+    };
     let err = resolve(&image, &opts).await.unwrap_err();
     assert!(matches!(pull_error(&err), PullError::NoSuchPlatform { .. }));
     let msg = err.to_string();
@@ -189,7 +216,11 @@ async fn a_single_manifest_for_another_platform_is_refused() {
         )
         .await;
     let err = resolve(&image, &options(&registry)).await.unwrap_err();
-    assert!(err.to_string().contains("has no linux/amd64 variant; it has: linux/arm64"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("has no linux/amd64 variant; it has: linux/arm64"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -211,11 +242,16 @@ async fn unknown_images_tags_and_digests_are_one_line_errors() {
         format!("{host}/test/known@{missing_digest}"),
     ] {
         let err = resolve(&image, &options(&registry)).await.unwrap_err();
-        assert!(matches!(pull_error(&err), PullError::NotFound { .. }), "{image}: {err:#}");
+        assert!(
+            matches!(pull_error(&err), PullError::NotFound { .. }),
+            "{image}: {err:#}"
+        );
         let msg = format!("{err:#}");
         assert!(msg.contains("not found") && !msg.contains('\n'), "{msg}");
     }
-    let err = resolve("Not A Reference", &options(&registry)).await.unwrap_err();
+    let err = resolve("Not A Reference", &options(&registry))
+        .await
+        .unwrap_err();
     assert!(err.downcast_ref::<ocimetal::error::OrderError>().is_some());
 }
 
@@ -231,7 +267,10 @@ async fn basic_auth_from_config_json_and_pull_secret() {
     Pusher::with_auth(&host, good)
         .push_image(
             &image,
-            &[Layer::gzip(tar_layer(&[Entry::File("secret-file", b"inside")]))],
+            &[Layer::gzip(tar_layer(&[Entry::File(
+                "secret-file",
+                b"inside",
+            )]))],
             ("linux", "amd64"),
             Flavour::Oci,
         )
@@ -239,7 +278,10 @@ async fn basic_auth_from_config_json_and_pull_secret() {
 
     // Anonymous: refused, in one line that names the registry and no credentials.
     let err = resolve(&image, &options(&registry)).await.unwrap_err();
-    assert!(matches!(pull_error(&err), PullError::Unauthorized { .. }), "{err:#}");
+    assert!(
+        matches!(pull_error(&err), PullError::Unauthorized { .. }),
+        "{err:#}"
+    );
     assert!(err.to_string().contains(&host));
 
     let dir = tempfile::tempdir().unwrap();
@@ -257,7 +299,10 @@ async fn basic_auth_from_config_json_and_pull_secret() {
         ..options(&registry)
     };
     let err = resolve(&image, &wrong).await.unwrap_err();
-    assert!(matches!(pull_error(&err), PullError::Unauthorized { .. }), "{err:#}");
+    assert!(
+        matches!(pull_error(&err), PullError::Unauthorized { .. }),
+        "{err:#}"
+    );
     assert!(!format!("{err:#}").contains("nope-nope"));
 
     let right = PullOptions {
@@ -271,7 +316,10 @@ async fn basic_auth_from_config_json_and_pull_secret() {
     // Ironic's pull secret (base64 user:password) wins over a wrong auth file.
     use base64::Engine;
     let secret = base64::engine::general_purpose::STANDARD.encode("ironic:s3cret-pw");
-    let with_secret = PullOptions { pull_secret: Some(Secret::new(secret)), ..wrong };
+    let with_secret = PullOptions {
+        pull_secret: Some(Secret::new(secret)),
+        ..wrong
+    };
     let root = tempfile::tempdir().unwrap();
     pull(&image, &with_secret, root.path()).await.unwrap();
     assert_eq!(read(root.path(), "secret-file"), "inside");
@@ -340,7 +388,13 @@ async fn plain_http_only_for_registries_named_insecure() {
             Flavour::Oci,
         )
         .await;
-    let https_only = PullOptions { insecure_registries: vec![], ..options(&registry) };
+    let https_only = PullOptions {
+        insecure_registries: vec![],
+        ..options(&registry)
+    };
     let err = resolve(&image, &https_only).await.unwrap_err();
-    assert!(matches!(pull_error(&err), PullError::Unavailable { .. }), "{err:#}");
+    assert!(
+        matches!(pull_error(&err), PullError::Unavailable { .. }),
+        "{err:#}"
+    );
 }

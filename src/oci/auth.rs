@@ -206,20 +206,35 @@ mod tests {
 
         let secret = Secret::new(b64("ironic:s3cret"));
         let creds = Credentials::load(Some(&path), Some(&secret)).unwrap();
-        assert_eq!(creds.for_registry("r.example", "r.example"), basic("ironic", "s3cret"));
+        assert_eq!(
+            creds.for_registry("r.example", "r.example"),
+            basic("ironic", "s3cret")
+        );
         // A bare secret belongs to the image's registry, not to a mirror.
-        assert_eq!(creds.for_registry("mirror:5000", "r.example"), RegistryAuth::Anonymous);
+        assert_eq!(
+            creds.for_registry("mirror:5000", "r.example"),
+            RegistryAuth::Anonymous
+        );
 
         let creds = Credentials::load(None, Some(&Secret::new("plain:pw"))).unwrap();
         assert_eq!(creds.for_registry("r", "r"), basic("plain", "pw"));
 
         let config = serde_json::json!({"auths": {"mirror:5000": {"auth": b64("m:p")}}});
         let creds = Credentials::load(Some(&path), Some(&Secret::new(config.to_string()))).unwrap();
-        assert_eq!(creds.for_registry("mirror:5000", "r.example"), basic("m", "p"));
-        assert_eq!(creds.for_registry("r.example", "r.example"), basic("file", "f"));
+        assert_eq!(
+            creds.for_registry("mirror:5000", "r.example"),
+            basic("m", "p")
+        );
+        assert_eq!(
+            creds.for_registry("r.example", "r.example"),
+            basic("file", "f")
+        );
 
         let creds = Credentials::load(None, Some(&Secret::new("opaque-token"))).unwrap();
-        assert_eq!(creds.for_registry("r", "r"), RegistryAuth::Bearer("opaque-token".into()));
+        assert_eq!(
+            creds.for_registry("r", "r"),
+            RegistryAuth::Bearer("opaque-token".into())
+        );
     }
 
     #[test]
@@ -229,7 +244,9 @@ mod tests {
         std::fs::write(&path, r#"{"auths": "hunter2-secret"}"#).unwrap();
         let err = Credentials::load(Some(&path), None).err().unwrap();
         assert!(!format!("{err:#}").contains("hunter2"));
-        let missing = Credentials::load(Some(&dir.path().join("none")), None).err().unwrap();
+        let missing = Credentials::load(Some(&dir.path().join("none")), None)
+            .err()
+            .unwrap();
         assert!(format!("{missing:#}").contains("cannot read auth file"));
     }
 }

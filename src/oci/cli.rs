@@ -133,7 +133,10 @@ mod tests {
         assert_eq!(opts.platform.to_string(), "linux/arm64/v8");
         assert_eq!(opts.insecure_registries, ["a:5000", "b"]);
         assert_eq!(opts.mirrors[0].endpoint, "http://m:5000");
-        assert_eq!(opts.auth_file.as_deref(), Some(std::path::Path::new("/a.json")));
+        assert_eq!(
+            opts.auth_file.as_deref(),
+            Some(std::path::Path::new("/a.json"))
+        );
     }
 
     #[test]

@@ -151,10 +151,8 @@ impl LayerDownload<'_> {
                 )
             })
             .await
-            .map_err(|err| match err {
-                PullError::Unavailable { cause, .. } => Interrupted::Transient(cause),
-                other => Interrupted::Fatal(other),
-            })?;
+            // Opening the stream has had its own retries.
+            .map_err(Interrupted::Fatal)?;
         let (mut stream, mut skip) = match response {
             BlobResponse::Partial(stream) => (stream, 0),
             // The registry ignored the range: drop what was already applied.

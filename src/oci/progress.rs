@@ -51,7 +51,12 @@ impl Progress {
             .enumerate()
             .map(|(i, (done, size))| {
                 let done = done.load(Ordering::Relaxed);
-                format!("{}:{:.1}/{:.1}", i + 1, done as f64 / MIB, *size as f64 / MIB)
+                format!(
+                    "{}:{:.1}/{:.1}",
+                    i + 1,
+                    done as f64 / MIB,
+                    *size as f64 / MIB
+                )
             })
             .collect();
         tracing::info!(

@@ -96,23 +96,22 @@ pub async fn pull_into_sink(
     };
     let ticker = progress.spawn_ticker();
     let parallel = opts.parallel_downloads.max(1);
-    let downloads: Vec<Result<(), PullError>> = futures_util::stream::iter(
-        layers.iter().zip(senders).enumerate(),
-    )
-    .map(|(index, (layer, tx))| {
-        LayerDownload {
-            registry: &registry,
-            endpoint,
-            layer,
-            index,
-            progress: Arc::clone(&progress),
-            abort: Arc::clone(&abort),
-        }
-        .run(tx)
-    })
-    .buffered(parallel)
-    .collect()
-    .await;
+    let downloads: Vec<Result<(), PullError>> =
+        futures_util::stream::iter(layers.iter().zip(senders).enumerate())
+            .map(|(index, (layer, tx))| {
+                LayerDownload {
+                    registry: &registry,
+                    endpoint,
+                    layer,
+                    index,
+                    progress: Arc::clone(&progress),
+                    abort: Arc::clone(&abort),
+                }
+                .run(tx)
+            })
+            .buffered(parallel)
+            .collect()
+            .await;
     // Always wait for the applier: nothing may write into the tree after we return.
     let applied = applier.await;
     ticker.abort();
@@ -178,9 +177,9 @@ fn apply_one(
     let mut tar: Box<dyn Read + '_> = match layer.compression {
         Compression::None => Box::new(input),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(input).context("cannot start zstd")?,
-        ),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(input).context("cannot start zstd")?)
+        }
     };
     let stats = sink.apply_layer(&mut tar)?;
     // The tar end marker may come before the end of the blob: read on, so that the whole

@@ -14,7 +14,9 @@ pub enum PullError {
         registry: String,
     },
     /// The registry refused the credentials (or wants some).
-    #[error("registry {registry} refused access to {reference}: check the auth file or pull secret")]
+    #[error(
+        "registry {registry} refused access to {reference}: check the auth file or pull secret"
+    )]
     Unauthorized {
         /// Normalised reference.
         reference: String,

@@ -20,7 +20,11 @@ pub fn parse_reference(image: &str) -> Result<Reference, OrderError> {
         .parse::<Reference>()
         .map_err(|err| invalid(err.to_string()))?;
     // Docker refuses upper case in repository names; registries would answer 404 or 400.
-    if reference.repository().chars().any(|c| c.is_ascii_uppercase()) {
+    if reference
+        .repository()
+        .chars()
+        .any(|c| c.is_ascii_uppercase())
+    {
         return Err(invalid("repository names are lower case".into()));
     }
     Ok(reference)

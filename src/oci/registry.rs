@@ -116,7 +116,11 @@ impl Registry {
     }
 
     /// Runs `op` against `endpoint`, retrying transient failures with backoff.
-    pub async fn with_retries<T, F, Fut>(&self, endpoint: &Endpoint, mut op: F) -> Result<T, PullError>
+    pub async fn with_retries<T, F, Fut>(
+        &self,
+        endpoint: &Endpoint,
+        mut op: F,
+    ) -> Result<T, PullError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, OciDistributionError>>,
@@ -166,11 +170,13 @@ fn classify(err: OciDistributionError, endpoint: &Endpoint) -> Failure {
         })
     };
     match err {
-        OciDistributionError::RequestError(e) if e.is_builder() => Failure::Fatal(PullError::Other {
-            cause: one_line(&e),
-            reference,
-            registry,
-        }),
+        OciDistributionError::RequestError(e) if e.is_builder() => {
+            Failure::Fatal(PullError::Other {
+                cause: one_line(&e),
+                reference,
+                registry,
+            })
+        }
         OciDistributionError::RequestError(e) => Failure::Transient(one_line(&e)),
         OciDistributionError::IoError(e) => Failure::Transient(one_line(&e)),
         OciDistributionError::ServerError { code, message, .. } => match code {
@@ -197,7 +203,8 @@ fn classify(err: OciDistributionError, endpoint: &Endpoint) -> Failure {
             {
                 not_found()
             } else {
-                let messages: Vec<&str> = envelope.errors.iter().map(|e| e.message.as_str()).collect();
+                let messages: Vec<&str> =
+                    envelope.errors.iter().map(|e| e.message.as_str()).collect();
                 Failure::Fatal(PullError::Other {
                     cause: first_line(&messages.join("; ")),
                     reference,
@@ -209,7 +216,11 @@ fn classify(err: OciDistributionError, endpoint: &Endpoint) -> Failure {
         | OciDistributionError::AuthenticationFailure(_) => unauthorized(),
         OciDistributionError::DigestError(e) => Failure::Fatal(PullError::Verification {
             what: "manifest",
-            digest: endpoint.reference.digest().unwrap_or("(by tag)").to_string(),
+            digest: endpoint
+                .reference
+                .digest()
+                .unwrap_or("(by tag)")
+                .to_string(),
             problem: one_line(&e),
         }),
         other => Failure::Fatal(PullError::Other {
@@ -274,7 +285,11 @@ fn load_ca_file(path: Option<&std::path::Path>) -> anyhow::Result<Vec<Certificat
     const END: &str = "-----END CERTIFICATE-----";
     let certs: Vec<Certificate> = text
         .split_inclusive(END)
-        .filter_map(|block| block.find("-----BEGIN CERTIFICATE-----").map(|at| &block[at..]))
+        .filter_map(|block| {
+            block
+                .find("-----BEGIN CERTIFICATE-----")
+                .map(|at| &block[at..])
+        })
         .filter(|block| block.ends_with(END))
         .map(|block| Certificate {
             encoding: CertificateEncoding::Pem,
@@ -300,11 +315,24 @@ mod tests {
 
     #[test]
     fn parses_mirror_endpoints() {
-        assert_eq!(mirror_host("http://10.0.2.2:5000").unwrap(), ("10.0.2.2:5000".into(), true));
-        assert_eq!(mirror_host("https://m.example/").unwrap(), ("m.example".into(), false));
-        assert_eq!(mirror_host("m.example:8443").unwrap(), ("m.example:8443".into(), false));
+        assert_eq!(
+            mirror_host("http://10.0.2.2:5000").unwrap(),
+            ("10.0.2.2:5000".into(), true)
+        );
+        assert_eq!(
+            mirror_host("https://m.example/").unwrap(),
+            ("m.example".into(), false)
+        );
+        assert_eq!(
+            mirror_host("m.example:8443").unwrap(),
+            ("m.example:8443".into(), false)
+        );
         for bad in ["http://m/v2/prefix", "ftp://m", "http://"] {
-            assert_eq!(mirror_host(bad).unwrap_err().field, "registry_mirrors", "{bad}");
+            assert_eq!(
+                mirror_host(bad).unwrap_err().field,
+                "registry_mirrors",
+                "{bad}"
+            );
         }
     }
 

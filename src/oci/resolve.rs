@@ -104,7 +104,9 @@ async fn resolve_at(
 ) -> Result<ResolvedImage, PullError> {
     let client = &registry.client;
     let top = registry
-        .with_retries(endpoint, || client.pull_manifest(&endpoint.reference, &endpoint.auth))
+        .with_retries(endpoint, || {
+            client.pull_manifest(&endpoint.reference, &endpoint.auth)
+        })
         .await?;
     let (manifest, top_digest) = top;
     check_digest("manifest", endpoint.reference.digest(), &top_digest)?;
@@ -127,7 +129,9 @@ async fn resolve_at(
                 })?;
             let by_digest = endpoint.reference.clone_with_digest(entry.digest.clone());
             let (inner, inner_digest) = registry
-                .with_retries(endpoint, || client.pull_manifest(&by_digest, &endpoint.auth))
+                .with_retries(endpoint, || {
+                    client.pull_manifest(&by_digest, &endpoint.auth)
+                })
                 .await?;
             check_digest("manifest", Some(&entry.digest), &inner_digest)?;
             let OciManifest::Image(inner) = inner else {
@@ -216,7 +220,10 @@ async fn config_platform(
         return Err(PullError::Other {
             reference,
             registry: endpoint.host.clone(),
-            cause: format!("config blob {} is {} bytes, too large", config.digest, config.size),
+            cause: format!(
+                "config blob {} is {} bytes, too large",
+                config.digest, config.size
+            ),
         });
     }
     let bytes = registry
@@ -229,12 +236,11 @@ async fn config_platform(
                 .map(|()| out)
         })
         .await?;
-    let parsed: ConfigPlatform =
-        serde_json::from_slice(&bytes).map_err(|e| PullError::Other {
-            reference: reference.clone(),
-            registry: endpoint.host.clone(),
-            cause: format!("config {} is not an image config: {e}", config.digest),
-        })?;
+    let parsed: ConfigPlatform = serde_json::from_slice(&bytes).map_err(|e| PullError::Other {
+        reference: reference.clone(),
+        registry: endpoint.host.clone(),
+        cause: format!("config {} is not an image config: {e}", config.digest),
+    })?;
     let (Some(os), Some(architecture)) = (parsed.os, parsed.architecture) else {
         tracing::warn!(config = %config.digest, "image config names no platform; assuming {wanted}");
         return Ok(wanted.clone());
@@ -244,7 +250,11 @@ async fn config_platform(
         architecture,
         variant: parsed.variant.filter(|v| !v.is_empty()),
     };
-    if !wanted.matches(&platform.os, &platform.architecture, platform.variant.as_deref()) {
+    if !wanted.matches(
+        &platform.os,
+        &platform.architecture,
+        platform.variant.as_deref(),
+    ) {
         return Err(PullError::NoSuchPlatform {
             reference,
             wanted: wanted.clone(),
@@ -265,13 +275,23 @@ mod tests {
             ("application/vnd.oci.image.layer.v1.tar", Some(None)),
             ("application/vnd.oci.image.layer.v1.tar+gzip", Some(Gzip)),
             ("application/vnd.oci.image.layer.v1.tar+zstd", Some(Zstd)),
-            ("application/vnd.docker.image.rootfs.diff.tar.gzip", Some(Gzip)),
-            ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", Some(Gzip)),
+            (
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                Some(Gzip),
+            ),
+            (
+                "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                Some(Gzip),
+            ),
             ("application/vnd.oci.image.config.v1+json", Option::None),
             ("application/vnd.wasm.content.layer.v1+wasm", Option::None),
         ];
         for (media_type, want) in cases {
-            assert_eq!(Compression::from_media_type(media_type), want, "{media_type}");
+            assert_eq!(
+                Compression::from_media_type(media_type),
+                want,
+                "{media_type}"
+            );
         }
     }
 

@@ -126,11 +126,18 @@ mod tests {
         let mut v = BlobVerifier::new("layer", &digest, 8).unwrap();
         v.update(b"EXPECTED").unwrap();
         let msg = v.finish().unwrap_err().to_string();
-        assert!(msg.contains(&digest) && msg.contains("digest mismatch"), "{msg}");
+        assert!(
+            msg.contains(&digest) && msg.contains("digest mismatch"),
+            "{msg}"
+        );
 
         let mut v = BlobVerifier::new("layer", &digest, 8).unwrap();
         v.update(b"short").unwrap();
-        assert!(v.finish().unwrap_err().to_string().contains("got 5 bytes, expected 8"));
+        assert!(v
+            .finish()
+            .unwrap_err()
+            .to_string()
+            .contains("got 5 bytes, expected 8"));
 
         let mut v = BlobVerifier::new("layer", &digest, 8).unwrap();
         assert!(v.update(b"too long by far").is_err());

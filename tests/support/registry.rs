@@ -182,7 +182,9 @@ pub fn tar_layer(entries: &[Entry<'_>]) -> Vec<u8> {
                 header.set_entry_type(tar::EntryType::Directory);
                 header.set_mode(0o755);
                 header.set_size(0);
-                builder.append_data(&mut header, path, std::io::empty()).unwrap();
+                builder
+                    .append_data(&mut header, path, std::io::empty())
+                    .unwrap();
             }
             Entry::File(path, data) => {
                 header.set_entry_type(tar::EntryType::Regular);
@@ -227,7 +229,9 @@ pub fn zstd(data: &[u8]) -> Vec<u8> {
 
 /// Bytes that do not compress (so that blobs are large on the wire).
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
             state ^= state << 13;
@@ -248,16 +252,32 @@ pub struct Layer {
 
 impl Layer {
     pub fn plain(tar: Vec<u8>) -> Self {
-        Self { media_type: media::OCI_TAR, blob: tar.clone(), tar }
+        Self {
+            media_type: media::OCI_TAR,
+            blob: tar.clone(),
+            tar,
+        }
     }
     pub fn gzip(tar: Vec<u8>) -> Self {
-        Self { media_type: media::OCI_GZIP, blob: gzip_two_members(&tar), tar }
+        Self {
+            media_type: media::OCI_GZIP,
+            blob: gzip_two_members(&tar),
+            tar,
+        }
     }
     pub fn zstd(tar: Vec<u8>) -> Self {
-        Self { media_type: media::OCI_ZSTD, blob: zstd(&tar), tar }
+        Self {
+            media_type: media::OCI_ZSTD,
+            blob: zstd(&tar),
+            tar,
+        }
     }
     pub fn docker_gzip(tar: Vec<u8>) -> Self {
-        Self { media_type: media::DOCKER_GZIP, blob: gzip(&tar), tar }
+        Self {
+            media_type: media::DOCKER_GZIP,
+            blob: gzip(&tar),
+            tar,
+        }
     }
     pub fn digest(&self) -> String {
         sha256_digest(&self.blob)
@@ -278,6 +298,9 @@ pub struct Pushed {
     pub size: i64,
     pub media_type: String,
 }
+
+/// An index entry's platform: (os, architecture, variant).
+pub type IndexPlatform<'a> = (&'a str, &'a str, Option<&'a str>);
 
 /// Pushes images to a [`TestRegistry`] (or any registry) through oci-client.
 pub struct Pusher {
@@ -371,7 +394,7 @@ impl Pusher {
     pub async fn push_index(
         &self,
         reference: &str,
-        entries: &[(Pushed, Option<(&str, &str, Option<&str>)>)],
+        entries: &[(Pushed, Option<IndexPlatform<'_>>)],
     ) -> Pushed {
         let reference: Reference = reference.parse().unwrap();
         self.authenticate(&reference).await;
@@ -404,8 +427,12 @@ impl Pusher {
             artifact_type: None,
             annotations: None,
         };
-        self.push_manifest(&reference, &OciManifest::ImageIndex(index), media::OCI_INDEX)
-            .await
+        self.push_manifest(
+            &reference,
+            &OciManifest::ImageIndex(index),
+            media::OCI_INDEX,
+        )
+        .await
     }
 
     async fn push_manifest(
@@ -446,7 +473,10 @@ impl ocimetal::oci::LayerSink for UnpackSink {
         for entry in archive.entries()? {
             let mut entry = entry?;
             let path = entry.path()?.into_owned();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             if let Some(hidden) = name.strip_prefix(".wh.") {
                 let target = self.root.join(path.with_file_name(hidden));
                 let _ = std::fs::remove_file(&target).or_else(|_| std::fs::remove_dir_all(&target));
