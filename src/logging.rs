@@ -9,9 +9,10 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
 
-/// Sets up logging once; `debug` lowers the level to DEBUG.
-pub fn init(debug: bool) {
-    let level = if debug { "debug" } else { "info" };
+/// Sets up logging once: `level` is the default (`info`, `warn`), `debug` lowers it to DEBUG,
+/// `OCIMETAL_LOG` overrides both. Returns true when records go to the journal (under systemd).
+pub fn init(level: &str, debug: bool) -> bool {
+    let level = if debug { "debug" } else { level };
     let filter = || {
         EnvFilter::try_from_env("OCIMETAL_LOG").unwrap_or_else(|_| EnvFilter::new(level))
     };
@@ -45,8 +46,10 @@ pub fn init(debug: bool) {
                 .boxed(),
         )
     };
+    let to_journal = journald.is_some();
     let _ = tracing_subscriber::registry()
         .with(journald)
         .with(console)
         .try_init();
+    to_journal
 }

@@ -28,7 +28,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    ocimetal::logging::init(ocimetal::cli::debug_requested());
+    // Planning and listing print their answer on stdout; only warnings belong on stderr.
+    let level = match cli.command {
+        Command::Plan(_) | Command::Devices(_) => "warn",
+        Command::Install(_) | Command::Pull(_) => "info",
+    };
+    let to_journal = ocimetal::logging::init(level, ocimetal::cli::debug_requested());
     let result = match &cli.command {
         Command::Install(args) => ocimetal::cli::run_install(args),
         Command::Plan(args) => ocimetal::cli::run_plan(args),
@@ -44,8 +49,12 @@ fn main() -> ExitCode {
             } else {
                 1
             };
-            tracing::error!("{err:#}");
-            eprintln!("ocimetal: {err:#}");
+            // One line, in one place: the journal (which feeds the console) or stderr.
+            if to_journal {
+                tracing::error!("{err:#}");
+            } else {
+                eprintln!("ocimetal: {err:#}");
+            }
             ExitCode::from(code)
         }
     }
