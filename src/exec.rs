@@ -81,7 +81,11 @@ where
 }
 
 fn last_lines(stderr: &str, stdout: &str) -> String {
-    let text = if stderr.trim().is_empty() { stdout } else { stderr };
+    let text = if stderr.trim().is_empty() {
+        stdout
+    } else {
+        stderr
+    };
     let lines: Vec<&str> = text.trim().lines().collect();
     let tail = &lines[lines.len().saturating_sub(3)..];
     tail.join(" | ")

@@ -13,9 +13,8 @@ use tracing_subscriber::{fmt, EnvFilter, Layer};
 /// `OCIMETAL_LOG` overrides both. Returns true when records go to the journal (under systemd).
 pub fn init(level: &str, debug: bool) -> bool {
     let level = if debug { "debug" } else { level };
-    let filter = || {
-        EnvFilter::try_from_env("OCIMETAL_LOG").unwrap_or_else(|_| EnvFilter::new(level))
-    };
+    let filter =
+        || EnvFilter::try_from_env("OCIMETAL_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
     let journald = under_systemd
         .then(|| tracing_journald::layer().ok())

@@ -88,7 +88,10 @@ pub async fn wait_for_logouts() -> anyhow::Result<()> {
             return Ok(());
         }
         let who: Vec<String> = sessions.iter().map(|(_, user, _)| user.clone()).collect();
-        tracing::info!("waiting for {} to log out before the reboot", who.join(", "));
+        tracing::info!(
+            "waiting for {} to log out before the reboot",
+            who.join(", ")
+        );
         notify_status(&format!("waiting for {} to log out", who.join(", ")), true);
         if removed.next().await.is_none() {
             return Ok(());

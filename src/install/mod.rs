@@ -7,6 +7,7 @@ pub mod reentry;
 use crate::cli::Decision;
 use crate::config::RebootAction;
 use crate::exec::{cmd, run, run_tolerant};
+use crate::oci::PullOptions;
 use crate::plan::{self, Plan};
 use crate::storage::{mount::MountStack, partition, stack, sysfs, wipe};
 use crate::systemd::notify_status;
@@ -26,7 +27,7 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let mut phases = Phases::default();
 
-    let pull_options = crate::oci::pull_options(orders, &plan.platform)?;
+    let pull_options = pull_options(orders, &plan.platform)?;
     let resolved = phases.run("validate", || {
         refuse_busy_targets(plan)?;
         runtime.block_on(crate::oci::resolve(&plan.image, &pull_options))
@@ -50,7 +51,9 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
                 notify_status("already deployed: booting the installed system", false);
                 match efi::boot_next_to_ours(&plan.boot_entries) {
                     Ok(Some(n)) => tracing::info!("BootNext set to Boot{n}"),
-                    Ok(None) => tracing::warn!("no boot entry of ours; relying on the firmware's order"),
+                    Ok(None) => {
+                        tracing::warn!("no boot entry of ours; relying on the firmware's order")
+                    }
                     Err(err) => tracing::warn!("setting BootNext: {err:#}"),
                 }
                 return power_action(&runtime, orders.reboot.value, None);
@@ -86,15 +89,21 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
     let report = phases.run("pull", || {
         runtime.block_on(crate::oci::pull_into(&resolved, &pull_options, &root))
     })?;
-    tracing::info!("pull: {report}");
+    tracing::info!(
+        "pull: {} layers, {} MiB downloaded, {} entries, {} MiB written in {:.1} s",
+        report.layers.len(),
+        report.downloaded_bytes >> 20,
+        report.layers.iter().map(|l| l.entries).sum::<u64>(),
+        report.layers.iter().map(|l| l.bytes).sum::<u64>() >> 20,
+        report.elapsed.as_secs_f64()
+    );
 
     let chroot = Chroot::enter(&root)?;
     let os = read_os_release(&root)?;
     let os_id = os.id.clone();
     phases.run("packages", || {
         let wanted = crate::target::packages::packages_for(&os, plan.arch)?;
-        let status =
-            std::fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap_or_default();
+        let status = std::fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap_or_default();
         let installed = apt::installed_packages(&status);
         let missing = apt::missing_packages(&wanted, &installed, apt::has_kernel(&root));
         let unwanted: Vec<String> = crate::target::packages::packages_to_purge(&os)
@@ -180,7 +189,9 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
         match efi::ensure_entries(&boot_entries, &os_id) {
             Ok(numbers) => tracing::info!("efi: entries {}", numbers.join(", ")),
             // The removable fallback path is on every ESP: the disk still boots.
-            Err(err) => tracing::warn!("EFI entries not written ({err:#}); firmware will use \\EFI\\BOOT"),
+            Err(err) => {
+                tracing::warn!("EFI entries not written ({err:#}); firmware will use \\EFI\\BOOT")
+            }
         }
         Ok(())
     })?;
@@ -193,6 +204,19 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
     );
     notify_status("installed", true);
     power_action(&runtime, orders.reboot.value, kexec_loaded)
+}
+
+/// How the pull reaches the registry, from the orders.
+fn pull_options(orders: &crate::config::Orders, platform: &str) -> anyhow::Result<PullOptions> {
+    Ok(PullOptions {
+        platform: platform.parse()?,
+        insecure_registries: orders.insecure_registries.clone(),
+        mirrors: orders.registry_mirrors.clone(),
+        auth_file: orders.auth_file.clone(),
+        pull_secret: orders.image_pull_secret.clone(),
+        ca_file: orders.ca_file.clone(),
+        ..PullOptions::default()
+    })
 }
 
 fn read_os_release(root: &Path) -> anyhow::Result<OsRelease> {
@@ -210,7 +234,10 @@ fn refuse_busy_targets(plan: &Plan) -> anyhow::Result<()> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for disk in plan.wipe.iter().chain(&plan.disks) {
         let name = sysfs::kernel_name(disk);
-        for dev in sysfs::partitions(sys, &name).iter().chain(std::iter::once(&name)) {
+        for dev in sysfs::partitions(sys, &name)
+            .iter()
+            .chain(std::iter::once(&name))
+        {
             let Some(number) = sysfs::dev_number(sys, dev) else {
                 continue;
             };
@@ -227,9 +254,17 @@ fn refuse_busy_targets(plan: &Plan) -> anyhow::Result<()> {
 
 fn mount_target(mounts: &mut MountStack, plan: &Plan, root: &Path) -> anyhow::Result<()> {
     mounts.mount_fs(&plan.lvm.lv_path, root, "ext4", None)?;
-    let esp = &plan.filesystems.iter().find(|f| f.mountpoint == plan::esp_mountpoint(0));
+    let esp = &plan
+        .filesystems
+        .iter()
+        .find(|f| f.mountpoint == plan::esp_mountpoint(0));
     if let Some(esp) = esp {
-        mounts.mount_fs(&esp.device, &root.join("boot/efi"), "vfat", Some("umask=0077"))?;
+        mounts.mount_fs(
+            &esp.device,
+            &root.join("boot/efi"),
+            "vfat",
+            Some("umask=0077"),
+        )?;
     }
     Ok(())
 }
@@ -303,7 +338,10 @@ impl<'a> StorageGuard<'a> {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        run_tolerant(&mut cmd("lvm", ["vgchange", "-an", self.plan.lvm.vg.as_str()]));
+        run_tolerant(&mut cmd(
+            "lvm",
+            ["vgchange", "-an", self.plan.lvm.vg.as_str()],
+        ));
         if let Some(array) = &self.plan.raid_array {
             run_tolerant(&mut cmd("mdadm", ["--stop", array.device.as_str()]));
         }

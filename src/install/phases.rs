@@ -53,7 +53,9 @@ mod tests {
         let mut phases = Phases::default();
         assert_eq!(phases.run("wipe", || Ok(7)).unwrap(), 7);
         let err = phases
-            .run("partition", || -> anyhow::Result<()> { anyhow::bail!("sgdisk died") })
+            .run("partition", || -> anyhow::Result<()> {
+                anyhow::bail!("sgdisk died")
+            })
             .unwrap_err();
         assert_eq!(format!("{err:#}"), "step partition failed: sgdisk died");
         let summary = phases.summary();

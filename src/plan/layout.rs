@@ -171,11 +171,17 @@ mod tests {
 
     #[test]
     fn raid_layouts_are_identical_and_sized_for_the_smaller_disk() {
-        let disks = [disk("/dev/sda", 20 * GIB + 12345), disk("/dev/sdb", 16 * GIB)];
+        let disks = [
+            disk("/dev/sda", 20 * GIB + 12345),
+            disk("/dev/sdb", 16 * GIB),
+        ];
         let all = layouts(&disks, true, "hints").unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].partitions[1].size, all[1].partitions[1].size);
-        assert_eq!(all[0].partitions[1].start + all[0].partitions[1].size, 16 * GIB - MIB);
+        assert_eq!(
+            all[0].partitions[1].start + all[0].partitions[1].size,
+            16 * GIB - MIB
+        );
         assert_eq!(all[0].partitions[1].type_code, "FD00");
         assert_eq!(all[1].partitions[0].gpt_name, "EFI2");
     }
@@ -190,8 +196,12 @@ mod tests {
 
     #[test]
     fn too_small_disk_is_refused_with_the_disk_named() {
-        let err = layouts(&[disk("/dev/sdz", 4 * GIB)], false, "meta_data.root_device_hints")
-            .unwrap_err();
+        let err = layouts(
+            &[disk("/dev/sdz", 4 * GIB)],
+            false,
+            "meta_data.root_device_hints",
+        )
+        .unwrap_err();
         assert_eq!(err.field, "meta_data.root_device_hints");
         assert!(err.problem.contains("/dev/sdz"), "{}", err.problem);
         assert!(err.problem.contains("too small"), "{}", err.problem);

@@ -184,8 +184,8 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
 
     let (wipe_mode, wipe_mode_source) = match &orders.wipe_mode {
         Some(mode) => (mode.value, mode.key.clone()),
-        None if raid => (WipeMode::All, "default (RAID1)".to_string()),
-        None => (WipeMode::Target, "default (one disk)".to_string()),
+        None if raid => (WipeMode::All, "default for RAID1".to_string()),
+        None => (WipeMode::Target, "default for one disk".to_string()),
     };
     let wipe = match wipe_mode {
         WipeMode::All => input.devices.iter().map(|d| d.name.clone()).collect(),
@@ -194,9 +194,6 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
 
     let layout = layout::layouts(&selection.disks, raid, hints_field)?;
     let hostname = orders.hostname.as_ref().map(|h| h.value.clone());
-    if let (Some(name), Some(source)) = (&hostname, &orders.hostname) {
-        validate_hostname(name, &source.key)?;
-    }
     let raid_array = raid.then(|| RaidArray {
         device: RAID_DEVICE.to_string(),
         level: 1,
@@ -204,7 +201,10 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
         bitmap: "internal".to_string(),
         name: RAID_NAME.to_string(),
         homehost: homehost(orders),
-        members: layout.iter().map(|l| l.partitions[1].device.clone()).collect(),
+        members: layout
+            .iter()
+            .map(|l| l.partitions[1].device.clone())
+            .collect(),
     });
     let pv = match &raid_array {
         Some(array) => array.device.clone(),
@@ -221,7 +221,6 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
     let packages = package_sets(input.arch)?;
     let bootloader = bootloader_installs(&layout, input.arch);
     let boot_entries = boot_entries(&layout, input.arch);
-    let files = target_files(orders, raid);
 
     let mut plan = Plan {
         image,
@@ -242,13 +241,14 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
         filesystems,
         hostname,
         packages,
-        files,
+        files: Vec::new(),
         bootloader,
         boot_entries,
         reboot: orders.reboot.value,
         force: orders.force,
         steps: Vec::new(),
     };
+    plan.files = target_files(&plan, orders)?;
     plan.steps = steps(&plan);
     Ok(plan)
 }
@@ -279,28 +279,6 @@ fn homehost(orders: &Orders) -> String {
         .unwrap_or_else(|| "ocimetal".to_string())
 }
 
-/// A hostname must be a valid DNS name: labels of letters, digits and hyphens.
-fn validate_hostname(name: &str, field: &str) -> Result<(), OrderError> {
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-    };
-    if name.len() <= 253 && name.split('.').all(label_ok) {
-        Ok(())
-    } else {
-        Err(OrderError::new(
-            field,
-            format!(
-                "{name:?} is not a valid hostname; use letters, digits and hyphens in \
-                 dot-separated labels of at most 63 characters"
-            ),
-        ))
-    }
-}
-
 fn filesystems(layout: &[DiskLayout], lvm: &Lvm) -> Vec<Filesystem> {
     let mut out = vec![Filesystem {
         device: lvm.lv_path.clone(),
@@ -328,17 +306,21 @@ pub fn esp_mountpoint(index: usize) -> String {
     }
 }
 
+/// The package rule for each supported family, shown with a placeholder version: Debian 13
+/// and Ubuntu 24.04 (an LTS, which gets the HWE kernel; other releases get linux-generic).
 fn package_sets(arch: Arch) -> Result<Vec<PackageSet>, OrderError> {
-    ["debian", "ubuntu"]
+    [("debian", "13"), ("ubuntu", "24.04")]
         .iter()
-        .map(|distro| {
-            let os = OsRelease::parse(&format!("ID={distro}\nVERSION_ID=\"{{VERSION_ID}}\"\n"));
-            crate::target::packages::packages_for(&os, arch)
-                .map(|packages| PackageSet {
-                    distro: distro.to_string(),
-                    packages,
-                })
-                .map_err(|e| OrderError::new("arch", e.to_string()))
+        .map(|(distro, version)| {
+            let os = OsRelease::parse(&format!("ID={distro}\nVERSION_ID=\"{version}\"\n"));
+            let packages = crate::target::packages::packages_for(&os, arch)?
+                .into_iter()
+                .map(|p| p.replace(version, "{VERSION_ID}"))
+                .collect();
+            Ok(PackageSet {
+                distro: distro.to_string(),
+                packages,
+            })
         })
         .collect()
 }
@@ -369,30 +351,23 @@ fn boot_entries(layout: &[DiskLayout], arch: Arch) -> Vec<BootEntry> {
         .collect()
 }
 
-fn target_files(orders: &Orders, raid: bool) -> Vec<String> {
-    let mut files: Vec<&str> = vec![
-        "/etc/fstab",
-        "/etc/hosts",
-        "/etc/hostname",
-        "/etc/default/grub",
-        "/etc/initramfs-tools/conf.d/ocimetal",
-        "/etc/initramfs-tools/modules",
-        "/etc/cloud/cloud.cfg.d/99-ocimetal-nocloud.cfg",
-        "/var/lib/cloud/seed/nocloud-net/meta-data",
-        "/var/lib/cloud/seed/nocloud-net/user-data",
-    ];
-    if orders.network_data.is_some() {
-        files.push("/var/lib/cloud/seed/nocloud-net/network-config");
-    }
-    if orders.apt_proxy.is_some() {
-        files.push("/etc/apt/apt.conf.d/90ocimetal-proxy");
-    }
-    if raid {
-        files.push("/etc/mdadm/mdadm.conf");
-        files.push("/etc/grub.d/90_ocimetal_sync_esp");
-    }
-    files.push("/etc/ocimetal/deployment.json");
-    files.into_iter().map(str::to_string).collect()
+/// The files the installer will write, rendered now with empty image files: the same code
+/// path as the install, so network_data, hostname and proxy orders are validated here.
+fn target_files(plan: &Plan, orders: &Orders) -> Result<Vec<String>, OrderError> {
+    let empty = |_: &str| Some(String::new());
+    let files = crate::target::write::target_files(plan, orders, "", &empty).map_err(|err| {
+        err.downcast::<OrderError>()
+            .unwrap_or_else(|other| OrderError::new("configdrive", format!("{other:#}")))
+    })?;
+    let mut paths: Vec<String> = files
+        .iter()
+        .map(|f| format!("/{}", f.path.display()))
+        .collect();
+    paths.push(format!(
+        "/{}",
+        crate::target::record::DEPLOYMENT_RECORD_PATH
+    ));
+    Ok(paths)
 }
 
 fn steps(plan: &Plan) -> Vec<Step> {
@@ -403,7 +378,10 @@ fn steps(plan: &Plan) -> Vec<Step> {
     let mut steps = vec![
         step(
             "validate",
-            format!("resolve {} for {} in the registry", plan.image, plan.platform),
+            format!(
+                "resolve {} for {} in the registry",
+                plan.image, plan.platform
+            ),
         ),
         step(
             "wipe",
@@ -449,10 +427,16 @@ fn steps(plan: &Plan) -> Vec<Step> {
                 .collect::<Vec<_>>()
                 .join(", "),
         ),
-        step("mount", "root LV and ESP(s) under a private mount point".to_string()),
+        step(
+            "mount",
+            "root LV and ESP(s) under a private mount point".to_string(),
+        ),
         step(
             "pull",
-            format!("apply {} ({}) onto the root filesystem", plan.image, plan.platform),
+            format!(
+                "apply {} ({}) onto the root filesystem",
+                plan.image, plan.platform
+            ),
         ),
         step(
             "packages",
@@ -460,7 +444,10 @@ fn steps(plan: &Plan) -> Vec<Step> {
                 .to_string(),
         ),
         step("files", format!("write {} files", plan.files.len())),
-        step("initramfs", "update-initramfs once, after every file is written".to_string()),
+        step(
+            "initramfs",
+            "update-initramfs once, after every file is written".to_string(),
+        ),
         step(
             "bootloader",
             format!(
@@ -484,7 +471,10 @@ fn steps(plan: &Plan) -> Vec<Step> {
                     .join(", ")
             ),
         ),
-        step("finish", "unmount and deactivate in reverse order".to_string()),
+        step(
+            "finish",
+            "unmount and deactivate in reverse order".to_string(),
+        ),
         step("reboot", format!("{:?}", plan.reboot).to_lowercase()),
     ]);
     steps

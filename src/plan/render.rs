@@ -13,7 +13,10 @@ pub fn render_summary(plan: &Plan) -> String {
     };
     line(
         "image",
-        format!("{} ({}) from {}", plan.image, plan.platform, plan.image_source),
+        format!(
+            "{} ({}) from {}",
+            plan.image, plan.platform, plan.image_source
+        ),
     );
     let disks = plan
         .disk_details
@@ -32,7 +35,9 @@ pub fn render_summary(plan: &Plan) -> String {
     let chosen_by = plan
         .hints_source
         .as_deref()
-        .map_or("the only eligible disk".to_string(), |s| format!("hints from {s}"));
+        .map_or("the only eligible disk".to_string(), |s| {
+            format!("hints from {s}")
+        });
     line("disks", format!("{disks}; chosen by {chosen_by}"));
     line(
         "raid",
@@ -47,12 +52,11 @@ pub fn render_summary(plan: &Plan) -> String {
     line(
         "wipe",
         format!(
-            "{:?} ({}): {}",
-            plan.wipe_mode,
+            "{} ({}): {}",
+            format!("{:?}", plan.wipe_mode).to_lowercase(),
             plan.wipe_mode_source,
             plan.wipe.join(", ")
-        )
-        .to_lowercase(),
+        ),
     );
     for disk in &plan.layout {
         let parts = disk
@@ -73,17 +77,25 @@ pub fn render_summary(plan: &Plan) -> String {
     }
     line(
         "lvm",
-        format!("{} on {} ({})", plan.lvm.lv_path, plan.lvm.pv, plan.lvm.extents),
+        format!(
+            "{} on {} ({})",
+            plan.lvm.lv_path, plan.lvm.pv, plan.lvm.extents
+        ),
     );
     for fs in &plan.filesystems {
         line(
             "mkfs",
-            format!("{} {} label {} at {}", fs.fstype, fs.device, fs.label, fs.mountpoint),
+            format!(
+                "{} {} label {} at {}",
+                fs.fstype, fs.device, fs.label, fs.mountpoint
+            ),
         );
     }
     line(
         "hostname",
-        plan.hostname.clone().unwrap_or_else(|| "(from the image)".to_string()),
+        plan.hostname
+            .clone()
+            .unwrap_or_else(|| "(from the image)".to_string()),
     );
     for set in &plan.packages {
         line(
@@ -94,7 +106,10 @@ pub fn render_summary(plan: &Plan) -> String {
     for entry in &plan.boot_entries {
         line(
             "efi entry",
-            format!("{:?} {} part {} {}", entry.label, entry.disk, entry.partition, entry.loader),
+            format!(
+                "{:?} {} part {} {}",
+                entry.label, entry.disk, entry.partition, entry.loader
+            ),
         );
     }
     line("then", format!("{:?}", plan.reboot).to_lowercase());

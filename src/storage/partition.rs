@@ -56,7 +56,10 @@ mod tests {
         assert_eq!(args[1], "--new=1:4096:4198399");
         assert_eq!(args[2], "--typecode=1:C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
         assert_eq!(args[3], "--change-name=1:EFI");
-        assert_eq!(args[4], format!("--new=2:4198400:{}", ((16u64 << 30) - (1 << 20)) / 512 - 1));
+        assert_eq!(
+            args[4],
+            format!("--new=2:4198400:{}", ((16u64 << 30) - (1 << 20)) / 512 - 1)
+        );
         assert_eq!(args.last().unwrap(), "/dev/sda");
         let args4k = sgdisk_args(layout, 4096);
         assert_eq!(args4k[1], "--new=1:512:524799");

@@ -36,7 +36,11 @@ pub fn create_raid(array: &RaidArray) -> anyhow::Result<()> {
     for member in &array.members {
         erase_signatures(member)?;
     }
-    tracing::info!("raid: creating {} on {}", array.device, array.members.join(" + "));
+    tracing::info!(
+        "raid: creating {} on {}",
+        array.device,
+        array.members.join(" + ")
+    );
     run(&mut cmd("mdadm", mdadm_create_args(array)))
         .with_context(|| format!("creating {}", array.device))?;
     wait_for_device(Path::new(&array.device), DEVICE_TIMEOUT)?;
@@ -58,8 +62,14 @@ pub fn mdadm_array_lines() -> anyhow::Result<Vec<String>> {
 pub fn create_lvm(lvm: &Lvm) -> anyhow::Result<()> {
     tracing::info!("lvm: {} on {}", lvm.lv_path, lvm.pv);
     erase_signatures(&lvm.pv)?;
-    run(&mut cmd("lvm", ["pvcreate", "-ff", "-y", "--zero", "y", lvm.pv.as_str()]))?;
-    run(&mut cmd("lvm", ["vgcreate", "-y", lvm.vg.as_str(), lvm.pv.as_str()]))?;
+    run(&mut cmd(
+        "lvm",
+        ["pvcreate", "-ff", "-y", "--zero", "y", lvm.pv.as_str()],
+    ))?;
+    run(&mut cmd(
+        "lvm",
+        ["vgcreate", "-y", lvm.vg.as_str(), lvm.pv.as_str()],
+    ))?;
     run(&mut cmd(
         "lvm",
         [
@@ -83,11 +93,23 @@ pub fn mkfs_command(fs: &Filesystem) -> anyhow::Result<(String, Vec<String>)> {
     match fs.fstype.as_str() {
         "ext4" => Ok((
             "mkfs.ext4".into(),
-            vec!["-F".into(), "-q".into(), "-L".into(), fs.label.clone(), fs.device.clone()],
+            vec![
+                "-F".into(),
+                "-q".into(),
+                "-L".into(),
+                fs.label.clone(),
+                fs.device.clone(),
+            ],
         )),
         "vfat" => Ok((
             "mkfs.vfat".into(),
-            vec!["-F".into(), "32".into(), "-n".into(), fs.label.clone(), fs.device.clone()],
+            vec![
+                "-F".into(),
+                "32".into(),
+                "-n".into(),
+                fs.label.clone(),
+                fs.device.clone(),
+            ],
         )),
         other => anyhow::bail!("no mkfs for filesystem type {other}"),
     }

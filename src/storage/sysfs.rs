@@ -84,7 +84,9 @@ fn unescape_mount_path(raw: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|d| d.iter().all(u8::is_ascii_digit));
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(u8::is_ascii_digit));
         if let (b'\\', Some(digits)) = (bytes[i], octal) {
             let text = std::str::from_utf8(digits).unwrap_or("");
             if let Ok(v) = u8::from_str_radix(text, 8) {

@@ -17,7 +17,8 @@ pub fn wipe_disks(disks: &[String]) -> anyhow::Result<()> {
         tracing::info!("wipe: {disk}");
         let parts = sysfs::partitions(sys, &name);
         for dev in parts.iter().chain(std::iter::once(&name)) {
-            tear_down_holders(sys, dev).with_context(|| format!("tearing down holders of {dev}"))?;
+            tear_down_holders(sys, dev)
+                .with_context(|| format!("tearing down holders of {dev}"))?;
             unmount_device(sys, dev)?;
         }
         for part in &parts {
@@ -72,7 +73,10 @@ fn deactivate_dm(sys: &Path, holder: &str) -> anyhow::Result<()> {
         .with_context(|| format!("reading the dm name of {holder}"))?;
     tracing::info!("wipe: removing device-mapper {dm_name} ({holder})");
     // Scrub the LV's own signatures first so a later scan never finds a stale filesystem.
-    run_tolerant(&mut cmd("wipefs", ["--all", "--force", &format!("/dev/{holder}")]));
+    run_tolerant(&mut cmd(
+        "wipefs",
+        ["--all", "--force", &format!("/dev/{holder}")],
+    ));
     run(&mut cmd("dmsetup", ["remove", "--retry", dm_name.as_str()]))?;
     Ok(())
 }

@@ -112,7 +112,13 @@ pub fn install(
         run_streamed(chroot.command("apt-get").args(["update", "-q"]))?;
         let mut install = chroot.command("apt-get");
         install
-            .args(["install", "-y", "-q", "-o", "Dpkg::Options::=--force-confold"])
+            .args([
+                "install",
+                "-y",
+                "-q",
+                "-o",
+                "Dpkg::Options::=--force-confold",
+            ])
             .args(missing);
         run_streamed(&mut install).context("installing packages in the target")?;
     }
@@ -121,7 +127,11 @@ pub fn install(
     if !leftovers.is_empty() {
         run_streamed(chroot.command("dpkg").arg("--purge").args(&leftovers))?;
     }
-    run_streamed(chroot.command("apt-get").args(["autoremove", "--purge", "-y", "-q"]))?;
+    run_streamed(
+        chroot
+            .command("apt-get")
+            .args(["autoremove", "--purge", "-y", "-q"]),
+    )?;
     run_tolerant(chroot.command("apt-get").arg("clean"));
     Ok(())
 }
@@ -138,7 +148,10 @@ impl<'a> AptGuard<'a> {
         let root = chroot.root();
         let policy = root.join(POLICY_RC_D);
         std::fs::create_dir_all(policy.parent().unwrap_or(root))?;
-        std::fs::write(&policy, "#!/bin/sh\n# ocimetal: no service starts in the chroot\nexit 101\n")?;
+        std::fs::write(
+            &policy,
+            "#!/bin/sh\n# ocimetal: no service starts in the chroot\nexit 101\n",
+        )?;
         set_mode(&policy, 0o755)?;
         run(chroot.command("dpkg-divert").args([
             "--local",
@@ -149,7 +162,10 @@ impl<'a> AptGuard<'a> {
             UPDATE_INITRAMFS,
         ]))?;
         let stub = root.join(UPDATE_INITRAMFS.trim_start_matches('/'));
-        std::fs::write(&stub, "#!/bin/sh\n# ocimetal: deferred until the install's end\nexit 0\n")?;
+        std::fs::write(
+            &stub,
+            "#!/bin/sh\n# ocimetal: deferred until the install's end\nexit 0\n",
+        )?;
         set_mode(&stub, 0o755)?;
         let proxy_file = match apt_proxy {
             Some(proxy) => {

@@ -29,9 +29,11 @@ pub fn grub_install(
     removable_name: &str,
 ) -> anyhow::Result<()> {
     tracing::info!("bootloader: grub-install {target} to {efi_directory}");
-    run(chroot
-        .command("grub-install")
-        .args(grub_install_args(target, efi_directory, bootloader_id)))
+    run(chroot.command("grub-install").args(grub_install_args(
+        target,
+        efi_directory,
+        bootloader_id,
+    )))
     .with_context(|| format!("installing GRUB to {efi_directory}"))?;
     let esp = chroot.root().join(efi_directory.trim_start_matches('/'));
     let fallback = find_case_insensitive(&esp, &["EFI", "BOOT", removable_name]);
@@ -63,7 +65,11 @@ pub fn build_initramfs(chroot: &Chroot) -> anyhow::Result<()> {
             "-c"
         };
         tracing::info!("initramfs: update-initramfs {mode} -k {version}");
-        run_streamed(chroot.command("update-initramfs").args([mode, "-k", &version]))?;
+        run_streamed(
+            chroot
+                .command("update-initramfs")
+                .args([mode, "-k", &version]),
+        )?;
     }
     Ok(())
 }
@@ -124,6 +130,9 @@ mod tests {
         for v in ["6.12.2-amd64", "6.1.0-amd64"] {
             std::fs::write(dir.path().join(format!("boot/vmlinuz-{v}")), "k").unwrap();
         }
-        assert_eq!(kernel_versions(dir.path()), vec!["6.1.0-amd64", "6.12.2-amd64"]);
+        assert_eq!(
+            kernel_versions(dir.path()),
+            vec!["6.1.0-amd64", "6.12.2-amd64"]
+        );
     }
 }

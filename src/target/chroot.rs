@@ -31,10 +31,16 @@ impl Chroot {
             .mounts
             .mount_fs("proc", &root.join("proc"), "proc", None)?;
         // Recursive + slave: /sys brings efivarfs, /dev brings /dev/pts and /dev/shm.
-        chroot.mounts.bind(Path::new("/sys"), &root.join("sys"), true)?;
-        chroot.mounts.bind(Path::new("/dev"), &root.join("dev"), true)?;
+        chroot
+            .mounts
+            .bind(Path::new("/sys"), &root.join("sys"), true)?;
+        chroot
+            .mounts
+            .bind(Path::new("/dev"), &root.join("dev"), true)?;
         // Plain bind: the udev database and lvm/mdadm run state without the ramdisk's submounts.
-        chroot.mounts.bind(Path::new("/run"), &root.join("run"), false)?;
+        chroot
+            .mounts
+            .bind(Path::new("/run"), &root.join("run"), false)?;
         chroot.resolv_replaced = install_resolv_conf(root)?;
         Ok(chroot)
     }
@@ -49,7 +55,10 @@ impl Chroot {
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new(program);
         cmd.env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .env("DEBIAN_FRONTEND", "noninteractive")
             .env("DEBCONF_NONINTERACTIVE_SEEN", "true")
             .env("LC_ALL", "C.UTF-8")
@@ -153,8 +162,14 @@ mod tests {
             mounts: MountStack::new(),
             resolv_replaced: false,
         };
-        let out = chroot.command("sh").args(["-c", "echo $DEBIAN_FRONTEND"]).output();
+        let out = chroot
+            .command("sh")
+            .args(["-c", "echo $DEBIAN_FRONTEND"])
+            .output();
         let out = out.unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "noninteractive");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "noninteractive"
+        );
     }
 }

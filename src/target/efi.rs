@@ -50,7 +50,9 @@ pub fn boot_order(ours: &[String], previous: &[String]) -> Vec<String> {
 }
 
 fn read_state() -> anyhow::Result<BootState> {
-    Ok(parse_efibootmgr(&run(&mut cmd("efibootmgr", ["-v"]))?.stdout))
+    Ok(parse_efibootmgr(
+        &run(&mut cmd("efibootmgr", ["-v"]))?.stdout,
+    ))
 }
 
 /// Replaces our entries: removes every entry carrying one of our labels, creates one per ESP
@@ -93,7 +95,11 @@ pub fn ensure_entries(entries: &[BootEntry], os_id: &str) -> anyhow::Result<Vec<
             .find(|(n, l)| l == &entry.label && !known.contains(n))
             .map(|(n, _)| n.clone())
             .with_context(|| format!("efibootmgr did not create {:?}", entry.label))?;
-        tracing::info!("efi: Boot{number} {:?} -> {} {loader}", entry.label, entry.disk);
+        tracing::info!(
+            "efi: Boot{number} {:?} -> {} {loader}",
+            entry.label,
+            entry.disk
+        );
         created.push(number);
     }
     let order = boot_order(&created, &read_state()?.order).join(",");
@@ -134,7 +140,10 @@ Boot0003* ocimetal EFI\tHD(1,GPT,5b1c...,0x1000,0x400000)/File(\\EFI\\debian\\sh
         assert_eq!(state.current.as_deref(), Some("0001"));
         assert_eq!(state.order, vec!["0001", "0000", "0003"]);
         assert_eq!(state.entries.len(), 3);
-        assert_eq!(state.entries[1], ("0001".into(), "UEFI QEMU DVD-ROM QM00005".into()));
+        assert_eq!(
+            state.entries[1],
+            ("0001".into(), "UEFI QEMU DVD-ROM QM00005".into())
+        );
         assert_eq!(state.entries[2], ("0003".into(), "ocimetal EFI".into()));
     }
 
@@ -142,6 +151,9 @@ Boot0003* ocimetal EFI\tHD(1,GPT,5b1c...,0x1000,0x400000)/File(\\EFI\\debian\\sh
     fn our_entries_go_first_and_others_keep_their_order() {
         let ours = vec!["0004".to_string(), "0005".to_string()];
         let previous: Vec<String> = ["0001", "0005", "0000"].map(String::from).to_vec();
-        assert_eq!(boot_order(&ours, &previous), vec!["0004", "0005", "0001", "0000"]);
+        assert_eq!(
+            boot_order(&ours, &previous),
+            vec!["0004", "0005", "0001", "0000"]
+        );
     }
 }

@@ -5,7 +5,9 @@ use super::boot::{
     initramfs_resume_file, GrubSettings, SerialConsole,
 };
 use super::cloud_init::{nocloud_seed, SeedInput};
-use super::files::{apt_proxy_file, fstab_file, hostname_file, hosts_file, mdadm_conf_file, Hostname};
+use super::files::{
+    apt_proxy_file, fstab_file, hostname_file, hosts_file, mdadm_conf_file, Hostname,
+};
 use super::TargetFile;
 use crate::config::Orders;
 use crate::plan::{Plan, ROOT_LABEL};
@@ -59,7 +61,11 @@ pub fn target_files(
         0o644,
     ));
     if let Some(conf) = existing(INITRAMFS_CONF) {
-        files.push(TargetFile::plain(INITRAMFS_CONF, edit_initramfs_conf(&conf), 0o644));
+        files.push(TargetFile::plain(
+            INITRAMFS_CONF,
+            edit_initramfs_conf(&conf),
+            0o644,
+        ));
     }
     let grub = GrubSettings {
         root_label: ROOT_LABEL.to_string(),
@@ -83,7 +89,10 @@ pub fn write_all(root: &Path, files: &[TargetFile]) -> anyhow::Result<()> {
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
         // A symlink in the image at this path must not redirect our write.
-        if path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+        if path
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+        {
             std::fs::remove_file(&path)?;
         }
         std::fs::write(&path, file.contents.bytes())
