@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "ocimetal", version, about = "Install an OCI container image onto bare metal")]
+#[command(
+    name = "ocimetal",
+    version,
+    about = "Install an OCI container image onto bare metal"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
