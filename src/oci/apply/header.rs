@@ -105,12 +105,14 @@ pub(super) fn read_member<R: Read>(
         }
     };
 
-    let mode = header.mode().context("mode")? & 0o7777;
-    let uid =
-        id_u32(header.uid().context("uid")?).ok_or_else(|| refuse("uid does not fit 32 bits"))?;
-    let gid =
-        id_u32(header.gid().context("gid")?).ok_or_else(|| refuse("gid does not fit 32 bits"))?;
-    let header_mtime = i64::try_from(header.mtime().context("mtime")?).unwrap_or(i64::MAX);
+    let fields = header.as_old();
+    let mode = numeric(&fields.mode, header.mode().map(u64::from), "mode")? as u32 & 0o7777;
+    let uid = numeric(&fields.uid, header.uid(), "uid")?;
+    let uid = id_u32(uid).ok_or_else(|| refuse("uid does not fit 32 bits"))?;
+    let gid = numeric(&fields.gid, header.gid(), "gid")?;
+    let gid = id_u32(gid).ok_or_else(|| refuse("gid does not fit 32 bits"))?;
+    let header_mtime = numeric(&fields.mtime, header.mtime(), "mtime")?;
+    let header_mtime = i64::try_from(header_mtime).unwrap_or(i64::MAX);
     let mut mtime = TimeSpec::new(header_mtime, 0);
     let mut atime = None;
     let mut xattrs = Vec::new();
@@ -144,6 +146,16 @@ pub(super) fn read_member<R: Read>(
         mtime,
         xattrs,
     }))
+}
+
+/// A numeric header field; an empty one (all NUL or spaces) reads as zero, as Go's
+/// `archive/tar` (which writes most layers) reads it, where the `tar` crate reports an error.
+fn numeric(raw: &[u8], parsed: std::io::Result<u64>, what: &str) -> anyhow::Result<u64> {
+    match parsed {
+        Ok(value) => Ok(value),
+        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        Err(e) => Err(e).context(what.to_owned()),
+    }
 }
 
 /// A uid/gid as the kernel takes it; `u32::MAX` is `-1`, "leave unchanged", so it is refused.
@@ -213,6 +225,15 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn empty_numeric_fields_read_as_zero() {
+        let bad = || Err(std::io::Error::other("not a number"));
+        assert_eq!(numeric(b"\0\0\0\0", bad(), "uid").unwrap(), 0);
+        assert_eq!(numeric(b"   \0", bad(), "uid").unwrap(), 0);
+        assert!(numeric(b"12x\0", bad(), "uid").is_err());
+        assert_eq!(numeric(b"0000017\0", Ok(15), "uid").unwrap(), 15);
     }
 
     #[test]

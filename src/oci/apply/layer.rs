@@ -1,6 +1,6 @@
 //! Applies the members of one layer, in archive order, onto the root.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -11,16 +11,16 @@ use anyhow::{anyhow, bail, Context as _};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{
-    fchmod, fchmodat, futimens, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag,
-    UtimensatFlags,
+    fchmod, fchmodat, fstat, futimens, mkdirat, mknodat, utimensat, FchmodatFlags, FileStat, Mode,
+    SFlag, UtimensatFlags,
 };
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, Gid, Uid};
 
-use super::fsops::{self, DirId, Removed};
+use super::fsops::{self, DirId};
 use super::header::{read_member, Kind, Member};
 use super::path::{CleanPath, Whiteout};
-use super::prune::{prune, prune_children, Created};
+use super::prune::{self, prune, prune_children, Created, Removed};
 use super::{LayerStats, RefusedEntry};
 
 /// Mode of parent directories a layer uses without listing them.
@@ -46,6 +46,10 @@ pub(super) struct LayerWriter<'a> {
     /// Directory times, applied once the layer's members are all written (writing a child
     /// updates the parent's mtime). Later members for the same path win.
     dir_times: BTreeMap<Vec<u8>, (TimeSpec, TimeSpec)>,
+    /// Times of the existing directories the layer writes into, as they were before, with a
+    /// path that led there: restored at the end, so that a directory's times come from the
+    /// image, not from the moment of extraction.
+    lower_dir_times: HashMap<DirId, (Vec<u8>, TimeSpec, TimeSpec)>,
 }
 
 impl<'a> LayerWriter<'a> {
@@ -58,6 +62,7 @@ impl<'a> LayerWriter<'a> {
             last_dir: None,
             created: Created::default(),
             dir_times: BTreeMap::new(),
+            lower_dir_times: HashMap::new(),
         }
     }
 
@@ -91,7 +96,10 @@ impl<'a> LayerWriter<'a> {
         let dir = self.parent_dir(path.parent())?;
         let name = path.name();
         match &member.kind {
-            Kind::File => self.write_file(&dir, name, &member, entry)?,
+            Kind::File => {
+                let size = entry.size();
+                self.write_file(&dir, name, &member, entry, size)?
+            }
             Kind::Dir => self.make_dir(&dir, &path, &member)?,
             Kind::Symlink(target) => self.make_symlink(&dir, name, target, &member)?,
             Kind::HardLink(target) => self.make_hardlink(&dir, name, target)?,
@@ -106,8 +114,11 @@ impl<'a> LayerWriter<'a> {
 
     /// Sets the deferred directory times and returns what the layer did.
     pub(super) fn finish(mut self) -> anyhow::Result<LayerStats> {
-        let dir_times = std::mem::take(&mut self.dir_times);
-        for (raw, (atime, mtime)) in dir_times {
+        for (id, (path, atime, mtime)) in std::mem::take(&mut self.lower_dir_times) {
+            self.restore_dir_times(id, &path, atime, mtime)
+                .with_context(|| format!("restoring times of `{}`", lossy(&path)))?;
+        }
+        for (raw, (atime, mtime)) in std::mem::take(&mut self.dir_times) {
             let path = CleanPath::parse(&raw)?;
             // A later member may have replaced or removed the directory: then it has no time
             // of its own to restore.
@@ -128,6 +139,25 @@ impl<'a> LayerWriter<'a> {
             }
         }
         Ok(self.stats)
+    }
+
+    /// Puts back the times directory `id` had before the layer, if `path` still leads to it.
+    fn restore_dir_times(
+        &self,
+        id: DirId,
+        path: &[u8],
+        atime: TimeSpec,
+        mtime: TimeSpec,
+    ) -> anyhow::Result<()> {
+        let fd = match fsops::open_in_root(self.root, path, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if DirId::from_stat(&fstat(&fd)?) == id {
+            futimens(&fd, &atime, &mtime)?;
+        }
+        Ok(())
     }
 
     /// Resolves the parent directory of a member, creating the parts the layer omits.
@@ -164,12 +194,26 @@ impl<'a> LayerWriter<'a> {
     }
 
     fn cache_dir(&mut self, path: &[u8], fd: OwnedFd) -> anyhow::Result<Rc<DirHandle>> {
-        let dir = Rc::new(DirHandle {
-            id: DirId::of(fd.as_fd())?,
-            fd,
-        });
+        let st = fstat(&fd)?;
+        let id = self.note_dir_times(path, &st);
+        let dir = Rc::new(DirHandle { id, fd });
         self.last_dir = Some((path.to_vec(), Rc::clone(&dir)));
         Ok(dir)
+    }
+
+    /// Remembers the times of a directory the layer may be about to change (the first time it is
+    /// seen), to restore them at the end.
+    fn note_dir_times(&mut self, path: &[u8], st: &FileStat) -> DirId {
+        let id = DirId::from_stat(st);
+        // The root's own times belong to the installer.
+        if !path.is_empty() {
+            self.lower_dir_times.entry(id).or_insert_with(|| {
+                let atime = TimeSpec::new(st.st_atime, st.st_atime_nsec);
+                let mtime = TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
+                (path.to_vec(), atime, mtime)
+            });
+        }
+        id
     }
 
     /// Creates the missing directories of `path` (root-owned, 0755) one component at a time,
@@ -177,8 +221,9 @@ impl<'a> LayerWriter<'a> {
     fn create_parents(&mut self, path: &[u8]) -> anyhow::Result<OwnedFd> {
         let mut current = fsops::open_dir_in_root(self.root, b"")?;
         let mut missing = false;
-        let mut end = 0;
+        let mut end = 0usize;
         for component in path.split(|&b| b == b'/') {
+            let current_path = &path[..end.saturating_sub(1)];
             end += component.len();
             let prefix = &path[..end];
             end += 1;
@@ -188,7 +233,10 @@ impl<'a> LayerWriter<'a> {
                         current = fd;
                         continue;
                     }
-                    Err(Errno::ENOENT) => missing = true,
+                    Err(Errno::ENOENT) => {
+                        missing = true;
+                        self.note_dir_times(current_path, &fstat(&current)?);
+                    }
                     Err(Errno::ENOTDIR) => bail!("parent `{}` is not a directory", lossy(prefix)),
                     Err(e) => bail!("resolving parent `{}`: {e}", lossy(prefix)),
                 }
@@ -243,7 +291,7 @@ impl<'a> LayerWriter<'a> {
 
     /// Removes `name` from `dir`, whatever it is.
     fn remove(&mut self, dir: &DirHandle, name: &[u8]) -> anyhow::Result<()> {
-        let removed = fsops::remove_entry(dir.fd.as_fd(), name)?;
+        let removed = prune::remove_entry(dir.fd.as_fd(), name)?;
         self.note_removed(removed);
         Ok(())
     }
@@ -261,6 +309,7 @@ impl<'a> LayerWriter<'a> {
         name: &[u8],
         member: &Member,
         content: &mut R,
+        size: u64,
     ) -> anyhow::Result<()> {
         // A fresh inode every time: truncating in place would also rewrite every hard link
         // a lower layer made to the old file.
@@ -277,6 +326,7 @@ impl<'a> LayerWriter<'a> {
             )
         })?;
         let mut file = File::from(fd);
+        let mut written = 0u64;
         loop {
             let n = match content.read(self.buf) {
                 Ok(0) => break,
@@ -286,8 +336,13 @@ impl<'a> LayerWriter<'a> {
             };
             file.write_all(&self.buf[..n])
                 .context("writing file content")?;
-            self.stats.bytes += n as u64;
+            written += n as u64;
         }
+        // The tar reader reports a stream cut inside a file as a short file, not an error.
+        if written != size {
+            bail!("layer stream ends inside this file ({written} of {size} bytes)");
+        }
+        self.stats.bytes += written;
         // chown clears setuid/setgid and file capabilities, so it goes first.
         fchown(
             &file,
@@ -494,7 +549,7 @@ impl<'a> LayerWriter<'a> {
         let Some(dir) = self.existing_dir(path)? else {
             return Ok(());
         };
-        let removed = prune_children(&self.created, dir.fd.as_fd(), 0)
+        let removed = prune_children(&self.created, dir.fd.as_fd())
             .with_context(|| format!("opaque directory `{}`", lossy(path)))?;
         self.note_removed(removed);
         Ok(())

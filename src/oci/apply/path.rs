@@ -77,7 +77,11 @@ impl CleanPath {
         if name == OPAQUE_MARKER {
             return Ok(Whiteout::Opaque);
         }
-        if name.starts_with(WHITEOUT_META_PREFIX) {
+        let in_meta_dir = self
+            .parent()
+            .split(|&b| b == b'/')
+            .any(|c| c.starts_with(WHITEOUT_META_PREFIX));
+        if name.starts_with(WHITEOUT_META_PREFIX) || in_meta_dir {
             return Ok(Whiteout::AufsMetadata);
         }
         match name.strip_prefix(WHITEOUT_PREFIX) {
@@ -100,7 +104,7 @@ pub(super) enum Whiteout<'a> {
     Hide(&'a [u8]),
     /// `.wh..wh..opq`: hides everything lower layers put in the parent directory.
     Opaque,
-    /// Other `.wh..wh.*` names: AUFS bookkeeping, ignored.
+    /// Other `.wh..wh.*` names and anything inside them: AUFS bookkeeping, ignored.
     AufsMetadata,
 }
 
@@ -155,6 +159,7 @@ mod tests {
         );
         assert_eq!(kind("a/.wh..wh..opq").unwrap(), "Opaque");
         assert_eq!(kind(".wh..wh.plnk").unwrap(), "AufsMetadata");
+        assert_eq!(kind(".wh..wh.plnk/1.2").unwrap(), "AufsMetadata");
         assert_eq!(kind("a/b.wh.c").unwrap(), "None");
         assert!(kind("a/.wh.").is_err());
         assert!(kind("a/.wh..").is_err());
