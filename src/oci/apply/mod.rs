@@ -65,11 +65,19 @@ impl RefusedEntry {
 }
 
 /// Applies layers, in order, onto one root directory.
+///
+/// `Send`, so that it can move to the blocking thread that reads the layers.
 pub struct Applier {
     /// `O_PATH` handle of the root: the only starting point of every path resolution.
     root: OwnedFd,
     buf: Vec<u8>,
 }
+
+// The registry pull drives this from a blocking thread.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<Applier>();
+};
 
 impl Applier {
     /// Opens `root` (which must exist and be a directory) as the confinement root.
