@@ -460,3 +460,63 @@ fn nul_bytes_in_pax_names_and_targets_are_refused() {
         .build();
     assert_refused(apply_hostile(&fx, &[layer]));
 }
+
+#[test]
+fn members_that_cannot_be_written_faithfully_are_refused() {
+    let fx = Fixture::new();
+    let cases = [
+        Layer::new().member(
+            EntryType::Regular,
+            b"sparse",
+            None,
+            b"",
+            Meta::mode(0o644).pax("GNU.sparse.major", b"1"),
+        ),
+        Layer::new().member(
+            EntryType::new(b'V'),
+            b"volume-label",
+            None,
+            b"",
+            Meta::mode(0o644),
+        ),
+        Layer::new().member(
+            EntryType::new(b'D'),
+            b"dumpdir",
+            None,
+            b"",
+            Meta::mode(0o644),
+        ),
+        Layer::new().member(
+            EntryType::Regular,
+            b"big-uid",
+            None,
+            b"",
+            Meta::mode(0o644).pax("uid", b"4294967296"),
+        ),
+        Layer::new().member(
+            EntryType::Regular,
+            b"minus-one",
+            None,
+            b"",
+            Meta::mode(0o644).pax("gid", b"4294967295"),
+        ),
+        Layer::new().member(
+            EntryType::Regular,
+            b"x",
+            None,
+            b"",
+            Meta::mode(0o644).xattr("user.a\0b", b"v"),
+        ),
+        Layer::new().member(
+            EntryType::Symlink,
+            b"no-target",
+            Some(b""),
+            b"",
+            Meta::mode(0o777),
+        ),
+    ];
+    for layer in cases {
+        assert_refused(apply_hostile(&fx, &[layer.build()]));
+    }
+    fx.assert_tree(&[]);
+}
