@@ -98,6 +98,9 @@ impl Applier {
             }
             Err(e) => return Err(e).context("probing openat2(2) on the layer root"),
         }
+        if !Path::new("/proc/self/fd").is_dir() {
+            anyhow::bail!("layer application needs /proc mounted (extended attributes of symlinks and devices are set through /proc/self/fd)");
+        }
         Ok(Self {
             root: root_fd,
             buf: vec![0; COPY_BUFFER],
