@@ -35,16 +35,29 @@ fn main() -> anyhow::Result<()> {
     let sync_time = start.elapsed();
 
     let mib = bytes as f64 / (1024.0 * 1024.0);
-    println!("layer: {} ({entries} members, {mib:.0} MiB of file content)", layer.display());
-    println!("read only : {:>7.2} s  {:>7.1} MiB/s", secs(read_time), mib / secs(read_time));
+    println!(
+        "layer: {} ({entries} members, {mib:.0} MiB of file content)",
+        layer.display()
+    );
+    println!(
+        "read only : {:>7.2} s  {:>7.1} MiB/s",
+        secs(read_time),
+        mib / secs(read_time)
+    );
     println!(
         "apply     : {:>7.2} s  {:>7.1} MiB/s  {:>8.0} members/s",
         secs(apply_time),
         mib / secs(apply_time),
         entries as f64 / secs(apply_time)
     );
-    println!("ratio     : {:>7.2}x (apply / read only)", secs(apply_time) / secs(read_time));
-    println!("sync after: {:>7.2} s (page cache writeback, not part of apply)", secs(sync_time));
+    println!(
+        "ratio     : {:>7.2}x (apply / read only)",
+        secs(apply_time) / secs(read_time)
+    );
+    println!(
+        "sync after: {:>7.2} s (page cache writeback, not part of apply)",
+        secs(sync_time)
+    );
     println!("stats     : {stats:?}");
     std::fs::remove_dir_all(scratch).context("removing the scratch tree")?;
     Ok(())

@@ -349,29 +349,91 @@ fn symlink_loops_fail_without_escaping() {
     assert!(apply_hostile(&fx, &[layer]).is_err());
 }
 
+/// A file system mounted for the duration of a test, unmounted even if the test fails.
+struct Mounted(std::path::PathBuf);
+
+impl Mounted {
+    /// Mounts `fstype` at `at`; `None` (with a note) where mounting is not possible.
+    fn new(fstype: &str, at: &std::path::Path) -> Option<Self> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", fstype, fstype])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipped: cannot mount {fstype} here");
+        }
+        ok.then(|| Self(at.to_owned()))
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
 #[test]
 fn magic_links_inside_the_root_are_not_followed() {
-    // A layer cannot make /proc, but a root the installer prepared might hold one; the
-    // resolution refuses magic links such as /proc/self/root.
+    // A layer cannot make /proc, but a root someone prepared might hold one: the resolution
+    // neither follows magic links such as /proc/self/root nor enters the mount.
     let fx = Fixture::new();
-    std::fs::create_dir(fx.path("proc")).unwrap();
-    let status = std::process::Command::new("mount")
-        .args(["-t", "proc", "proc"])
-        .arg(fx.path("proc"))
-        .status();
-    if !status.is_ok_and(|s| s.success()) {
-        eprintln!("skipped: cannot mount proc here");
+    let Some(_proc) = Mounted::new("proc", &fx.path("proc")) else {
         return;
-    }
+    };
     let layer = Layer::new()
         .file("proc/self/root/tmp/pwned-by-layer", b"pwned")
         .build();
-    let result = fx.apply(&[layer]);
-    let _ = std::process::Command::new("umount")
-        .arg(fx.path("proc"))
-        .status();
-    assert!(result.is_err());
+    assert!(fx.apply(&[layer]).is_err());
     assert!(!std::path::Path::new("/tmp/pwned-by-layer").exists());
+}
+
+#[test]
+fn mount_points_inside_the_root_are_never_entered() {
+    let fx = Fixture::new();
+    let mnt = fx.path("mnt");
+    let Some(_tmpfs) = Mounted::new("tmpfs", &mnt) else {
+        return;
+    };
+    std::fs::write(mnt.join("mounted-file"), b"keep").unwrap();
+    std::fs::create_dir(mnt.join("mounted-dir")).unwrap();
+    let listing = || {
+        let mut all = crate::support::snapshot(&mnt);
+        all.insert(".".into(), crate::support::node_of(&mnt));
+        all
+    };
+    let before = listing();
+    let attempts = [
+        Layer::new().file("mnt/x", b"x").build(),
+        Layer::new().file("mnt/mounted-file", b"pwned").build(),
+        Layer::new()
+            .dir_with("mnt", Meta::mode(0o700).owner(5, 5))
+            .build(),
+        Layer::new().whiteout("mnt/mounted-file").build(),
+        Layer::new().opaque("mnt").build(),
+        Layer::new().opaque("").build(),
+        Layer::new().file("mnt", b"replace the mount point").build(),
+        Layer::new()
+            .symlink("m2", "/mnt")
+            .file("m2/x", b"x")
+            .build(),
+        Layer::new().file("f", b"f").hardlink("mnt/h", "f").build(),
+    ];
+    for (i, layer) in attempts.into_iter().enumerate() {
+        let err = fx
+            .apply(&[layer])
+            .expect_err("a layer went into a mount point");
+        assert_eq!(
+            listing(),
+            before,
+            "attempt {i} changed the mounted file system: {err:#}"
+        );
+    }
+    fx.assert_outer_unchanged();
 }
 
 #[test]
@@ -397,4 +459,64 @@ fn nul_bytes_in_pax_names_and_targets_are_refused() {
         )
         .build();
     assert_refused(apply_hostile(&fx, &[layer]));
+}
+
+#[test]
+fn members_that_cannot_be_written_faithfully_are_refused() {
+    let fx = Fixture::new();
+    let cases = [
+        Layer::new().member(
+            EntryType::Regular,
+            b"sparse",
+            None,
+            b"",
+            Meta::mode(0o644).pax("GNU.sparse.major", b"1"),
+        ),
+        Layer::new().member(
+            EntryType::new(b'V'),
+            b"volume-label",
+            None,
+            b"",
+            Meta::mode(0o644),
+        ),
+        Layer::new().member(
+            EntryType::new(b'D'),
+            b"dumpdir",
+            None,
+            b"",
+            Meta::mode(0o644),
+        ),
+        Layer::new().member(
+            EntryType::Regular,
+            b"big-uid",
+            None,
+            b"",
+            Meta::mode(0o644).pax("uid", b"4294967296"),
+        ),
+        Layer::new().member(
+            EntryType::Regular,
+            b"minus-one",
+            None,
+            b"",
+            Meta::mode(0o644).pax("gid", b"4294967295"),
+        ),
+        Layer::new().member(
+            EntryType::Regular,
+            b"x",
+            None,
+            b"",
+            Meta::mode(0o644).xattr("user.a\0b", b"v"),
+        ),
+        Layer::new().member(
+            EntryType::Symlink,
+            b"no-target",
+            Some(b""),
+            b"",
+            Meta::mode(0o777),
+        ),
+    ];
+    for layer in cases {
+        assert_refused(apply_hostile(&fx, &[layer.build()]));
+    }
+    fx.assert_tree(&[]);
 }

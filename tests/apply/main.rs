@@ -2,6 +2,7 @@
 //!
 //! These tests need root (ownership, device nodes, `security.capability`).
 
+mod fuzz;
 mod hostile;
 mod layers;
 mod members;

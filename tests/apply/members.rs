@@ -423,3 +423,35 @@ fn opening_a_missing_or_non_directory_root_fails() {
     assert!(ocimetal::oci::apply::Applier::open(&fx.root.join("missing")).is_err());
     assert!(ocimetal::oci::apply::Applier::open(&fx.outer.path().join("sentinel")).is_err());
 }
+
+#[test]
+fn names_and_targets_need_not_be_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let layer = Layer::new()
+        .member(
+            EntryType::Regular,
+            b"latin1-caf\xe9",
+            None,
+            b"bytes",
+            Meta::mode(0o644),
+        )
+        .member(
+            EntryType::Symlink,
+            b"link",
+            Some(b"latin1-caf\xe9"),
+            b"",
+            Meta::mode(0o777),
+        )
+        .build();
+    let fx = Fixture::new();
+    fx.apply(&[layer]).unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"latin1-caf\xe9");
+    assert_eq!(std::fs::read(fx.root.join(name)).unwrap(), b"bytes");
+    assert_eq!(
+        std::fs::read_link(fx.path("link"))
+            .unwrap()
+            .as_os_str()
+            .as_bytes(),
+        b"latin1-caf\xe9"
+    );
+}

@@ -475,8 +475,15 @@ impl Fixture {
     }
 
     pub fn assert_outer_unchanged(&self) {
+        self.assert_outer_unchanged_after("the layers");
+    }
+
+    pub fn assert_outer_unchanged_after(&self, what: &str) {
         let after = self.outer_listing();
-        assert_eq!(self.before, after, "something outside the root changed");
+        assert_eq!(
+            self.before, after,
+            "something outside the root changed after {what}"
+        );
     }
 
     /// Applies `layers` in order with one applier.

@@ -145,6 +145,23 @@ fn image() -> Vec<Vec<u8>> {
             b"long",
             Meta::mode(0o644),
         )
+        .dir_with(
+            "home/user",
+            Meta::mode(0o700).owner(1000, 1000).mtime(MTIME + 60),
+        )
+        .file_with(
+            "home/user/notes",
+            b"n",
+            Meta::mode(0o640)
+                .owner(1000, 1000)
+                .xattr("user.mime_type", b"text/plain")
+                .pax("mtime", b"1600000000.25"),
+        )
+        .symlink_with(
+            "home/user/link",
+            "notes",
+            Meta::mode(0o777).owner(1000, 1000),
+        )
         .build();
     let third = Layer::new().file("replace-me", b"file again").build();
     vec![base, second, third]

@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
+use nix::sys::stat::{fstat, fstatat, FileStat, SFlag};
 
 /// How often a resolution is retried when the kernel reports a concurrent rename (`EAGAIN`).
 const RESOLVE_RETRIES: usize = 32;
@@ -43,7 +43,8 @@ pub(super) fn cstr(bytes: &[u8]) -> nix::Result<CString> {
 
 /// Opens `path` (relative, `/`-separated; empty means the root) as an `O_PATH` directory,
 /// resolving every component inside `root` the way a container runtime does: symlinks are
-/// followed but absolute targets and `..` are clamped to `root`, magic links are refused.
+/// followed but absolute targets and `..` are clamped to `root`, magic links are refused, and
+/// so is entering a mount point (`EXDEV`): the tree is the root's own file system.
 pub(super) fn open_dir_in_root(root: BorrowedFd<'_>, path: &[u8]) -> nix::Result<OwnedFd> {
     open_in_root(root, path, OFlag::O_PATH | OFlag::O_DIRECTORY)
 }
@@ -55,30 +56,48 @@ pub(super) fn open_in_root(
     flags: OFlag,
 ) -> nix::Result<OwnedFd> {
     let path: &[u8] = if path.is_empty() { b"." } else { path };
-    let how = OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let mut attempts = 0;
-    loop {
-        match openat2(root, path, how) {
-            Err(Errno::EAGAIN) if attempts < RESOLVE_RETRIES => attempts += 1,
-            other => return other,
-        }
-    }
+    let resolve = ResolveFlag::RESOLVE_IN_ROOT
+        | ResolveFlag::RESOLVE_NO_MAGICLINKS
+        | ResolveFlag::RESOLVE_NO_XDEV;
+    resolve_retrying(root, path, flags, resolve)
 }
 
-/// Opens the directory `name` in `dir` without following a symlink there.
+/// Opens the directory `name` (one component) in `dir`, neither following a symlink there nor
+/// entering a mount point (`EXDEV`).
 pub(super) fn open_child_dir(
     dir: BorrowedFd<'_>,
     name: &[u8],
     flags: OFlag,
 ) -> nix::Result<OwnedFd> {
-    nix::fcntl::openat(
+    let resolve = ResolveFlag::RESOLVE_BENEATH
+        | ResolveFlag::RESOLVE_NO_SYMLINKS
+        | ResolveFlag::RESOLVE_NO_XDEV;
+    resolve_retrying(
         dir,
         name,
-        flags | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
+        flags | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+        resolve,
     )
+}
+
+/// `openat2`, retried when the kernel reports that a concurrent rename elsewhere on the system
+/// kept it from proving `..` safe (`EAGAIN`).
+fn resolve_retrying(
+    dir: BorrowedFd<'_>,
+    path: &[u8],
+    flags: OFlag,
+    resolve: ResolveFlag,
+) -> nix::Result<OwnedFd> {
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(resolve);
+    let mut attempts = 0;
+    loop {
+        match openat2(dir, path, how) {
+            Err(Errno::EAGAIN) if attempts < RESOLVE_RETRIES => attempts += 1,
+            other => return other,
+        }
+    }
 }
 
 /// `lstat` of one entry of `dir`; `None` when it does not exist.

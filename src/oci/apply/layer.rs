@@ -168,8 +168,7 @@ impl<'a> LayerWriter<'a> {
         let fd = match fsops::open_dir_in_root(self.root, path) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => self.create_parents(path)?,
-            Err(Errno::ENOTDIR) => bail!("parent `{}` is not a directory", lossy(path)),
-            Err(e) => bail!("resolving parent `{}`: {e}", lossy(path)),
+            Err(e) => return Err(resolve_error(e, path)),
         };
         self.cache_dir(path, fd)
     }
@@ -182,7 +181,7 @@ impl<'a> LayerWriter<'a> {
         match fsops::open_dir_in_root(self.root, path) {
             Ok(fd) => self.cache_dir(path, fd).map(Some),
             Err(Errno::ENOENT | Errno::ENOTDIR) => Ok(None),
-            Err(e) => bail!("resolving `{}`: {e}", lossy(path)),
+            Err(e) => Err(resolve_error(e, path)),
         }
     }
 
@@ -237,8 +236,7 @@ impl<'a> LayerWriter<'a> {
                         missing = true;
                         self.note_dir_times(current_path, &fstat(&current)?);
                     }
-                    Err(Errno::ENOTDIR) => bail!("parent `{}` is not a directory", lossy(prefix)),
-                    Err(e) => bail!("resolving parent `{}`: {e}", lossy(prefix)),
+                    Err(e) => return Err(resolve_error(e, prefix)),
                 }
             }
             match mkdirat(
@@ -380,14 +378,20 @@ impl<'a> LayerWriter<'a> {
             }
             Err(e) => return Err(e.into()),
         }
-        self.set_owner_at(dir, name, member)?;
-        fchmodat(
-            &dir.fd,
-            name,
-            Mode::from_bits_truncate(member.mode),
-            FchmodatFlags::FollowSymlink,
+        // Metadata goes through an fd of the directory itself, opened without entering a
+        // mount point: an existing directory could be one.
+        let fd = fsops::open_child_dir(dir.fd.as_fd(), name, OFlag::O_RDONLY)
+            .map_err(|e| resolve_error(e, path.as_bytes()))?;
+        fchown(
+            &fd,
+            Some(Uid::from_raw(member.uid)),
+            Some(Gid::from_raw(member.gid)),
         )?;
-        self.set_xattrs_at(dir, name, member)?;
+        fchmod(&fd, Mode::from_bits_truncate(member.mode))?;
+        for (key, value) in &member.xattrs {
+            let result = fsops::set_xattr_fd(fd.as_fd(), key, value);
+            self.xattr_result(result, key, &member.name)?;
+        }
         self.dir_times
             .insert(path.as_bytes().to_vec(), (member.atime, member.mtime));
         Ok(())
@@ -553,6 +557,19 @@ impl<'a> LayerWriter<'a> {
             .with_context(|| format!("opaque directory `{}`", lossy(path)))?;
         self.note_removed(removed);
         Ok(())
+    }
+}
+
+/// Explains why a directory path could not be opened.
+fn resolve_error(e: Errno, path: &[u8]) -> anyhow::Error {
+    match e {
+        Errno::ENOTDIR => anyhow!("`{}` is not a directory", lossy(path)),
+        Errno::EXDEV => anyhow!(
+            "`{}` crosses a mount point; layers are applied before anything is mounted under the root",
+            lossy(path)
+        ),
+        Errno::ELOOP => anyhow!("`{}`: too many levels of symlinks, or a magic link", lossy(path)),
+        e => anyhow!("resolving `{}`: {e}", lossy(path)),
     }
 }
 

@@ -65,11 +65,19 @@ impl RefusedEntry {
 }
 
 /// Applies layers, in order, onto one root directory.
+///
+/// `Send`, so that it can move to the blocking thread that reads the layers.
 pub struct Applier {
     /// `O_PATH` handle of the root: the only starting point of every path resolution.
     root: OwnedFd,
     buf: Vec<u8>,
 }
+
+// The registry pull drives this from a blocking thread.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<Applier>();
+};
 
 impl Applier {
     /// Opens `root` (which must exist and be a directory) as the confinement root.
@@ -89,6 +97,9 @@ impl Applier {
                 anyhow::bail!("layer application needs openat2(2) (Linux 5.6 or later)")
             }
             Err(e) => return Err(e).context("probing openat2(2) on the layer root"),
+        }
+        if !Path::new("/proc/self/fd").is_dir() {
+            anyhow::bail!("layer application needs /proc mounted (extended attributes of symlinks and devices are set through /proc/self/fd)");
         }
         Ok(Self {
             root: root_fd,

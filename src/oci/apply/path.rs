@@ -74,14 +74,17 @@ impl CleanPath {
     /// What the final component says about whiteouts.
     pub(super) fn whiteout(&self) -> Result<Whiteout<'_>, RefusedEntry> {
         let name = self.name();
-        if name == OPAQUE_MARKER {
-            return Ok(Whiteout::Opaque);
-        }
         let in_meta_dir = self
             .parent()
             .split(|&b| b == b'/')
             .any(|c| c.starts_with(WHITEOUT_META_PREFIX));
-        if name.starts_with(WHITEOUT_META_PREFIX) || in_meta_dir {
+        if in_meta_dir {
+            return Ok(Whiteout::AufsMetadata);
+        }
+        if name == OPAQUE_MARKER {
+            return Ok(Whiteout::Opaque);
+        }
+        if name.starts_with(WHITEOUT_META_PREFIX) {
             return Ok(Whiteout::AufsMetadata);
         }
         match name.strip_prefix(WHITEOUT_PREFIX) {
@@ -160,6 +163,7 @@ mod tests {
         assert_eq!(kind("a/.wh..wh..opq").unwrap(), "Opaque");
         assert_eq!(kind(".wh..wh.plnk").unwrap(), "AufsMetadata");
         assert_eq!(kind(".wh..wh.plnk/1.2").unwrap(), "AufsMetadata");
+        assert_eq!(kind(".wh..wh.plnk/.wh..wh..opq").unwrap(), "AufsMetadata");
         assert_eq!(kind("a/b.wh.c").unwrap(), "None");
         assert!(kind("a/.wh.").is_err());
         assert!(kind("a/.wh..").is_err());
