@@ -85,8 +85,8 @@ def check_installed(facts, hostname, esp_count, raid=None, efi_entries=True):
                         f"{esp_count}: {esps}")
     if efi_entries:
         # OVMF's own entries name devices or the shell; the installer's name the OS.
-        entries = [e for e in facts.get("efi", []) if e.startswith("Boot0") and "UEFI" not in e
-                   and "EFI Internal Shell" not in e]
+        entries = [e for e in facts.get("efi", []) if e.startswith("Boot0") and not
+                   any(word in e for word in ("UEFI", "UiApp", "EFI Internal Shell"))]
         if len(entries) != esp_count:
             problems.append(f"{len(entries)} EFI boot entries of the installer, expected {esp_count}: "
                             f"{facts.get('efi', [])}")
