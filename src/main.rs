@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "ocimetal", version, about = "Install an OCI container image onto bare metal")]
+#[command(
+    name = "ocimetal",
+    version,
+    about = "Install an OCI container image onto bare metal"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -12,14 +16,29 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Gather orders and disks, plan, install, then reboot as ordered (what the service runs).
+    Install(ocimetal::cli::InstallArgs),
+    /// Decide and print everything an install would do; touches no disk.
+    Plan(ocimetal::cli::PlanArgs),
     /// Pull an image and apply its layers into a directory.
     Pull(ocimetal::oci::cli::PullArgs),
+    /// List the disks as the planner sees them.
+    Devices(ocimetal::cli::DevicesArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Planning and listing print their answer on stdout; only warnings belong on stderr.
+    let level = match cli.command {
+        Command::Plan(_) | Command::Devices(_) => "warn",
+        Command::Install(_) | Command::Pull(_) => "info",
+    };
+    let to_journal = ocimetal::logging::init(level, ocimetal::cli::debug_requested());
     let result = match &cli.command {
+        Command::Install(args) => ocimetal::cli::run_install(args),
+        Command::Plan(args) => ocimetal::cli::run_plan(args),
         Command::Pull(args) => ocimetal::oci::cli::run(args),
+        Command::Devices(args) => ocimetal::cli::run_devices(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -30,7 +49,12 @@ fn main() -> ExitCode {
             } else {
                 1
             };
-            eprintln!("ocimetal: {err:#}");
+            // One line, in one place: the journal (which feeds the console) or stderr.
+            if to_journal {
+                tracing::error!("{err:#}");
+            } else {
+                eprintln!("ocimetal: {err:#}");
+            }
             ExitCode::from(code)
         }
     }

@@ -5,8 +5,22 @@
 //! medium, a directory, or the node's `instance_info.configdrive`). Every merged value keeps its
 //! [`Source`] so the log can say where it came from.
 
+pub mod cmdline;
+pub mod configdrive;
+mod fetch;
+pub mod gather;
+pub mod iso9660;
+pub mod merge;
+pub mod mount;
+pub mod node;
+pub mod redact;
 pub mod secret;
 
+pub use cmdline::CmdlineOrders;
+pub use configdrive::ConfigDrive;
+pub use gather::{gather, GatherOptions};
+pub use merge::{merge, redacted_summary};
+pub use node::NodeDoc;
 pub use secret::Secret;
 
 use serde::Serialize;
@@ -32,7 +46,9 @@ pub enum Source {
 /// A value together with the source that gave it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Sourced<T> {
+    /// The value itself.
     pub value: T,
+    /// Which source gave it.
     pub source: Source,
     /// The exact key, e.g. `meta_data.oci_image`.
     pub key: String,
@@ -73,9 +89,13 @@ pub enum WipeMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RebootAction {
+    /// Reboot into the installed system (the default).
     Reboot,
+    /// Power off, e.g. to swap media or ship the machine.
     Poweroff,
+    /// Boot the installed kernel directly, skipping the firmware.
     Kexec,
+    /// Stay in the ramdisk.
     None,
 }
 
@@ -89,7 +109,10 @@ pub struct RegistryMirror {
 }
 
 /// Everything the operator ordered, merged and typed, with provenance.
-#[derive(Debug, Clone, Serialize)]
+///
+/// `Debug` and `Serialize` never show secrets: user_data and the pull secret are [`Secret`]s,
+/// secret-looking meta_data keys and proxy passwords are redacted.
+#[derive(Clone, Serialize)]
 pub struct Orders {
     /// Ironic node UUID, when a node document gave one.
     pub node_uuid: Option<String>,
@@ -103,7 +126,9 @@ pub struct Orders {
     pub hostname: Option<Sourced<String>>,
     /// `meta_data.metal3-name`, used as md `--homehost` like the seed does.
     pub metal3_name: Option<String>,
-    /// The configdrive's whole meta_data (written to the NoCloud seed).
+    /// The configdrive's whole meta_data (written to the NoCloud seed); printed with
+    /// secret-looking keys redacted.
+    #[serde(serialize_with = "redact::serialize_redacted_map")]
     pub meta_data: serde_json::Map<String, serde_json::Value>,
     /// Cloud-init user_data; a secret.
     pub user_data: Option<Secret>,
@@ -119,7 +144,8 @@ pub struct Orders {
     pub auth_file: Option<PathBuf>,
     /// An extra CA bundle for private registries (`ocimetal.ca_file=`).
     pub ca_file: Option<PathBuf>,
-    /// HTTP proxy for apt in the target (`ocimetal.apt_proxy=`).
+    /// HTTP proxy for apt in the target (`ocimetal.apt_proxy=`); printed without password.
+    #[serde(serialize_with = "serialize_proxy")]
     pub apt_proxy: Option<String>,
     /// What to do after a successful install.
     pub reboot: Sourced<RebootAction>,
@@ -129,4 +155,46 @@ pub struct Orders {
     pub debug: bool,
     /// Decide and print the plan, then stop without touching a disk (`ocimetal.dry_run`).
     pub dry_run: bool,
+    /// Where the configdrive was read from (device, directory, image or node field).
+    pub configdrive_origin: Option<String>,
+    /// Things the merge ignored or fell back from, for the log (free of secrets).
+    pub warnings: Vec<String>,
+}
+
+fn serialize_proxy<S: serde::Serializer>(proxy: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match proxy {
+        Some(url) => s.serialize_some(&fetch::display_url(url)),
+        None => s.serialize_none(),
+    }
+}
+
+impl std::fmt::Debug for Orders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Orders")
+            .field("node_uuid", &self.node_uuid)
+            .field("image", &self.image)
+            .field("root_device_hints", &self.root_device_hints)
+            .field("wipe_mode", &self.wipe_mode)
+            .field("hostname", &self.hostname)
+            .field("metal3_name", &self.metal3_name)
+            .field("meta_data", &configdrive::RedactedMap(&self.meta_data))
+            .field("user_data", &self.user_data)
+            .field("network_data", &self.network_data)
+            .field("insecure_registries", &self.insecure_registries)
+            .field("registry_mirrors", &self.registry_mirrors)
+            .field("image_pull_secret", &self.image_pull_secret)
+            .field("auth_file", &self.auth_file)
+            .field("ca_file", &self.ca_file)
+            .field(
+                "apt_proxy",
+                &self.apt_proxy.as_deref().map(fetch::display_url),
+            )
+            .field("reboot", &self.reboot)
+            .field("force", &self.force)
+            .field("debug", &self.debug)
+            .field("dry_run", &self.dry_run)
+            .field("configdrive_origin", &self.configdrive_origin)
+            .field("warnings", &self.warnings)
+            .finish()
+    }
 }

@@ -1,4 +1,66 @@
 //! OCI registry pull and confined layer application.
+//!
+//! [`resolve`] checks an image (reference, manifest, platform) without downloading layers;
+//! [`pull_into`] then streams, verifies, decompresses and applies the layers in order.
 
 pub mod apply;
+pub mod auth;
 pub mod cli;
+mod download;
+pub mod platform;
+mod progress;
+pub mod pull;
+pub mod pull_error;
+pub mod reference;
+pub mod registry;
+pub mod resolve;
+pub mod verify;
+
+pub use platform::Platform;
+pub use pull::{pull_into, pull_into_sink, LayerSink, PullReport};
+pub use pull_error::PullError;
+pub use reference::normalize_reference;
+pub use registry::RetryPolicy;
+pub use resolve::{resolve, Compression, LayerDesc, ResolvedImage};
+
+use crate::config::{RegistryMirror, Secret};
+use std::path::PathBuf;
+
+/// Layers downloaded at once by default.
+pub const DEFAULT_PARALLEL_DOWNLOADS: usize = 3;
+
+/// How to reach the registry and which platform to pick.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// Platform to select from multi-platform images; defaults to the machine's own.
+    pub platform: Platform,
+    /// Registries (`host[:port]`) reached over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Mirrors, tried in order before the origin registry.
+    pub mirrors: Vec<RegistryMirror>,
+    /// A docker `config.json` with credentials.
+    pub auth_file: Option<PathBuf>,
+    /// Ironic's `image_pull_secret`; wins over the auth file.
+    pub pull_secret: Option<Secret>,
+    /// Extra CA certificates (PEM), trusted on top of the system bundle.
+    pub ca_file: Option<PathBuf>,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+    /// Layers downloaded at once (application stays in order).
+    pub parallel_downloads: usize,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        Self {
+            platform: Platform::host(),
+            insecure_registries: Vec::new(),
+            mirrors: Vec::new(),
+            auth_file: None,
+            pull_secret: None,
+            ca_file: None,
+            retry: RetryPolicy::default(),
+            parallel_downloads: DEFAULT_PARALLEL_DOWNLOADS,
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The `plan`, `devices` and `install` subcommands: gather inputs, plan, print or execute.
+
+use crate::config::{self, GatherOptions, Orders};
+use crate::error::OrderError;
+use crate::inventory::{self, BlockDevice, Excluded};
+use crate::plan::{self, Plan, PlanInput};
+use crate::target::packages::Arch;
+use anyhow::Context;
+use std::path::PathBuf;
+
+/// Inputs shared by `plan` and `install`: where orders and disks come from.
+#[derive(Debug, Default, clap::Args)]
+pub struct SourceArgs {
+    /// Node JSON document (Ironic's shape): a file path or an http(s) URL.
+    #[arg(long, value_name = "FILE|URL")]
+    pub node: Option<String>,
+    /// A configdrive directory, ISO image or device instead of the `config-2` medium.
+    #[arg(long, value_name = "DIR")]
+    pub configdrive: Option<PathBuf>,
+    /// Kernel command line to read instead of /proc/cmdline.
+    #[arg(long, value_name = "STRING")]
+    pub cmdline: Option<String>,
+    /// A JSON array of block devices (IPA's fields) instead of the live inventory.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Target architecture (defaults to this machine's).
+    #[arg(long, value_name = "x86_64|aarch64")]
+    pub arch: Option<String>,
+}
+
+/// Arguments of `ocimetal plan`.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// Print one JSON object instead of the readable summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `ocimetal devices`.
+#[derive(Debug, clap::Args)]
+pub struct DevicesArgs {
+    /// Print a JSON array (IPA's field names) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Read this JSON array instead of the live machine.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+}
+
+/// Orders, disks and the plan made from them.
+pub struct Decision {
+    pub orders: Orders,
+    pub excluded: Vec<Excluded>,
+    pub plan: Plan,
+}
+
+/// Gathers orders and the inventory, then plans. Touches no disk.
+pub fn decide(sources: &SourceArgs) -> anyhow::Result<Decision> {
+    let orders = config::gather(&GatherOptions {
+        cmdline: sources.cmdline.clone(),
+        node: sources.node.clone(),
+        configdrive: sources.configdrive.clone(),
+    })?;
+    let arch = match &sources.arch {
+        Some(name) => Arch::parse(name).map_err(|_| {
+            OrderError::new(
+                "--arch",
+                format!("{name:?} is not supported; use x86_64 or aarch64"),
+            )
+        })?,
+        None => Arch::parse(std::env::consts::ARCH).map_err(|_| {
+            OrderError::new(
+                "arch",
+                format!(
+                    "this machine is {}; ocimetal installs x86_64 and aarch64 only",
+                    std::env::consts::ARCH
+                ),
+            )
+        })?,
+    };
+    let (devices, excluded) = load_devices(sources.inventory.as_ref())?;
+    let plan = plan::plan(&PlanInput {
+        orders: &orders,
+        devices: &devices,
+        arch,
+    })?;
+    Ok(Decision {
+        orders,
+        excluded,
+        plan,
+    })
+}
+
+fn load_devices(inventory: Option<&PathBuf>) -> anyhow::Result<(Vec<BlockDevice>, Vec<Excluded>)> {
+    match inventory {
+        Some(path) => Ok((inventory::load_json(path)?, Vec::new())),
+        None => {
+            let scan = inventory::scan().context("reading the disk inventory")?;
+            Ok((scan.devices, scan.excluded))
+        }
+    }
+}
+
+/// `ocimetal plan`: decide and print.
+pub fn run_plan(args: &PlanArgs) -> anyhow::Result<()> {
+    let decision = decide(&args.sources)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&decision.plan)?);
+    } else {
+        print!("{}", plan::render_summary(&decision.plan));
+        for skipped in &decision.excluded {
+            println!("not a candidate: {} ({})", skipped.name, skipped.reason);
+        }
+    }
+    Ok(())
+}
+
+/// `ocimetal devices`: the inventory as the planner sees it.
+pub fn run_devices(args: &DevicesArgs) -> anyhow::Result<()> {
+    let (devices, excluded) = load_devices(args.inventory.as_ref())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&devices)?);
+    } else {
+        print!("{}", inventory::render_table(&devices, &excluded));
+    }
+    Ok(())
+}
+
+/// Arguments of `ocimetal install`.
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+/// True when `ocimetal.debug` is on the kernel command line (read before logging starts).
+pub fn debug_requested() -> bool {
+    std::fs::read_to_string("/proc/cmdline")
+        .map(|line| {
+            line.split_whitespace()
+                .any(|w| w == "ocimetal.debug" || w == "ocimetal.debug=1")
+        })
+        .unwrap_or(false)
+}
+
+/// `ocimetal install`: decide, log the plan, then execute it (or only print it on `dry_run`).
+pub fn run_install(args: &InstallArgs) -> anyhow::Result<()> {
+    crate::systemd::notify_status("reading orders", false);
+    let decision = decide(&args.sources)?;
+    tracing::info!("orders: {}", config::redacted_summary(&decision.orders));
+    for line in plan::render_summary(&decision.plan).lines() {
+        tracing::info!("plan: {line}");
+    }
+    if decision.orders.dry_run {
+        // One machine-readable line for harnesses reading the console.
+        println!("ocimetal-plan: {}", serde_json::to_string(&decision.plan)?);
+        crate::systemd::notify_status("dry run: plan printed, nothing touched", true);
+        return Ok(());
+    }
+    crate::install::execute(&decision)
+}

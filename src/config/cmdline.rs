@@ -1,0 +1,576 @@
+//! Orders from the kernel command line: the `ocimetal.*` parameters.
+//!
+//! Words are split exactly as the kernel's `next_arg()` does (lib/cmdline.c): whitespace
+//! separates words except inside double quotes; a value may be quoted (`key="a b"`) and so may
+//! the whole word (`"key=a b"`). As in the kernel, `-` and `_` are the same in key names.
+
+use super::{HintsInput, RebootAction, RegistryMirror, WipeMode};
+use crate::error::OrderError;
+use std::path::PathBuf;
+
+/// The prefix that marks our parameters; other words belong to someone else.
+pub const PREFIX: &str = "ocimetal.";
+
+/// Every key we accept (after the prefix), for the error that lists them.
+pub const KEYS: &[&str] = &[
+    "node",
+    "image",
+    "root_device_hints",
+    "disk_wipe_mode",
+    "insecure_registry",
+    "registry_mirror",
+    "reboot",
+    "force",
+    "debug",
+    "dry_run",
+    "auth_file",
+    "ca_file",
+    "apt_proxy",
+    "configdrive",
+];
+
+/// What the kernel command line ordered, typed but not yet merged with other sources.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CmdlineOrders {
+    /// `ocimetal.node=`: path or http(s) URL of a node JSON document.
+    pub node: Option<String>,
+    /// `ocimetal.image=`.
+    pub image: Option<String>,
+    /// `ocimetal.root_device_hints=`: simplified form, or a JSON object like Ironic's.
+    pub root_device_hints: Option<HintsInput>,
+    /// `ocimetal.disk_wipe_mode=`.
+    pub disk_wipe_mode: Option<WipeMode>,
+    /// `ocimetal.insecure_registry=` (repeatable, also comma-separated).
+    pub insecure_registries: Vec<String>,
+    /// `ocimetal.registry_mirror=REGISTRY=URL` (repeatable).
+    pub registry_mirrors: Vec<RegistryMirror>,
+    /// `ocimetal.reboot=`.
+    pub reboot: Option<RebootAction>,
+    /// `ocimetal.force`.
+    pub force: bool,
+    /// `ocimetal.debug`.
+    pub debug: bool,
+    /// `ocimetal.dry_run`.
+    pub dry_run: bool,
+    /// `ocimetal.auth_file=`.
+    pub auth_file: Option<PathBuf>,
+    /// `ocimetal.ca_file=`.
+    pub ca_file: Option<PathBuf>,
+    /// `ocimetal.apt_proxy=`.
+    pub apt_proxy: Option<String>,
+    /// `ocimetal.configdrive=`: a device, directory or ISO image to read instead of looking
+    /// for the `config-2` label.
+    pub configdrive: Option<PathBuf>,
+}
+
+/// Splits a command line into `(param, value)` words the way the kernel's `next_arg()` does.
+/// A word without `=` has no value.
+pub fn split_words(cmdline: &str) -> Vec<(String, Option<String>)> {
+    let chars: Vec<char> = cmdline.chars().collect();
+    let mut words = Vec::new();
+    let mut pos = skip_spaces(&chars, 0);
+    while pos < chars.len() {
+        let (word, next) = next_arg(&chars, pos);
+        words.push(word);
+        pos = skip_spaces(&chars, next);
+    }
+    words
+}
+
+fn is_kernel_space(c: char) -> bool {
+    // The kernel's isspace(): space, \t, \n, \v, \f, \r.
+    matches!(c, ' ' | '\t' | '\n' | '\u{b}' | '\u{c}' | '\r')
+}
+
+fn skip_spaces(chars: &[char], mut pos: usize) -> usize {
+    while pos < chars.len() && is_kernel_space(chars[pos]) {
+        pos += 1;
+    }
+    pos
+}
+
+/// One word starting at `start`; returns it and the index after it.
+fn next_arg(chars: &[char], start: usize) -> ((String, Option<String>), usize) {
+    let mut args = start;
+    let mut in_quote = false;
+    let mut quoted = false;
+    if chars.get(args) == Some(&'"') {
+        args += 1;
+        in_quote = true;
+        quoted = true;
+    }
+    let mut i = args;
+    let mut equals = None;
+    while i < chars.len() {
+        if is_kernel_space(chars[i]) && !in_quote {
+            break;
+        }
+        if equals.is_none() && chars[i] == '=' {
+            equals = Some(i);
+        }
+        if chars[i] == '"' {
+            in_quote = !in_quote;
+        }
+        i += 1;
+    }
+    // The kernel NUL-terminates in place; we cut the same characters off instead.
+    let mut end = i;
+    let ends_in_quote = i > args && chars[i - 1] == '"';
+    let word = match equals {
+        None => {
+            if quoted && ends_in_quote {
+                end -= 1;
+            }
+            (chars[args..end].iter().collect(), None)
+        }
+        Some(eq) => {
+            let mut val_start = eq + 1;
+            if chars.get(val_start) == Some(&'"') {
+                val_start += 1;
+                if ends_in_quote {
+                    end -= 1;
+                }
+            } else if quoted && ends_in_quote {
+                end -= 1;
+            }
+            let end = end.max(val_start);
+            let param: String = chars[args..eq].iter().collect();
+            let value: String = chars[val_start..end].iter().collect();
+            (param, Some(value))
+        }
+    };
+    (word, i + 1)
+}
+
+/// Parses the `ocimetal.*` words of a kernel command line; other words are ignored.
+/// Later occurrences of a single-valued key override earlier ones, as for kernel parameters.
+pub fn parse(cmdline: &str) -> Result<CmdlineOrders, OrderError> {
+    let mut orders = CmdlineOrders::default();
+    for (param, value) in split_words(cmdline) {
+        let Some(key) = param.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let key = key.replace('-', "_");
+        let field = format!("{PREFIX}{key}");
+        apply(&mut orders, &key, &field, value)?;
+    }
+    Ok(orders)
+}
+
+fn apply(
+    orders: &mut CmdlineOrders,
+    key: &str,
+    field: &str,
+    value: Option<String>,
+) -> Result<(), OrderError> {
+    match key {
+        "force" => orders.force = parse_flag(field, value.as_deref())?,
+        "debug" => orders.debug = parse_flag(field, value.as_deref())?,
+        "dry_run" => orders.dry_run = parse_flag(field, value.as_deref())?,
+        "node" => orders.node = Some(required(field, value)?),
+        "image" => orders.image = Some(required(field, value)?),
+        "root_device_hints" => {
+            orders.root_device_hints = Some(parse_hints(field, &required(field, value)?)?)
+        }
+        "disk_wipe_mode" => {
+            orders.disk_wipe_mode = Some(parse_wipe_mode(field, &required(field, value)?)?)
+        }
+        "insecure_registry" => {
+            let value = required(field, value)?;
+            orders.insecure_registries.extend(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_string),
+            );
+        }
+        "registry_mirror" => orders
+            .registry_mirrors
+            .push(parse_mirror(field, &required(field, value)?)?),
+        "reboot" => orders.reboot = Some(parse_reboot(field, &required(field, value)?)?),
+        "auth_file" => orders.auth_file = Some(PathBuf::from(required(field, value)?)),
+        "ca_file" => orders.ca_file = Some(PathBuf::from(required(field, value)?)),
+        "apt_proxy" => orders.apt_proxy = Some(required(field, value)?),
+        "configdrive" => orders.configdrive = Some(PathBuf::from(required(field, value)?)),
+        _ => {
+            return Err(OrderError::new(
+                field,
+                format!(
+                    "unknown key; valid keys are {}",
+                    KEYS.iter()
+                        .map(|k| format!("{PREFIX}{k}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// The trimmed value of a key that needs one.
+fn required(field: &str, value: Option<String>) -> Result<String, OrderError> {
+    let value = value.as_deref().map(str::trim).unwrap_or_default();
+    if value.is_empty() {
+        return Err(OrderError::new(field, "needs a value (key=value)"));
+    }
+    Ok(value.to_string())
+}
+
+/// A flag is on when given bare, or with 1/yes/true (0/no/false turn it off).
+fn parse_flag(field: &str, value: Option<&str>) -> Result<bool, OrderError> {
+    let Some(value) = value else {
+        return Ok(true);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "yes" | "true" => Ok(true),
+        "0" | "no" | "false" => Ok(false),
+        _ => Err(OrderError::new(
+            field,
+            format!("\"{value}\" is not a flag value; use the bare key or =1/0/yes/no/true/false"),
+        )),
+    }
+}
+
+/// Parses a wipe mode (trimmed, case-insensitive); `field` names the key in the error.
+pub fn parse_wipe_mode(field: &str, value: &str) -> Result<WipeMode, OrderError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "all" => Ok(WipeMode::All),
+        "target" => Ok(WipeMode::Target),
+        _ => Err(OrderError::new(
+            field,
+            format!(
+                "\"{}\" is not a wipe mode; valid values are all, target",
+                value.trim()
+            ),
+        )),
+    }
+}
+
+fn parse_reboot(field: &str, value: &str) -> Result<RebootAction, OrderError> {
+    match value.to_ascii_lowercase().as_str() {
+        "reboot" => Ok(RebootAction::Reboot),
+        "poweroff" => Ok(RebootAction::Poweroff),
+        "kexec" => Ok(RebootAction::Kexec),
+        "none" => Ok(RebootAction::None),
+        _ => Err(OrderError::new(
+            field,
+            format!("\"{value}\" is not an action; valid values are reboot, poweroff, kexec, none"),
+        )),
+    }
+}
+
+/// Simplified hints (`serial=A [B]`, `wwn=0x… [0x…]`) or a JSON object like Ironic's
+/// `root_device`.
+fn parse_hints(field: &str, value: &str) -> Result<HintsInput, OrderError> {
+    if value.starts_with('{') {
+        return match serde_json::from_str::<serde_json::Value>(value) {
+            Ok(serde_json::Value::Object(map)) => Ok(HintsInput::Map(map)),
+            _ => Err(OrderError::new(
+                field,
+                format!("\"{value}\" is not a JSON object; use serial=A [B], wwn=X [Y] or a JSON object"),
+            )),
+        };
+    }
+    check_simplified_hints(field, value)?;
+    Ok(HintsInput::Simplified(value.to_string()))
+}
+
+/// Checks the seed's simplified hint form `serial=V [V2]` / `wwn=V [V2]`.
+pub fn check_simplified_hints(field: &str, value: &str) -> Result<(), OrderError> {
+    let bad = |why: &str| {
+        OrderError::new(
+            field,
+            format!("\"{value}\" {why}; valid forms are serial=A [B] and wwn=X [Y]"),
+        )
+    };
+    let (kind, values) = value.split_once('=').ok_or_else(|| bad("has no '='"))?;
+    let kind = kind.trim().to_ascii_lowercase();
+    if kind != "serial" && kind != "wwn" {
+        return Err(bad("names neither serial nor wwn"));
+    }
+    if values.trim().is_empty() {
+        return Err(bad("has no value after '='"));
+    }
+    Ok(())
+}
+
+fn parse_mirror(field: &str, value: &str) -> Result<RegistryMirror, OrderError> {
+    let bad = |why: &str| {
+        OrderError::new(
+            field,
+            format!("\"{value}\" {why}; use REGISTRY=URL, e.g. docker.io=http://10.0.2.2:5000"),
+        )
+    };
+    let (registry, endpoint) = value.split_once('=').ok_or_else(|| bad("has no '='"))?;
+    let (registry, endpoint) = (registry.trim(), endpoint.trim());
+    if registry.is_empty() || registry.contains('/') || registry.contains(char::is_whitespace) {
+        return Err(bad("does not start with a registry host"));
+    }
+    match url::Url::parse(endpoint) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+        _ => return Err(bad("does not end with an http(s) URL")),
+    }
+    Ok(RegistryMirror {
+        registry: registry.to_string(),
+        endpoint: endpoint.trim_end_matches('/').to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<(String, Option<String>)> {
+        split_words(s)
+    }
+
+    fn kv(k: &str, v: Option<&str>) -> (String, Option<String>) {
+        (k.to_string(), v.map(str::to_string))
+    }
+
+    #[test]
+    fn splits_plain_words_and_flags() {
+        assert_eq!(
+            words("  console=ttyS0,115200 quiet\tro\n"),
+            vec![
+                kv("console", Some("ttyS0,115200")),
+                kv("quiet", None),
+                kv("ro", None)
+            ]
+        );
+        assert!(words("").is_empty());
+        assert!(words(" \n").is_empty());
+    }
+
+    #[test]
+    fn quoted_value_keeps_spaces() {
+        assert_eq!(
+            words(r#"a=1 ocimetal.root_device_hints="serial=A B" b"#),
+            vec![
+                kv("a", Some("1")),
+                kv("ocimetal.root_device_hints", Some("serial=A B")),
+                kv("b", None)
+            ]
+        );
+    }
+
+    #[test]
+    fn quotes_may_wrap_the_whole_word() {
+        assert_eq!(
+            words(r#""ocimetal.root_device_hints=serial=A B" x"#),
+            vec![
+                kv("ocimetal.root_device_hints", Some("serial=A B")),
+                kv("x", None)
+            ]
+        );
+        assert_eq!(
+            words(r#""flag with space""#),
+            vec![kv("flag with space", None)]
+        );
+    }
+
+    #[test]
+    fn quotes_inside_a_value_are_kept_like_the_kernel_does() {
+        // next_arg() only strips a quote that opens the value and the word's last quote.
+        assert_eq!(words(r#"k=a"b c"d"#), vec![kv("k", Some(r#"a"b c"d"#))]);
+        assert_eq!(words(r#"k="""#), vec![kv("k", Some(""))]);
+        assert_eq!(
+            words(r#"k=" unterminated"#),
+            vec![kv("k", Some(" unterminated"))]
+        );
+        assert_eq!(words("k="), vec![kv("k", Some(""))]);
+    }
+
+    #[test]
+    fn parses_every_key() {
+        let orders = parse(concat!(
+            "BOOT_IMAGE=/vmlinuz ocimetal.node=http://10.0.2.2:8080/node.json ",
+            "ocimetal.image=debian:13 ocimetal.root_device_hints=\"serial=S1 S2\" ",
+            "ocimetal.disk_wipe_mode=TARGET ocimetal.insecure_registry=10.0.2.2:5000 ",
+            "ocimetal.insecure_registry=a:1,b:2 ",
+            "ocimetal.registry_mirror=docker.io=http://10.0.2.2:5000/ ",
+            "ocimetal.registry_mirror=quay.io=https://mirror.example ",
+            "ocimetal.reboot=poweroff ocimetal.force ocimetal.debug=yes ocimetal.dry-run=1 ",
+            "ocimetal.auth_file=/etc/auth.json ocimetal.ca_file=/etc/ca.pem ",
+            "ocimetal.apt_proxy=http://proxy:3142 ocimetal.configdrive=/dev/sr1",
+        ))
+        .unwrap();
+        assert_eq!(
+            orders.node.as_deref(),
+            Some("http://10.0.2.2:8080/node.json")
+        );
+        assert_eq!(orders.image.as_deref(), Some("debian:13"));
+        assert_eq!(
+            orders.root_device_hints,
+            Some(HintsInput::Simplified("serial=S1 S2".into()))
+        );
+        assert_eq!(orders.disk_wipe_mode, Some(WipeMode::Target));
+        assert_eq!(
+            orders.insecure_registries,
+            vec!["10.0.2.2:5000", "a:1", "b:2"]
+        );
+        assert_eq!(
+            orders.registry_mirrors,
+            vec![
+                RegistryMirror {
+                    registry: "docker.io".into(),
+                    endpoint: "http://10.0.2.2:5000".into()
+                },
+                RegistryMirror {
+                    registry: "quay.io".into(),
+                    endpoint: "https://mirror.example".into()
+                }
+            ]
+        );
+        assert_eq!(orders.reboot, Some(RebootAction::Poweroff));
+        assert!(orders.force && orders.debug && orders.dry_run);
+        assert_eq!(orders.auth_file, Some(PathBuf::from("/etc/auth.json")));
+        assert_eq!(orders.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(orders.apt_proxy.as_deref(), Some("http://proxy:3142"));
+        assert_eq!(orders.configdrive, Some(PathBuf::from("/dev/sr1")));
+    }
+
+    #[test]
+    fn empty_cmdline_gives_defaults_and_foreign_words_are_ignored() {
+        assert_eq!(parse("").unwrap(), CmdlineOrders::default());
+        assert_eq!(
+            parse("root=/dev/sda1 ocimetalx=1 other.image=x").unwrap(),
+            CmdlineOrders::default()
+        );
+    }
+
+    #[test]
+    fn flags_accept_words_and_can_be_turned_off() {
+        for (text, expected) in [
+            ("ocimetal.force", true),
+            ("ocimetal.force=1", true),
+            ("ocimetal.force=TRUE", true),
+            ("ocimetal.force=yes", true),
+            ("ocimetal.force=0", false),
+            ("ocimetal.force=no", false),
+            ("ocimetal.force=false", false),
+            ("ocimetal.force ocimetal.force=0", false),
+        ] {
+            assert_eq!(parse(text).unwrap().force, expected, "{text}");
+        }
+        let err = parse("ocimetal.debug=maybe").unwrap_err();
+        assert_eq!(err.field, "ocimetal.debug");
+        assert!(err.problem.contains("maybe") && err.problem.contains("yes/no"));
+    }
+
+    #[test]
+    fn later_value_wins_and_values_are_trimmed() {
+        let orders = parse(r#"ocimetal.image=a ocimetal.image=" b ""#).unwrap();
+        assert_eq!(orders.image.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn reboot_actions() {
+        for (text, action) in [
+            ("reboot", RebootAction::Reboot),
+            ("poweroff", RebootAction::Poweroff),
+            ("kexec", RebootAction::Kexec),
+            ("none", RebootAction::None),
+            ("NONE", RebootAction::None),
+        ] {
+            let orders = parse(&format!("ocimetal.reboot={text}")).unwrap();
+            assert_eq!(orders.reboot, Some(action));
+        }
+        let err = parse("ocimetal.reboot=halt").unwrap_err();
+        assert_eq!(err.field, "ocimetal.reboot");
+        assert!(err.problem.contains("halt") && err.problem.contains("poweroff, kexec, none"));
+    }
+
+    #[test]
+    fn unknown_key_lists_the_valid_ones() {
+        let err = parse("ocimetal.imgae=debian:12").unwrap_err();
+        assert_eq!(err.field, "ocimetal.imgae");
+        for key in KEYS {
+            assert!(err.problem.contains(&format!("ocimetal.{key}")), "{key}");
+        }
+    }
+
+    #[test]
+    fn value_keys_need_a_value() {
+        for key in [
+            "image",
+            "node",
+            "reboot",
+            "root_device_hints",
+            "configdrive",
+        ] {
+            let err = parse(&format!("ocimetal.{key}")).unwrap_err();
+            assert_eq!(err.field, format!("ocimetal.{key}"));
+            assert!(err.problem.contains("needs a value"));
+            assert!(parse(&format!("ocimetal.{key}=  ")).is_err());
+        }
+    }
+
+    #[test]
+    fn bad_wipe_mode_names_key_and_valid_values() {
+        let err = parse("ocimetal.disk_wipe_mode=some").unwrap_err();
+        assert_eq!(err.field, "ocimetal.disk_wipe_mode");
+        assert!(err.problem.contains("\"some\"") && err.problem.contains("all, target"));
+    }
+
+    #[test]
+    fn hints_forms() {
+        let orders = parse("ocimetal.root_device_hints=wwn=0x5000c500a1b2c3d4").unwrap();
+        assert_eq!(
+            orders.root_device_hints,
+            Some(HintsInput::Simplified("wwn=0x5000c500a1b2c3d4".into()))
+        );
+        let orders = parse(r#"ocimetal.root_device_hints={"size":">=_100"}"#).unwrap();
+        let Some(HintsInput::Map(map)) = orders.root_device_hints else {
+            panic!("expected a map");
+        };
+        assert_eq!(map["size"], ">=_100");
+        for bad in ["model=X", "serial=", "serialX", "{notjson", "[1]"] {
+            let err = parse(&format!("ocimetal.root_device_hints={bad}")).unwrap_err();
+            assert_eq!(err.field, "ocimetal.root_device_hints");
+            assert!(err.problem.contains(bad), "{bad}: {}", err.problem);
+        }
+    }
+
+    #[test]
+    fn documented_examples_parse() {
+        // docs/orders.md: Ironic ramdisk_kernel_arguments and the lab USB stick.
+        let ironic = parse(concat!(
+            "console=ttyS0 ocimetal.image=registry.lab:5000/debian:13 ",
+            "ocimetal.insecure_registry=registry.lab:5000 ",
+            "ocimetal.root_device_hints=\"wwn=0x5000c500a1b2c3d4 0x5000c500a1b2c3d5\""
+        ))
+        .unwrap();
+        assert_eq!(
+            ironic.root_device_hints,
+            Some(HintsInput::Simplified(
+                "wwn=0x5000c500a1b2c3d4 0x5000c500a1b2c3d5".into()
+            ))
+        );
+        let usb = parse(concat!(
+            "console=ttyS0 ocimetal.image=10.0.2.2:5000/debian:13 ",
+            "ocimetal.insecure_registry=10.0.2.2:5000 ",
+            "ocimetal.root_device_hints=\"serial=DISK1SERIAL DISK2SERIAL\" ocimetal.reboot=poweroff"
+        ))
+        .unwrap();
+        assert_eq!(usb.image.as_deref(), Some("10.0.2.2:5000/debian:13"));
+        assert_eq!(usb.insecure_registries, vec!["10.0.2.2:5000"]);
+        assert_eq!(usb.reboot, Some(RebootAction::Poweroff));
+    }
+
+    #[test]
+    fn bad_registry_mirror() {
+        for bad in [
+            "docker.io",
+            "=http://x",
+            "docker.io=ftp://x",
+            "docker.io=notaurl",
+        ] {
+            let err = parse(&format!("ocimetal.registry_mirror={bad}")).unwrap_err();
+            assert_eq!(err.field, "ocimetal.registry_mirror");
+            assert!(err.problem.contains("REGISTRY=URL"), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,480 @@
+//! The OpenStack configdrive: `meta_data`, `user_data` and `network_data`, from every shape
+//! it arrives in.
+//!
+//! - a dictionary in the node's `instance_info.configdrive` ([`ConfigDrive::from_dict`]);
+//! - the string Ironic stores for a built drive: base64 of gzip of an ISO 9660 image
+//!   ([`ConfigDrive::from_ironic_string`]);
+//! - a `config-2` tree: a directory, an ISO image file, or a block device that
+//!   [`crate::config::mount`] mounts read-only ([`ConfigDrive::from_dir`],
+//!   [`ConfigDrive::from_iso`]).
+//!
+//! `vendor_data*` is ignored everywhere: the installer has no use for it.
+
+use super::iso9660::IsoImage;
+use super::Secret;
+use crate::error::OrderError;
+use base64::Engine;
+use serde_json::{Map, Value};
+use std::io::{Cursor, Read, Seek};
+use std::path::Path;
+
+/// Where the OpenStack files live inside a `config-2` tree.
+pub const LATEST: &str = "openstack/latest";
+
+/// Largest decompressed configdrive we accept (Ironic caps the stored one at 64 MiB too).
+const MAX_IMAGE: u64 = 64 * 1024 * 1024;
+
+/// The configdrive's content, typed.
+#[derive(Clone, Default, PartialEq)]
+pub struct ConfigDrive {
+    /// `meta_data.json` (Metal3 annotations and names arrive here).
+    pub meta_data: Map<String, Value>,
+    /// `user_data`, exactly as the drive carries it; a secret.
+    pub user_data: Option<Secret>,
+    /// `network_data.json`.
+    pub network_data: Option<Value>,
+    /// Where it was read from (a path, or the node field), for the log.
+    pub origin: String,
+}
+
+impl std::fmt::Debug for ConfigDrive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigDrive")
+            .field("meta_data", &RedactedMap(&self.meta_data))
+            .field("user_data", &self.user_data)
+            .field("network_data", &self.network_data)
+            .field("origin", &self.origin)
+            .finish()
+    }
+}
+
+/// Debug-prints a JSON map with secret-looking keys redacted.
+pub(crate) struct RedactedMap<'a>(pub &'a Map<String, Value>);
+
+impl std::fmt::Debug for RedactedMap<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", Value::Object(super::redact::redact_map(self.0)))
+    }
+}
+
+impl ConfigDrive {
+    /// Reads the dictionary form Ironic accepts in `instance_info.configdrive`; `field` is
+    /// that field's name, for errors.
+    pub fn from_dict(value: &Value, field: &str) -> Result<Self, OrderError> {
+        let Value::Object(dict) = value else {
+            return Err(OrderError::new(field, "must be an object or a string"));
+        };
+        let meta_data = match dict.get("meta_data") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(map)) => map.clone(),
+            Some(other) => {
+                return Err(OrderError::new(
+                    format!("{field}.meta_data"),
+                    format!(
+                        "{} is not a JSON object; meta_data must be an object",
+                        describe(other)
+                    ),
+                ))
+            }
+        };
+        let user_data =
+            match dict.get("user_data") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(text)) => Some(Secret::new(text.as_bytes())),
+                // Ironic serialises a JSON user_data before building the drive; so do we.
+                Some(value @ (Value::Object(_) | Value::Array(_))) => {
+                    Some(Secret::new(serde_json::to_vec(value).unwrap_or_default()))
+                }
+                Some(_) => return Err(OrderError::new(
+                    format!("{field}.user_data"),
+                    "must be a string or a JSON object/list (value not shown: user_data is secret)",
+                )),
+            };
+        let network_data = match dict.get("network_data") {
+            None | Some(Value::Null) => None,
+            Some(value @ Value::Object(_)) => Some(value.clone()),
+            Some(other) => {
+                return Err(OrderError::new(
+                    format!("{field}.network_data"),
+                    format!(
+                        "{} is not a JSON object; network_data must be an object",
+                        describe(other)
+                    ),
+                ))
+            }
+        };
+        Ok(Self {
+            meta_data,
+            user_data,
+            network_data,
+            origin: field.to_string(),
+        })
+    }
+
+    /// Decodes Ironic's stored form: base64 of gzip of an ISO 9660 `config-2` image.
+    pub fn from_ironic_string(text: &str, field: &str) -> Result<Self, OrderError> {
+        let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let gzipped = base64::engine::general_purpose::STANDARD
+            .decode(compact.as_bytes())
+            .map_err(|err| {
+                OrderError::new(
+                    field,
+                    format!("is not valid base64 ({err}); expected base64 of a gzipped config-2 ISO image, a URL, or an object"),
+                )
+            })?;
+        let mut iso = Vec::new();
+        flate2::read::GzDecoder::new(gzipped.as_slice())
+            .take(MAX_IMAGE + 1)
+            .read_to_end(&mut iso)
+            .map_err(|err| {
+                OrderError::new(
+                    field,
+                    format!("base64 content is not gzip ({err}); expected base64 of a gzipped config-2 ISO image"),
+                )
+            })?;
+        if iso.len() as u64 > MAX_IMAGE {
+            return Err(OrderError::new(
+                field,
+                "decompresses to more than 64 MiB; a configdrive must be smaller",
+            ));
+        }
+        Self::from_iso(Cursor::new(iso), field)
+    }
+
+    /// Reads a `config-2` ISO 9660 image; `origin` names it in errors and the log.
+    pub fn from_iso<R: Read + Seek>(reader: R, origin: &str) -> Result<Self, OrderError> {
+        let mut image = IsoImage::open(reader).map_err(|err| {
+            OrderError::new(
+                origin,
+                format!("is not an ISO 9660 image ({err}); expected a config-2 image"),
+            )
+        })?;
+        let mut read = |name: &str| {
+            image.read_file(&format!("{LATEST}/{name}")).map_err(|err| {
+                OrderError::new(
+                    origin,
+                    format!("cannot read {LATEST}/{name} from the ISO image: {err}"),
+                )
+            })
+        };
+        let meta_data = read("meta_data.json")?;
+        let user_data = read("user_data")?;
+        let network_data = read("network_data.json")?;
+        Self::from_files(origin, meta_data, user_data, network_data)
+    }
+
+    /// Reads a `config-2` directory tree (a mounted drive or a copy of one).
+    pub fn from_dir(dir: &Path) -> Result<Self, OrderError> {
+        let origin = dir.display().to_string();
+        let read = |name: &str| {
+            let path = dir.join(LATEST).join(name);
+            match std::fs::read(&path) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(err) => Err(OrderError::new(
+                    &origin,
+                    format!("cannot read {}: {err}", path.display()),
+                )),
+            }
+        };
+        let meta_data = read("meta_data.json")?;
+        let user_data = read("user_data")?;
+        let network_data = read("network_data.json")?;
+        Self::from_files(&origin, meta_data, user_data, network_data)
+    }
+
+    fn from_files(
+        origin: &str,
+        meta_data: Option<Vec<u8>>,
+        user_data: Option<Vec<u8>>,
+        network_data: Option<Vec<u8>>,
+    ) -> Result<Self, OrderError> {
+        let meta_data = meta_data.ok_or_else(|| {
+            OrderError::new(
+                origin,
+                format!("has no {LATEST}/meta_data.json; a config-2 drive must carry one"),
+            )
+        })?;
+        let meta_data = match serde_json::from_slice::<Value>(&meta_data) {
+            Ok(Value::Object(map)) => map,
+            Ok(other) => {
+                return Err(OrderError::new(
+                    format!("{origin}:{LATEST}/meta_data.json"),
+                    format!(
+                        "{} is not a JSON object; meta_data must be an object",
+                        describe(&other)
+                    ),
+                ))
+            }
+            Err(err) => {
+                return Err(OrderError::new(
+                    format!("{origin}:{LATEST}/meta_data.json"),
+                    format!("is not valid JSON ({err}); meta_data must be a JSON object"),
+                ))
+            }
+        };
+        let network_data = match network_data {
+            None => None,
+            Some(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+                Ok(value @ Value::Object(_)) => Some(value),
+                Ok(other) => {
+                    return Err(OrderError::new(
+                        format!("{origin}:{LATEST}/network_data.json"),
+                        format!(
+                            "{} is not a JSON object; network_data must be an object",
+                            describe(&other)
+                        ),
+                    ))
+                }
+                Err(err) => {
+                    return Err(OrderError::new(
+                        format!("{origin}:{LATEST}/network_data.json"),
+                        format!("is not valid JSON ({err}); network_data must be a JSON object"),
+                    ))
+                }
+            },
+        };
+        Ok(Self {
+            meta_data,
+            user_data: user_data.map(Secret::new),
+            network_data,
+            origin: origin.to_string(),
+        })
+    }
+}
+
+/// A short, safe description of a JSON value for error messages: its type and, for scalars,
+/// the value itself (callers never pass secrets here).
+pub(crate) fn describe(value: &Value) -> String {
+    const LIMIT: usize = 60;
+    let kind = match value {
+        Value::Null => return "null".into(),
+        Value::Bool(b) => return format!("boolean {b}"),
+        Value::Number(n) => return format!("number {n}"),
+        Value::String(s) => {
+            let shown: String = s.chars().take(LIMIT).collect();
+            let more = if s.chars().count() > LIMIT { "…" } else { "" };
+            return format!("string \"{shown}{more}\"");
+        }
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    };
+    kind.to_string()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::fs;
+    use std::io::Write;
+    use std::process::Command;
+
+    /// Writes a config-2 tree under `root`.
+    pub(crate) fn write_tree(
+        root: &Path,
+        meta: &Value,
+        user_data: Option<&[u8]>,
+        net: Option<&Value>,
+    ) {
+        let latest = root.join(LATEST);
+        fs::create_dir_all(&latest).unwrap();
+        fs::write(latest.join("meta_data.json"), meta.to_string()).unwrap();
+        if let Some(user_data) = user_data {
+            fs::write(latest.join("user_data"), user_data).unwrap();
+        }
+        if let Some(net) = net {
+            fs::write(latest.join("network_data.json"), net.to_string()).unwrap();
+        }
+        fs::write(latest.join("vendor_data2.json"), "{\"ignored\": true}").unwrap();
+        // Ironic also writes dated copies and an ec2 tree; they must not confuse us.
+        let dated = root.join("openstack/2012-08-10");
+        fs::create_dir_all(&dated).unwrap();
+        fs::write(dated.join("meta_data.json"), "{\"old\": true}").unwrap();
+    }
+
+    /// Builds `config-2` ISO bytes from a tree with xorriso, or `None` when it is missing.
+    pub(crate) fn iso_from_tree(root: &Path) -> Option<Vec<u8>> {
+        let out = root.with_extension("iso");
+        let status = Command::new("xorriso")
+            .args([
+                "-as", "mkisofs", "-quiet", "-V", "config-2", "-J", "-r", "-o",
+            ])
+            .arg(&out)
+            .arg(root)
+            .stderr(std::process::Stdio::null())
+            .status();
+        match status {
+            Ok(s) if s.success() => Some(fs::read(&out).unwrap()),
+            Ok(s) => panic!("xorriso failed: {s}"),
+            Err(err) => {
+                eprintln!("skipping: xorriso not available ({err})");
+                None
+            }
+        }
+    }
+
+    /// base64(gzip(iso)), as Ironic stores a built configdrive.
+    pub(crate) fn ironic_string(iso: &[u8]) -> String {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(iso).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap())
+    }
+
+    fn sample_meta() -> Value {
+        json!({"uuid": "u-1", "oci_image": "debian:13", "local-hostname": "node-1"})
+    }
+
+    #[test]
+    fn dict_with_string_user_data() {
+        let drive = ConfigDrive::from_dict(
+            &json!({
+                "meta_data": sample_meta(),
+                "user_data": "#cloud-config\nruncmd: []\n",
+                "network_data": {"links": []},
+                "vendor_data": {"x": 1}
+            }),
+            "instance_info.configdrive",
+        )
+        .unwrap();
+        assert_eq!(drive.meta_data["oci_image"], "debian:13");
+        assert_eq!(
+            drive.user_data.unwrap().expose(),
+            b"#cloud-config\nruncmd: []\n"
+        );
+        assert_eq!(drive.network_data, Some(json!({"links": []})));
+    }
+
+    #[test]
+    fn dict_with_json_user_data_is_serialised() {
+        let drive = ConfigDrive::from_dict(
+            &json!({"user_data": {"ignition": {"version": "3.2.0"}}}),
+            "instance_info.configdrive",
+        )
+        .unwrap();
+        let parsed: Value = serde_json::from_slice(drive.user_data.unwrap().expose()).unwrap();
+        assert_eq!(parsed, json!({"ignition": {"version": "3.2.0"}}));
+        assert!(drive.meta_data.is_empty());
+        let drive = ConfigDrive::from_dict(&json!({"user_data": ["a", 1]}), "cd").unwrap();
+        assert_eq!(drive.user_data.unwrap().expose(), br#"["a",1]"#);
+    }
+
+    #[test]
+    fn dict_type_errors_name_the_field() {
+        let err = ConfigDrive::from_dict(&json!({"meta_data": "x"}), "cd").unwrap_err();
+        assert_eq!(err.field, "cd.meta_data");
+        assert!(err.problem.contains("string \"x\"") && err.problem.contains("object"));
+        let err = ConfigDrive::from_dict(&json!({"network_data": [1]}), "cd").unwrap_err();
+        assert_eq!(err.field, "cd.network_data");
+        let err = ConfigDrive::from_dict(&json!({"user_data": 12345}), "cd").unwrap_err();
+        assert_eq!(err.field, "cd.user_data");
+        assert!(
+            !err.problem.contains("12345"),
+            "user_data must not be echoed"
+        );
+        let err = ConfigDrive::from_dict(&json!(7), "cd").unwrap_err();
+        assert_eq!(err.field, "cd");
+    }
+
+    #[test]
+    fn reads_directory_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = json!({"links": [{"id": "eth0"}]});
+        write_tree(
+            dir.path(),
+            &sample_meta(),
+            Some(b"#cloud-config\n"),
+            Some(&net),
+        );
+        let drive = ConfigDrive::from_dir(dir.path()).unwrap();
+        assert_eq!(drive.meta_data, sample_meta().as_object().unwrap().clone());
+        assert_eq!(drive.user_data.unwrap().expose(), b"#cloud-config\n");
+        assert_eq!(drive.network_data, Some(net));
+        assert_eq!(drive.origin, dir.path().display().to_string());
+    }
+
+    #[test]
+    fn directory_without_optional_files() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tree(dir.path(), &json!({}), None, None);
+        let drive = ConfigDrive::from_dir(dir.path()).unwrap();
+        assert!(drive.user_data.is_none() && drive.network_data.is_none());
+    }
+
+    #[test]
+    fn directory_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = ConfigDrive::from_dir(dir.path()).unwrap_err();
+        assert!(err.problem.contains("meta_data.json"));
+        write_tree(dir.path(), &json!([1, 2]), None, None);
+        let err = ConfigDrive::from_dir(dir.path()).unwrap_err();
+        assert!(err.field.ends_with("openstack/latest/meta_data.json"));
+        assert!(err.problem.contains("a list"));
+        fs::write(dir.path().join(LATEST).join("meta_data.json"), "{oops").unwrap();
+        let err = ConfigDrive::from_dir(dir.path()).unwrap_err();
+        assert!(err.problem.contains("not valid JSON"));
+        fs::write(dir.path().join(LATEST).join("meta_data.json"), "{}").unwrap();
+        fs::write(dir.path().join(LATEST).join("network_data.json"), "3").unwrap();
+        let err = ConfigDrive::from_dir(dir.path()).unwrap_err();
+        assert!(err.field.ends_with("network_data.json"));
+    }
+
+    #[test]
+    fn reads_iso_image_and_ironic_string() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        let net = json!({"networks": []});
+        write_tree(&tree, &sample_meta(), Some(b"secret-user-data"), Some(&net));
+        let Some(iso) = iso_from_tree(&tree) else {
+            return;
+        };
+        let drive = ConfigDrive::from_iso(Cursor::new(iso.clone()), "cd.iso").unwrap();
+        assert_eq!(drive.meta_data["local-hostname"], "node-1");
+        assert_eq!(
+            drive.user_data.as_ref().unwrap().expose(),
+            b"secret-user-data"
+        );
+        assert_eq!(drive.network_data, Some(net.clone()));
+
+        let encoded = ironic_string(&iso);
+        // Ironic's stored string may be wrapped over lines.
+        let wrapped: String = encoded
+            .as_bytes()
+            .chunks(76)
+            .map(|c| format!("{}\n", String::from_utf8_lossy(c)))
+            .collect();
+        let drive = ConfigDrive::from_ironic_string(&wrapped, "instance_info.configdrive").unwrap();
+        assert_eq!(drive.meta_data["oci_image"], "debian:13");
+        assert_eq!(drive.user_data.unwrap().expose(), b"secret-user-data");
+        assert_eq!(drive.network_data, Some(net));
+    }
+
+    #[test]
+    fn ironic_string_errors() {
+        let field = "instance_info.configdrive";
+        let err = ConfigDrive::from_ironic_string("!!not base64!!", field).unwrap_err();
+        assert_eq!(err.field, field);
+        assert!(err.problem.contains("base64"));
+        let not_gzip = base64::engine::general_purpose::STANDARD.encode(b"plain text");
+        let err = ConfigDrive::from_ironic_string(&not_gzip, field).unwrap_err();
+        assert!(err.problem.contains("gzip"));
+        let not_iso = ironic_string(&[0u8; 40000]);
+        let err = ConfigDrive::from_ironic_string(&not_iso, field).unwrap_err();
+        assert!(err.problem.contains("ISO 9660"));
+    }
+
+    #[test]
+    fn debug_redacts_user_data_and_secret_meta_data() {
+        let drive = ConfigDrive::from_dict(
+            &json!({"meta_data": {"admin_pass": "hunter2", "uuid": "u"}, "user_data": "topsecret"}),
+            "cd",
+        )
+        .unwrap();
+        let debug = format!("{drive:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("topsecret"),
+            "{debug}"
+        );
+        assert!(debug.contains("\"uuid\":\"u\""));
+    }
+}

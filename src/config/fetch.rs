@@ -1,0 +1,167 @@
+//! Fetching an order document (node JSON, configdrive) over HTTP(S), with short timeouts.
+
+use anyhow::{bail, Context};
+use futures_util::StreamExt;
+use std::time::Duration;
+
+/// Time allowed to open the connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for the whole request, body included.
+const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest document we accept.
+const MAX_BODY: usize = 96 * 1024 * 1024;
+
+/// True when `location` is an http(s) URL rather than a path.
+pub fn is_url(location: &str) -> bool {
+    let lower = location.trim_start().to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// The URL as it may be logged: no password, no query (signed URLs carry tokens there).
+pub fn display_url(location: &str) -> String {
+    match url::Url::parse(location) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("redacted"));
+            }
+            if url.query().is_some() {
+                url.set_query(Some("redacted"));
+            }
+            url.to_string()
+        }
+        Err(_) => location.to_string(),
+    }
+}
+
+/// GETs `url` and returns the body; `what` names the document in the error.
+///
+/// Runs on its own thread with its own runtime so that it works whether or not the caller
+/// is already inside a Tokio runtime.
+pub fn fetch(url: &str, what: &str) -> anyhow::Result<Vec<u8>> {
+    let owned = url.to_string();
+    let result = std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting the HTTP client runtime")?;
+                runtime.block_on(get(&owned))
+            })
+            .join()
+    });
+    let body = match result {
+        Ok(body) => body,
+        Err(_) => bail!("the HTTP client thread failed"),
+    };
+    body.with_context(|| format!("fetching the {what} from {}", display_url(url)))
+}
+
+async fn get(url: &str) -> anyhow::Result<Vec<u8>> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(TOTAL_TIMEOUT)
+        .build()
+        .context("building the HTTP client")?;
+    // reqwest errors print the full URL; ours already names it safely.
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|err| anyhow::anyhow!("{}", err.without_url()))?;
+    let status = response.status();
+    if !status.is_success() {
+        bail!("server answered {status}");
+    }
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|err| anyhow::anyhow!("{}", err.without_url()))?;
+        if body.len() + chunk.len() > MAX_BODY {
+            bail!("document larger than {} MiB", MAX_BODY / (1024 * 1024));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    /// Serves each `(path, status, body)` once per request on 127.0.0.1; returns the base URL.
+    pub(crate) fn serve(routes: Vec<(&'static str, u16, Vec<u8>)>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                // Drain the headers.
+                let mut line = String::new();
+                while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
+                    line.clear();
+                }
+                let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+                let path = path.split('?').next().unwrap_or(path);
+                let (status, body) = routes
+                    .iter()
+                    .find(|(p, _, _)| *p == path)
+                    .map(|(_, s, b)| (*s, b.clone()))
+                    .unwrap_or((404, b"not found".to_vec()));
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            }
+        });
+        base
+    }
+
+    #[test]
+    fn fetches_a_document() {
+        let base = serve(vec![("/node.json", 200, b"{\"uuid\":\"x\"}".to_vec())]);
+        let body = fetch(&format!("{base}/node.json"), "node JSON").unwrap();
+        assert_eq!(body, b"{\"uuid\":\"x\"}");
+    }
+
+    #[test]
+    fn http_error_is_one_clear_error() {
+        let base = serve(vec![]);
+        let err = fetch(&format!("{base}/missing.json?sig=s3cr3t"), "node JSON").unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("fetching the node JSON from"), "{text}");
+        assert!(text.contains("404"), "{text}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+    }
+
+    #[test]
+    fn connection_refused_is_an_error() {
+        // Bind then drop to get a port nobody listens on.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = fetch(&format!("http://127.0.0.1:{port}/n.json"), "node JSON").unwrap_err();
+        assert!(format!("{err:#}").contains("fetching the node JSON"));
+    }
+
+    #[test]
+    fn urls_are_recognised_and_displayed_safely() {
+        assert!(is_url("http://a/b") && is_url("HTTPS://a/b"));
+        assert!(!is_url("/srv/node.json") && !is_url("file:///x"));
+        assert_eq!(
+            display_url("https://user:pw@host/p?temp_url_sig=abc"),
+            "https://user:redacted@host/p?redacted"
+        );
+    }
+}

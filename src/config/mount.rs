@@ -1,0 +1,410 @@
+//! The live `config-2` medium: finding it by label and reading it through a private,
+//! read-only mount that is always undone.
+
+use super::configdrive::ConfigDrive;
+use anyhow::{bail, Context};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+/// Labels a configdrive may carry: OpenStack's, and the upper-case form FAT tools produce.
+pub const LABELS: &[&str] = &["config-2", "CONFIG-2"];
+
+/// Filesystems a configdrive is made with, tried in order.
+const FILESYSTEMS: &[&str] = &["iso9660", "vfat"];
+
+/// Where the system keeps the devices and their udev properties.
+#[derive(Debug, Clone)]
+pub struct DeviceRoots {
+    /// `/dev/disk/by-label`.
+    pub by_label: PathBuf,
+    /// `/run/udev/data` (files `bMAJ:MIN` with `E:KEY=VALUE` lines).
+    pub udev_data: PathBuf,
+    /// `/sys/dev/block` (`MAJ:MIN/uevent` gives `DEVNAME`).
+    pub sys_dev_block: PathBuf,
+    /// `/dev`.
+    pub dev: PathBuf,
+}
+
+impl Default for DeviceRoots {
+    fn default() -> Self {
+        Self {
+            by_label: "/dev/disk/by-label".into(),
+            udev_data: "/run/udev/data".into(),
+            sys_dev_block: "/sys/dev/block".into(),
+            dev: "/dev".into(),
+        }
+    }
+}
+
+/// The block device labelled `config-2`, if any: the udev symlink first, then a scan of the
+/// udev database (the symlink is missing when two devices share the label or udev rules
+/// differ).
+pub fn find_config2(roots: &DeviceRoots) -> Option<PathBuf> {
+    for label in LABELS {
+        let link = roots.by_label.join(label);
+        if let Ok(device) = fs::canonicalize(&link) {
+            return Some(device);
+        }
+    }
+    let mut records: Vec<_> = fs::read_dir(&roots.udev_data)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('b'))
+        .collect();
+    // Same answer on every run when several devices carry the label.
+    records.sort();
+    for label in LABELS {
+        let wanted = format!("E:ID_FS_LABEL={label}");
+        for record in &records {
+            let Ok(text) = fs::read_to_string(roots.udev_data.join(record)) else {
+                continue;
+            };
+            if text.lines().any(|line| line == wanted) {
+                return Some(device_node(roots, &record[1..]));
+            }
+        }
+    }
+    None
+}
+
+/// `/dev/NAME` for a `MAJ:MIN`, from sysfs; `/dev/block/MAJ:MIN` when sysfs does not say.
+fn device_node(roots: &DeviceRoots, major_minor: &str) -> PathBuf {
+    let uevent = roots.sys_dev_block.join(major_minor).join("uevent");
+    fs::read_to_string(uevent)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("DEVNAME=").map(|n| roots.dev.join(n)))
+        })
+        .unwrap_or_else(|| roots.dev.join("block").join(major_minor))
+}
+
+/// Mounts `device` read-only in a private temporary directory, reads the configdrive, and
+/// unmounts it again, also when reading fails.
+pub fn read_device(device: &Path) -> anyhow::Result<ConfigDrive> {
+    read_device_as(device, FILESYSTEMS)
+}
+
+fn read_device_as(device: &Path, filesystems: &[&str]) -> anyhow::Result<ConfigDrive> {
+    let mounted = ReadOnlyMount::new(device, filesystems)?;
+    let mut drive = ConfigDrive::from_dir(mounted.path())?;
+    drive.origin = device.display().to_string();
+    mounted.unmount()?;
+    Ok(drive)
+}
+
+/// A read-only mount in a private directory; dropping it unmounts and removes the directory.
+struct ReadOnlyMount {
+    dir: PathBuf,
+    mounted: bool,
+}
+
+impl ReadOnlyMount {
+    fn new(device: &Path, filesystems: &[&str]) -> anyhow::Result<Self> {
+        let dir = private_dir()?;
+        let mut guard = Self {
+            dir,
+            mounted: false,
+        };
+        let flags =
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        let mut errors = Vec::new();
+        for fstype in filesystems {
+            match mount(Some(device), &guard.dir, Some(*fstype), flags, None::<&str>) {
+                Ok(()) => {
+                    guard.mounted = true;
+                    return Ok(guard);
+                }
+                Err(errno) => errors.push(format!("{fstype}: {errno}")),
+            }
+        }
+        bail!(
+            "mounting the configdrive {} read-only failed ({})",
+            device.display(),
+            errors.join(", ")
+        )
+    }
+
+    fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Unmounts now, reporting a failure (dropping only logs it).
+    fn unmount(mut self) -> anyhow::Result<()> {
+        self.release()
+    }
+
+    fn release(&mut self) -> anyhow::Result<()> {
+        if self.mounted {
+            umount2(&self.dir, MntFlags::empty())
+                .or_else(|_| umount2(&self.dir, MntFlags::MNT_DETACH))
+                .with_context(|| format!("unmounting {}", self.dir.display()))?;
+            self.mounted = false;
+        }
+        fs::remove_dir(&self.dir).with_context(|| format!("removing {}", self.dir.display()))
+    }
+}
+
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        if self.dir.exists() {
+            if let Err(err) = self.release() {
+                tracing::warn!("{err:#}");
+            }
+        }
+    }
+}
+
+/// A new directory only root can enter, for the mount point.
+fn private_dir() -> anyhow::Result<PathBuf> {
+    let base = std::env::temp_dir();
+    let pid = std::process::id();
+    for attempt in 0..100u32 {
+        let dir = base.join(format!("ocimetal-config-2.{pid}.{attempt}"));
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(err) => {
+                return Err(err).with_context(|| format!("creating {}", dir.display()));
+            }
+        }
+    }
+    bail!("no free name for a mount point under {}", base.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::configdrive::tests::{iso_from_tree, write_tree};
+    use serde_json::json;
+    use std::process::Command;
+
+    fn roots(base: &Path) -> DeviceRoots {
+        let roots = DeviceRoots {
+            by_label: base.join("by-label"),
+            udev_data: base.join("udev"),
+            sys_dev_block: base.join("sys"),
+            dev: base.join("dev"),
+        };
+        fs::create_dir_all(&roots.by_label).unwrap();
+        fs::create_dir_all(&roots.udev_data).unwrap();
+        fs::create_dir_all(&roots.dev).unwrap();
+        roots
+    }
+
+    #[test]
+    fn finds_label_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = roots(dir.path());
+        assert_eq!(find_config2(&roots), None);
+        // As udev makes it: a relative link from by-label to the device node.
+        fs::write(dir.path().join("sr0"), b"").unwrap();
+        std::os::unix::fs::symlink("../sr0", roots.by_label.join("config-2")).unwrap();
+        assert_eq!(
+            find_config2(&roots),
+            Some(fs::canonicalize(dir.path().join("sr0")).unwrap())
+        );
+    }
+
+    #[test]
+    fn scans_udev_database_when_symlink_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = roots(dir.path());
+        fs::write(roots.udev_data.join("b8:0"), "E:ID_FS_LABEL=rootfs\n").unwrap();
+        fs::write(roots.udev_data.join("c4:64"), "E:ID_FS_LABEL=config-2\n").unwrap();
+        assert_eq!(
+            find_config2(&roots),
+            None,
+            "character devices are not media"
+        );
+        fs::write(
+            roots.udev_data.join("b11:0"),
+            "S:disk/by-id/ata-QEMU\nE:ID_FS_TYPE=iso9660\nE:ID_FS_LABEL=config-2\n",
+        )
+        .unwrap();
+        fs::create_dir_all(roots.sys_dev_block.join("11:0")).unwrap();
+        fs::write(
+            roots.sys_dev_block.join("11:0/uevent"),
+            "MAJOR=11\nMINOR=0\nDEVNAME=sr0\nDEVTYPE=disk\n",
+        )
+        .unwrap();
+        assert_eq!(find_config2(&roots), Some(roots.dev.join("sr0")));
+        // Without sysfs the /dev/block link names it.
+        fs::remove_dir_all(roots.sys_dev_block.join("11:0")).unwrap();
+        assert_eq!(find_config2(&roots), Some(roots.dev.join("block/11:0")));
+    }
+
+    #[test]
+    fn upper_case_fat_label_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = roots(dir.path());
+        fs::write(roots.udev_data.join("b8:17"), "E:ID_FS_LABEL=CONFIG-2\n").unwrap();
+        assert_eq!(find_config2(&roots), Some(roots.dev.join("block/8:17")));
+    }
+
+    /// Mount tests look at the process's mount table; run them one at a time.
+    static MOUNT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// Attaches `image` to a read-only loop device, or `None` with a printed reason.
+    fn loop_device(image: &Path) -> Option<PathBuf> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping: mounting needs root");
+            return None;
+        }
+        let out = Command::new("losetup")
+            .args(["--find", "--show", "--read-only"])
+            .arg(image)
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Some(PathBuf::from(
+                String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            )),
+            other => {
+                eprintln!("skipping: no loop device ({other:?})");
+                None
+            }
+        }
+    }
+
+    fn detach(device: &Path) {
+        let _ = Command::new("losetup").arg("-d").arg(device).status();
+    }
+
+    fn own_mount_points() -> Vec<PathBuf> {
+        let mine = format!("ocimetal-config-2.{}.", std::process::id());
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.contains(&mine))
+            .map(PathBuf::from)
+            .collect()
+    }
+
+    fn own_dirs() -> Vec<PathBuf> {
+        let mine = format!("ocimetal-config-2.{}.", std::process::id());
+        fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().contains(&mine))
+            .collect()
+    }
+
+    /// An ext4 image holding `tree` (mke2fs -d), or `None` with a printed reason.
+    fn ext4_image(tree: &Path, image: &Path) -> Option<()> {
+        let status = Command::new("mkfs.ext4")
+            .args(["-q", "-L", "config-2", "-d"])
+            .arg(tree)
+            .arg(image)
+            .arg("4M")
+            .status();
+        match status {
+            Ok(s) if s.success() => Some(()),
+            other => {
+                eprintln!("skipping: mkfs.ext4 -d unavailable ({other:?})");
+                None
+            }
+        }
+    }
+
+    /// The mount, read and unmount path, on a filesystem every Linux host can mount (the
+    /// configdrive filesystems may be missing from a build host's kernel).
+    #[test]
+    fn reads_through_a_read_only_mount_and_unmounts() {
+        let _serial = MOUNT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        write_tree(
+            &tree,
+            &json!({"local-hostname": "from-disk"}),
+            Some(b"ud"),
+            None,
+        );
+        let image = dir.path().join("cd.img");
+        if ext4_image(&tree, &image).is_none() {
+            return;
+        }
+        let Some(device) = loop_device(&image) else {
+            return;
+        };
+        let result = read_device_as(&device, &["ext4"]);
+        let (mounts, dirs) = (own_mount_points(), own_dirs());
+        detach(&device);
+        let drive = result.unwrap();
+        assert_eq!(drive.meta_data["local-hostname"], "from-disk");
+        assert_eq!(drive.user_data.unwrap().expose(), b"ud");
+        assert_eq!(drive.origin, device.display().to_string());
+        assert!(mounts.is_empty(), "left mounted: {mounts:?}");
+        assert!(dirs.is_empty(), "left behind: {dirs:?}");
+    }
+
+    #[test]
+    fn unmounts_also_when_the_drive_is_invalid() {
+        let _serial = MOUNT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        fs::create_dir_all(tree.join("openstack/latest")).unwrap();
+        fs::write(tree.join("openstack/latest/meta_data.json"), "[]").unwrap();
+        let image = dir.path().join("bad.img");
+        if ext4_image(&tree, &image).is_none() {
+            return;
+        }
+        let Some(device) = loop_device(&image) else {
+            return;
+        };
+        let result = read_device_as(&device, &["ext4"]);
+        let (mounts, dirs) = (own_mount_points(), own_dirs());
+        detach(&device);
+        let err = result.unwrap_err();
+        assert!(
+            err.downcast_ref::<crate::error::OrderError>().is_some(),
+            "{err:#}"
+        );
+        assert!(mounts.is_empty(), "left mounted: {mounts:?}");
+        assert!(dirs.is_empty(), "left behind: {dirs:?}");
+    }
+
+    #[test]
+    fn mounts_an_iso_device() {
+        let _serial = MOUNT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let filesystems = fs::read_to_string("/proc/filesystems").unwrap_or_default();
+        if !filesystems.lines().any(|l| l.ends_with("iso9660")) {
+            eprintln!("skipping: this kernel has no iso9660 filesystem loaded");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        write_tree(&tree, &json!({"local-hostname": "from-cd"}), None, None);
+        let Some(iso) = iso_from_tree(&tree) else {
+            return;
+        };
+        let image = dir.path().join("cd.iso");
+        fs::write(&image, iso).unwrap();
+        let Some(device) = loop_device(&image) else {
+            return;
+        };
+        let result = read_device(&device);
+        let mounts = own_mount_points();
+        detach(&device);
+        assert_eq!(result.unwrap().meta_data["local-hostname"], "from-cd");
+        assert!(mounts.is_empty(), "left mounted: {mounts:?}");
+    }
+
+    #[test]
+    fn mount_failure_is_reported_and_cleaned_up() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipping: mounting needs root");
+            return;
+        }
+        let _serial = MOUNT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_device(&dir.path().join("no-such-device")).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("iso9660") && text.contains("vfat"), "{text}");
+        assert!(own_dirs().is_empty(), "mount point left behind");
+    }
+}

@@ -1,1 +1,0 @@
-//! IPA-compatible root-device hints (oslo.utils specs_matcher semantics).

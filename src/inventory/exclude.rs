@@ -1,0 +1,266 @@
+//! Which devices are never install targets, and why.
+//!
+//! Kinds that are not disks (loop, RAM, md, dm, optical...), read-only or empty devices, the
+//! configuration drive, the installer's own boot media, and every disk under a mounted
+//! filesystem: wiping any of those would destroy the orders or the running system.
+
+use super::{sysfs, Found, ScanRoots, BOOT_MEDIA_ARG, BOOT_MEDIA_LABEL, CONFIG_DRIVE_LABEL};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+/// For each device of `found` (same order), the reasons to exclude it; empty means a candidate.
+pub(super) fn reasons(roots: &ScanRoots, found: &[Found]) -> Vec<Vec<String>> {
+    let owners = Owners::new(found);
+    let mut reasons: Vec<Vec<String>> = found.iter().map(intrinsic_reasons).collect();
+    let mut add = |disk: &str, reason: String| {
+        if let Some(index) = found.iter().position(|device| device.name == disk) {
+            if !reasons[index].contains(&reason) {
+                reasons[index].push(reason);
+            }
+        }
+    };
+
+    for (holder, label, kind) in labelled(roots, found, &owners) {
+        if label.eq_ignore_ascii_case(CONFIG_DRIVE_LABEL) {
+            add(
+                &holder.disk,
+                format!(
+                    "configuration drive ({kind} labelled {label} on {})",
+                    holder.name
+                ),
+            );
+        } else if label.eq_ignore_ascii_case(BOOT_MEDIA_LABEL) {
+            add(
+                &holder.disk,
+                format!(
+                    "installer boot media ({kind} labelled {label} on {})",
+                    holder.name
+                ),
+            );
+        }
+    }
+
+    for value in boot_media_args(&roots.cmdline) {
+        if let Some(holder) = owners.resolve_path(&roots.dev, value) {
+            add(
+                &holder.disk,
+                format!("installer boot media ({BOOT_MEDIA_ARG}={value})"),
+            );
+        }
+    }
+
+    for mount in mounts(&roots.mountinfo) {
+        let device = owners.by_devno.get(mount.major_minor).cloned().or_else(|| {
+            mount
+                .source
+                .and_then(|source| owners.resolve_path(&roots.dev, source))
+                .map(|holder| holder.name)
+        });
+        let Some(device) = device else { continue };
+        for disk in owners.disks_below(&roots.sys, &device) {
+            add(
+                &disk,
+                format!(
+                    "holds a mounted filesystem ({} on {device})",
+                    mount.mount_point
+                ),
+            );
+        }
+    }
+    reasons
+}
+
+/// Reasons that follow from the device alone: its kind, read-only flag and size.
+fn intrinsic_reasons(device: &Found) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if let Some(kind) = non_disk_kind(&device.name, &device.dir) {
+        reasons.push(kind.to_owned());
+    }
+    // lsblk (hence IPA) skips hidden devices: the per-path nodes of NVMe multipath.
+    if sysfs::read_u64(&device.dir.join("hidden")) == Some(1) {
+        reasons.push("hidden (a path of a multipath NVMe namespace)".to_owned());
+    }
+    if sysfs::read_u64(&device.dir.join("ro")) == Some(1) {
+        reasons.push("read-only".to_owned());
+    }
+    if sysfs::read_u64(&device.dir.join("size")).unwrap_or(0) == 0 {
+        reasons.push("size 0 (no medium)".to_owned());
+    }
+    reasons
+}
+
+/// Kernel devices that are block devices but never install targets.
+fn non_disk_kind(name: &str, dir: &Path) -> Option<&'static str> {
+    const KINDS: &[(&str, &str)] = &[
+        ("loop", "loop device"),
+        ("zram", "compressed RAM disk"),
+        ("ram", "RAM disk"),
+        ("md", "software RAID (md) device"),
+        ("dm-", "device-mapper device"),
+        ("sr", "optical drive"),
+        ("fd", "floppy drive"),
+    ];
+    if let Some((_, kind)) = KINDS.iter().find(|(prefix, _)| name.starts_with(prefix)) {
+        return Some(kind);
+    }
+    // SCSI peripheral type 5 is a CD/DVD drive whatever its name.
+    (sysfs::read_trimmed(&dir.join("device/type")).as_deref() == Some("5"))
+        .then_some("optical drive")
+}
+
+/// A kernel device (disk or partition) and the disk it belongs to.
+#[derive(Debug, Clone)]
+struct Holder {
+    name: String,
+    disk: String,
+}
+
+/// Maps kernel names and device numbers of disks and partitions to their disk.
+struct Owners {
+    disk_of: HashMap<String, String>,
+    by_devno: HashMap<String, String>,
+}
+
+impl Owners {
+    fn new(found: &[Found]) -> Self {
+        let mut disk_of = HashMap::new();
+        let mut by_devno = HashMap::new();
+        for device in found {
+            disk_of.insert(device.name.clone(), device.name.clone());
+            if let Some(devno) = &device.major_minor {
+                by_devno.insert(devno.clone(), device.name.clone());
+            }
+            for (partition, _) in &device.partitions {
+                disk_of.insert(partition.name.clone(), device.name.clone());
+                by_devno.insert(partition.major_minor.clone(), partition.name.clone());
+            }
+        }
+        Self { disk_of, by_devno }
+    }
+
+    fn holder(&self, name: &str) -> Option<Holder> {
+        self.disk_of.get(name).map(|disk| Holder {
+            name: name.to_owned(),
+            disk: disk.clone(),
+        })
+    }
+
+    /// Resolves `/dev/...` (following links under the `/dev` root) or a bare kernel name.
+    fn resolve_path(&self, dev_root: &Path, value: &str) -> Option<Holder> {
+        let name = match value.strip_prefix("/dev/") {
+            Some(relative) => {
+                let path = dev_root.join(relative);
+                let resolved = std::fs::canonicalize(&path).unwrap_or(path);
+                resolved.file_name()?.to_str()?.to_owned()
+            }
+            None => value.to_owned(),
+        };
+        self.holder(&name)
+    }
+
+    /// The disks under kernel device `name`, through partitions and stacked devices
+    /// (`slaves/` of md and dm), so that a mounted LV protects its physical disks.
+    fn disks_below(&self, sys: &Path, name: &str) -> Vec<String> {
+        let mut disks = Vec::new();
+        let mut seen = HashSet::new();
+        let mut pending = vec![name.to_owned()];
+        while let Some(current) = pending.pop() {
+            let Some(disk) = self.disk_of.get(&current).cloned() else {
+                continue;
+            };
+            if !seen.insert(disk.clone()) {
+                continue;
+            }
+            // Members of a stacked device are listed on the whole device, also for md0p1.
+            pending.extend(sysfs::slaves(&sys.join("block").join(&disk)));
+            disks.push(disk);
+        }
+        disks
+    }
+}
+
+/// Every (device, label, "filesystem"/"partition") found in udev data or `/dev/disk/by-*label`.
+fn labelled(
+    roots: &ScanRoots,
+    found: &[Found],
+    owners: &Owners,
+) -> Vec<(Holder, String, &'static str)> {
+    let mut labels = Vec::new();
+    for device in found {
+        let entries = std::iter::once((device.name.as_str(), device.udev.as_ref())).chain(
+            device
+                .partitions
+                .iter()
+                .map(|(partition, udev)| (partition.name.as_str(), udev.as_ref())),
+        );
+        for (name, udev) in entries {
+            let Some(udev) = udev else { continue };
+            let holder = Holder {
+                name: name.to_owned(),
+                disk: device.name.clone(),
+            };
+            if let Some(label) = udev.fs_label() {
+                labels.push((holder.clone(), label, "filesystem"));
+            }
+            if let Some(label) = udev.partition_label() {
+                labels.push((holder, label, "partition"));
+            }
+        }
+    }
+    for (dir, kind) in [
+        ("disk/by-label", "filesystem"),
+        ("disk/by-partlabel", "partition"),
+    ] {
+        let Ok(entries) = std::fs::read_dir(roots.dev.join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Some(link) = entry
+                .file_name()
+                .to_str()
+                .map(super::udev::decode_hex_escapes)
+            else {
+                continue;
+            };
+            let target = std::fs::canonicalize(entry.path()).ok();
+            let holder = target
+                .as_deref()
+                .and_then(Path::file_name)
+                .and_then(|name| name.to_str())
+                .and_then(|name| owners.holder(name));
+            if let Some(holder) = holder {
+                labels.push((holder, link, kind));
+            }
+        }
+    }
+    labels
+}
+
+/// Values of `ocimetal.boot_media=` on the kernel command line.
+fn boot_media_args(cmdline: &str) -> impl Iterator<Item = &str> {
+    cmdline.split_whitespace().filter_map(|word| {
+        word.strip_prefix(BOOT_MEDIA_ARG)
+            .and_then(|rest| rest.strip_prefix('='))
+            .filter(|value| !value.is_empty())
+    })
+}
+
+/// One line of `/proc/self/mountinfo`, the parts we use.
+struct Mount<'a> {
+    major_minor: &'a str,
+    mount_point: &'a str,
+    source: Option<&'a str>,
+}
+
+fn mounts(mountinfo: &str) -> impl Iterator<Item = Mount<'_>> {
+    mountinfo.lines().filter_map(|line| {
+        let (before, after) = line.split_once(" - ").unwrap_or((line, ""));
+        let fields: Vec<&str> = before.split_whitespace().collect();
+        let source = after.split_whitespace().nth(1);
+        Some(Mount {
+            major_minor: fields.get(2)?,
+            mount_point: fields.get(4)?,
+            source: source.filter(|source| source.starts_with("/dev/")),
+        })
+    })
+}

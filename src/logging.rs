@@ -1,0 +1,54 @@
+//! Logging: the journal (structured, with priorities) under systemd, stderr otherwise.
+//!
+//! Under systemd the console also gets every line, so an operator watching a BMC console sees
+//! progress and errors without logging in.
+
+use std::fs::OpenOptions;
+use std::sync::Mutex;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer};
+
+/// Sets up logging once: `level` is the default (`info`, `warn`), `debug` lowers it to DEBUG,
+/// `OCIMETAL_LOG` overrides both. Returns true when records go to the journal (under systemd).
+pub fn init(level: &str, debug: bool) -> bool {
+    let level = if debug { "debug" } else { level };
+    let filter =
+        || EnvFilter::try_from_env("OCIMETAL_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
+    let journald = under_systemd
+        .then(|| tracing_journald::layer().ok())
+        .flatten()
+        .map(|l| l.with_filter(filter()));
+    // With the journal taking the structured records, the console gets a plain copy; without
+    // a journal, stderr is the only sink.
+    let console = if journald.is_some() {
+        OpenOptions::new()
+            .write(true)
+            .open("/dev/console")
+            .ok()
+            .map(|f| {
+                fmt::layer()
+                    .with_writer(Mutex::new(f))
+                    .with_target(false)
+                    .without_time()
+                    .with_ansi(false)
+                    .with_filter(filter())
+                    .boxed()
+            })
+    } else {
+        Some(
+            fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_filter(filter())
+                .boxed(),
+        )
+    };
+    let to_journal = journald.is_some();
+    let _ = tracing_subscriber::registry()
+        .with(journald)
+        .with(console)
+        .try_init();
+    to_journal
+}

@@ -1,0 +1,201 @@
+//! Streams one layer blob from the registry into a bounded channel, verifying size and
+//! digest on the way and resuming with a Range request after a dropped connection.
+
+use super::progress::Progress;
+use super::pull_error::PullError;
+use super::registry::{one_line, Endpoint, Registry};
+use super::resolve::LayerDesc;
+use super::verify::BlobVerifier;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use oci_client::client::BlobResponse;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// What the applier thread receives for one layer.
+pub(crate) enum Chunk {
+    /// The next compressed bytes.
+    Data(Bytes),
+    /// All bytes sent and the blob verified.
+    End,
+    /// The download failed; the message says why.
+    Failed(String),
+}
+
+/// The first failure of any download or of the applier, so that everyone else stops early;
+/// and the layer being applied, whose download finishes verifying even after a failure.
+#[derive(Default)]
+pub(crate) struct Abort {
+    reason: Mutex<Option<String>>,
+    applying: AtomicUsize,
+}
+
+impl Abort {
+    /// Records a failure (the first one wins).
+    pub fn set(&self, why: String) {
+        if let Ok(mut slot) = self.reason.lock() {
+            slot.get_or_insert(why);
+        }
+    }
+
+    /// The recorded failure, if any.
+    pub fn reason(&self) -> Option<String> {
+        self.reason.lock().ok().and_then(|slot| slot.clone())
+    }
+
+    /// Marks layer `index` as the one being applied.
+    pub fn set_applying(&self, index: usize) {
+        self.applying.store(index, Ordering::Relaxed);
+    }
+
+    fn is_applying(&self, index: usize) -> bool {
+        self.applying.load(Ordering::Relaxed) == index
+    }
+}
+
+/// Why one streaming attempt stopped.
+enum Interrupted {
+    Transient(String),
+    Fatal(PullError),
+    /// The applier hung up (it failed or finished): nothing more to do.
+    ConsumerGone,
+}
+
+/// Where one layer comes from and where its bytes go.
+pub(crate) struct LayerDownload<'a> {
+    pub registry: &'a Registry,
+    pub endpoint: &'a Endpoint,
+    pub layer: &'a LayerDesc,
+    pub index: usize,
+    pub progress: Arc<Progress>,
+    pub abort: Arc<Abort>,
+}
+
+impl LayerDownload<'_> {
+    /// Downloads the layer into `tx`, ending with [`Chunk::End`] or [`Chunk::Failed`].
+    pub async fn run(self, tx: mpsc::Sender<Chunk>) -> Result<(), PullError> {
+        match self.stream_all(&tx).await {
+            Ok(()) => {
+                // The applier may have stopped already; that is reported on its side.
+                let _ = tx.send(Chunk::End).await;
+                Ok(())
+            }
+            Err(err) => {
+                self.abort.set(err.to_string());
+                let _ = tx.send(Chunk::Failed(err.to_string())).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn stream_all(&self, tx: &mpsc::Sender<Chunk>) -> Result<(), PullError> {
+        let mut verifier = BlobVerifier::new("layer", &self.layer.digest, self.layer.size)?;
+        let policy = &self.registry.retry;
+        let mut attempt = 1;
+        while verifier.remaining() > 0 {
+            let before = verifier.received();
+            match self.stream_once(&mut verifier, tx).await {
+                Ok(()) => {}
+                Err(Interrupted::ConsumerGone) => return Ok(()),
+                Err(Interrupted::Fatal(err)) => return Err(err),
+                Err(Interrupted::Transient(cause)) => {
+                    if self.abort.reason().is_some() {
+                        return Ok(());
+                    }
+                    // Progress earns a fresh set of attempts: only stalls give up.
+                    if verifier.received() > before {
+                        attempt = 1;
+                    }
+                    if attempt >= policy.attempts {
+                        return Err(PullError::Unavailable {
+                            registry: self.endpoint.host.clone(),
+                            attempts: attempt,
+                            cause: format!("layer {}: {cause}", self.layer.digest),
+                        });
+                    }
+                    let delay = policy.delay(attempt);
+                    tracing::warn!(
+                        layer = %self.layer.digest,
+                        at = verifier.received(),
+                        ?delay,
+                        "{cause}; resuming"
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        }
+        verifier.finish()
+    }
+
+    /// One request from the current offset to the end of the blob.
+    async fn stream_once(
+        &self,
+        verifier: &mut BlobVerifier,
+        tx: &mpsc::Sender<Chunk>,
+    ) -> Result<(), Interrupted> {
+        let offset = verifier.received();
+        let client = &self.registry.client;
+        let digest = self.layer.digest.as_str();
+        let remaining = verifier.remaining();
+        // Always a ranged request: a 206 stream is not hashed again inside oci-client.
+        let response = self
+            .registry
+            .with_retries(self.endpoint, || {
+                client.pull_blob_stream_partial(
+                    &self.endpoint.reference,
+                    digest,
+                    offset,
+                    Some(remaining),
+                )
+            })
+            .await
+            // Opening the stream has had its own retries.
+            .map_err(Interrupted::Fatal)?;
+        let (mut stream, mut skip) = match response {
+            BlobResponse::Partial(stream) => (stream, 0),
+            // The registry ignored the range: drop what was already applied.
+            BlobResponse::Full(stream) => (stream, offset),
+        };
+        let mut sending = true;
+        while verifier.remaining() > 0 {
+            // When the applier failed on this very layer (say, a gzip error), read the blob
+            // to its end anyway: a digest mismatch is the cause worth reporting.
+            if self.abort.reason().is_some() {
+                if !self.abort.is_applying(self.index) {
+                    return Err(Interrupted::ConsumerGone);
+                }
+                sending = false;
+            }
+            let mut bytes = match stream.next().await {
+                Some(Ok(bytes)) => bytes,
+                Some(Err(err)) => return Err(Interrupted::Transient(one_line(&err))),
+                None => {
+                    return Err(Interrupted::Transient(format!(
+                        "connection closed after {} of {} bytes",
+                        verifier.received(),
+                        self.layer.size
+                    )))
+                }
+            };
+            if skip > 0 {
+                let dropped = skip.min(bytes.len() as u64);
+                let _ = bytes.split_to(dropped as usize);
+                skip -= dropped;
+            }
+            if bytes.is_empty() {
+                continue;
+            }
+            verifier.update(&bytes).map_err(Interrupted::Fatal)?;
+            self.progress.add(self.index, bytes.len() as u64);
+            if sending && tx.send(Chunk::Data(bytes)).await.is_err() {
+                if !self.abort.is_applying(self.index) {
+                    return Err(Interrupted::ConsumerGone);
+                }
+                sending = false;
+            }
+        }
+        Ok(())
+    }
+}

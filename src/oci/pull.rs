@@ -1,0 +1,221 @@
+//! The pull pipeline: layers download in parallel (bounded) while one blocking thread
+//! decompresses and applies them strictly in order, fed through bounded channels.
+//!
+//! Bytes are applied while they stream, so a digest mismatch is only certain once a layer
+//! has (partly) been applied: the error then stops the pull and the caller must discard the
+//! tree (the installer recreates the filesystem anyway).
+
+use super::apply::{Applier, LayerStats};
+use super::download::{Abort, Chunk, LayerDownload};
+use super::progress::Progress;
+use super::pull_error::PullError;
+use super::reference::parse_reference;
+use super::registry::Registry;
+use super::resolve::{Compression, LayerDesc, ResolvedImage};
+use super::PullOptions;
+use anyhow::Context;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Where uncompressed layer tar streams go, in order. [`Applier`] is the real one.
+pub trait LayerSink: Send {
+    /// Applies one uncompressed layer tar stream.
+    fn apply_layer(&mut self, tar: &mut dyn Read) -> anyhow::Result<LayerStats>;
+}
+
+impl LayerSink for Applier {
+    fn apply_layer(&mut self, tar: &mut dyn Read) -> anyhow::Result<LayerStats> {
+        Applier::apply_layer(self, tar)
+    }
+}
+
+/// What a pull did.
+#[derive(Debug, Clone)]
+pub struct PullReport {
+    /// Per-layer application counts, bottom layer first.
+    pub layers: Vec<LayerStats>,
+    /// Compressed bytes downloaded (resumed ranges counted once).
+    pub downloaded_bytes: u64,
+    /// Wall time of download and application.
+    pub elapsed: Duration,
+}
+
+/// Chunks buffered per layer between download and application (hyper hands out chunks of
+/// at most ~400 KiB, so this bounds each layer's buffer to a few MiB).
+const CHUNKS_PER_LAYER: usize = 16;
+
+/// Downloads `resolved`'s layers and applies them onto `root` (which must exist).
+pub async fn pull_into(
+    resolved: &ResolvedImage,
+    opts: &PullOptions,
+    root: &Path,
+) -> anyhow::Result<PullReport> {
+    let applier = Applier::open(root)
+        .with_context(|| format!("cannot open {} to apply layers", root.display()))?;
+    pull_into_sink(resolved, opts, Box::new(applier)).await
+}
+
+/// Like [`pull_into`], with any [`LayerSink`] in place of the confined applier.
+pub async fn pull_into_sink(
+    resolved: &ResolvedImage,
+    opts: &PullOptions,
+    sink: Box<dyn LayerSink>,
+) -> anyhow::Result<PullReport> {
+    let started = Instant::now();
+    let reference = parse_reference(&resolved.reference)?;
+    let registry = Registry::connect(&reference, opts)?;
+    let endpoint = registry
+        .endpoints
+        .iter()
+        .find(|e| e.host == resolved.source)
+        .or(registry.endpoints.last())
+        .context("no registry to pull from")?;
+    // Blob requests only authenticate with credentials the client already holds.
+    registry
+        .client
+        .store_auth_if_needed(endpoint.reference.resolve_registry(), &endpoint.auth)
+        .await;
+
+    let layers = resolved.layers.clone();
+    let progress = Progress::new(layers.iter().map(|l| l.size).collect());
+    let abort = Arc::new(Abort::default());
+    let (senders, receivers): (Vec<_>, Vec<_>) = layers
+        .iter()
+        .map(|_| mpsc::channel::<Chunk>(CHUNKS_PER_LAYER))
+        .unzip();
+
+    let applier = {
+        let layers = layers.clone();
+        let abort = Arc::clone(&abort);
+        tokio::task::spawn_blocking(move || apply_all(sink, &layers, receivers, &abort))
+    };
+    let ticker = progress.spawn_ticker();
+    let parallel = opts.parallel_downloads.max(1);
+    let downloads: Vec<Result<(), PullError>> =
+        futures_util::stream::iter(layers.iter().zip(senders).enumerate())
+            .map(|(index, (layer, tx))| {
+                LayerDownload {
+                    registry: &registry,
+                    endpoint,
+                    layer,
+                    index,
+                    progress: Arc::clone(&progress),
+                    abort: Arc::clone(&abort),
+                }
+                .run(tx)
+            })
+            .buffered(parallel)
+            .collect()
+            .await;
+    // Always wait for the applier: nothing may write into the tree after we return.
+    let applied = applier.await;
+    ticker.abort();
+    progress.finish();
+
+    let applied = applied.context("the layer application thread failed")?;
+    let failed_download = downloads.into_iter().find_map(Result::err);
+    match (applied, failed_download) {
+        (_, Some(download_error)) => Err(download_error.into()),
+        (Err((index, err)), None) => Err(err.context(format!(
+            "applying layer {} of {} ({})",
+            index + 1,
+            layers.len(),
+            layers[index].digest
+        ))),
+        (Ok(stats), None) => Ok(PullReport {
+            layers: stats,
+            downloaded_bytes: progress.downloaded(),
+            elapsed: started.elapsed(),
+        }),
+    }
+}
+
+/// The blocking side: decompress and apply each layer in order.
+fn apply_all(
+    mut sink: Box<dyn LayerSink>,
+    layers: &[LayerDesc],
+    receivers: Vec<mpsc::Receiver<Chunk>>,
+    abort: &Abort,
+) -> Result<Vec<LayerStats>, (usize, anyhow::Error)> {
+    let mut all = Vec::with_capacity(layers.len());
+    for (index, (layer, rx)) in layers.iter().zip(receivers).enumerate() {
+        abort.set_applying(index);
+        let mut raw = ChannelReader {
+            rx,
+            current: Bytes::new(),
+            ended: false,
+            abort,
+        };
+        let stats = apply_one(sink.as_mut(), layer, &mut raw).map_err(|e| {
+            abort.set(format!("{e:#}"));
+            (index, e)
+        })?;
+        tracing::info!(
+            layer = index + 1,
+            digest = %layer.digest,
+            entries = stats.entries,
+            whiteouts = stats.whiteouts,
+            bytes = stats.bytes,
+            "layer applied"
+        );
+        all.push(stats);
+    }
+    Ok(all)
+}
+
+fn apply_one(
+    sink: &mut dyn LayerSink,
+    layer: &LayerDesc,
+    raw: &mut ChannelReader<'_>,
+) -> anyhow::Result<LayerStats> {
+    let input = BufReader::with_capacity(256 * 1024, &mut *raw);
+    let mut tar: Box<dyn Read + '_> = match layer.compression {
+        Compression::None => Box::new(input),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(input).context("cannot start zstd")?)
+        }
+    };
+    let stats = sink.apply_layer(&mut tar)?;
+    // The tar end marker may come before the end of the blob: read on, so that the whole
+    // blob is downloaded and its digest checked before the layer counts as applied.
+    io::copy(&mut tar, &mut io::sink()).context("reading the rest of the layer")?;
+    drop(tar);
+    io::copy(raw, &mut io::sink()).context("reading the rest of the layer")?;
+    Ok(stats)
+}
+
+/// A blocking `Read` over one layer's chunks; errors unless the download ended cleanly.
+struct ChannelReader<'a> {
+    rx: mpsc::Receiver<Chunk>,
+    current: Bytes,
+    ended: bool,
+    abort: &'a Abort,
+}
+
+impl Read for ChannelReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
+            if let Some(why) = self.abort.reason() {
+                return Err(io::Error::other(why));
+            }
+            match self.rx.blocking_recv() {
+                Some(Chunk::Data(bytes)) => self.current = bytes,
+                Some(Chunk::End) => self.ended = true,
+                Some(Chunk::Failed(why)) => return Err(io::Error::other(why)),
+                None => return Err(io::Error::other("layer download stopped before its end")),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}

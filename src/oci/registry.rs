@@ -1,0 +1,369 @@
+//! Talking to registries through oci-client: client setup (TLS, insecure hosts), mirror
+//! endpoints, credentials per endpoint, and retries with backoff.
+
+use super::auth::{same_registry, Credentials};
+use super::pull_error::PullError;
+use super::PullOptions;
+use crate::error::OrderError;
+use anyhow::Context;
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use std::future::Future;
+use std::time::Duration;
+
+/// How often and how patiently transient failures (connection resets, 5xx, 429) are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first included.
+    pub attempts: u32,
+    /// Delay before the second attempt; it doubles after each failure.
+    pub initial_delay: Duration,
+    /// Upper bound of the delay.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 6,
+            initial_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay after failed attempt number `attempt` (1-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+        self.initial_delay
+            .saturating_mul(factor)
+            .min(self.max_delay)
+    }
+}
+
+/// One place an image can be fetched from: a mirror or the origin registry.
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    /// The reference, with the mirror set when this is a mirror.
+    pub reference: Reference,
+    /// Host[:port] actually contacted.
+    pub host: String,
+    pub auth: RegistryAuth,
+}
+
+/// A configured client plus the endpoints to try, mirrors first.
+pub(crate) struct Registry {
+    pub client: Client,
+    pub endpoints: Vec<Endpoint>,
+    pub retry: RetryPolicy,
+}
+
+/// What went wrong with one request: worth retrying or not.
+enum Failure {
+    Transient(String),
+    Fatal(PullError),
+}
+
+impl Registry {
+    /// Builds the client for `reference` with the options' TLS, insecure hosts, mirrors and
+    /// credentials. Fails on unreadable CA or auth files and on malformed mirrors.
+    pub fn connect(reference: &Reference, opts: &PullOptions) -> anyhow::Result<Self> {
+        let origin = reference.registry().to_string();
+        let credentials = Credentials::load(opts.auth_file.as_deref(), opts.pull_secret.as_ref())?;
+        let mut plain_http: Vec<String> = opts.insecure_registries.clone();
+        let mut endpoints = Vec::new();
+        for mirror in opts
+            .mirrors
+            .iter()
+            .filter(|m| same_registry(&m.registry, &origin))
+        {
+            let (host, insecure) = mirror_host(&mirror.endpoint)?;
+            if insecure {
+                plain_http.push(host.clone());
+            }
+            let mut mirrored = reference.clone();
+            mirrored.set_mirror_registry(host.clone());
+            endpoints.push(Endpoint {
+                reference: mirrored,
+                auth: credentials.for_registry(&host, &origin),
+                host,
+            });
+        }
+        endpoints.push(Endpoint {
+            reference: reference.clone(),
+            host: reference.resolve_registry().to_string(),
+            auth: credentials.for_registry(&origin, &origin),
+        });
+        let config = ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(plain_http),
+            extra_root_certificates: load_ca_file(opts.ca_file.as_deref())?,
+            // Platform selection is ours, so that a miss can list what the index offers.
+            platform_resolver: None,
+            connect_timeout: Some(Duration::from_secs(20)),
+            read_timeout: Some(Duration::from_secs(60)),
+            user_agent: concat!("ocimetal/", env!("CARGO_PKG_VERSION")),
+            ..ClientConfig::default()
+        };
+        let client = Client::try_from(config).context("cannot set up the registry client")?;
+        Ok(Self {
+            client,
+            endpoints,
+            retry: opts.retry.clone(),
+        })
+    }
+
+    /// Runs `op` against `endpoint`, retrying transient failures with backoff.
+    pub async fn with_retries<T, F, Fut>(
+        &self,
+        endpoint: &Endpoint,
+        mut op: F,
+    ) -> Result<T, PullError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, OciDistributionError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let err = match op().await {
+                Ok(value) => return Ok(value),
+                Err(err) => err,
+            };
+            match classify(err, endpoint) {
+                Failure::Fatal(err) => return Err(err),
+                Failure::Transient(cause) if attempt < self.retry.attempts => {
+                    let delay = self.retry.delay(attempt);
+                    tracing::warn!(registry = %endpoint.host, attempt, ?delay, "{cause}; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Failure::Transient(cause) => {
+                    return Err(PullError::Unavailable {
+                        registry: endpoint.host.clone(),
+                        attempts: attempt,
+                        cause,
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Classifies a failure from oci-client as transient (network, 5xx, 429) or fatal.
+/// oci-client does not hand back response headers, so `Retry-After` cannot be read here;
+/// the exponential backoff stands in for it.
+fn classify(err: OciDistributionError, endpoint: &Endpoint) -> Failure {
+    let reference = endpoint.reference.whole();
+    let registry = endpoint.host.clone();
+    let not_found = || {
+        Failure::Fatal(PullError::NotFound {
+            reference: reference.clone(),
+            registry: registry.clone(),
+        })
+    };
+    let unauthorized = || {
+        Failure::Fatal(PullError::Unauthorized {
+            reference: reference.clone(),
+            registry: registry.clone(),
+        })
+    };
+    match err {
+        OciDistributionError::RequestError(e) if e.is_builder() => {
+            Failure::Fatal(PullError::Other {
+                cause: one_line(&e),
+                reference,
+                registry,
+            })
+        }
+        OciDistributionError::RequestError(e) => Failure::Transient(one_line(&e)),
+        OciDistributionError::IoError(e) => Failure::Transient(one_line(&e)),
+        OciDistributionError::ServerError { code, message, .. } => match code {
+            429 | 500..=599 => Failure::Transient(format!("HTTP {code}")),
+            404 => not_found(),
+            401 | 403 => unauthorized(),
+            _ => Failure::Fatal(PullError::Other {
+                cause: format!("HTTP {code}: {}", first_line(&message)),
+                reference,
+                registry,
+            }),
+        },
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+            let has = |c: OciErrorCode| codes.contains(&&c);
+            if has(OciErrorCode::Toomanyrequests) {
+                Failure::Transient("HTTP 429 too many requests".to_string())
+            } else if has(OciErrorCode::Unauthorized) || has(OciErrorCode::Denied) {
+                unauthorized()
+            } else if has(OciErrorCode::ManifestUnknown)
+                || has(OciErrorCode::NameUnknown)
+                || has(OciErrorCode::BlobUnknown)
+                || has(OciErrorCode::NotFound)
+            {
+                not_found()
+            } else {
+                let messages: Vec<&str> =
+                    envelope.errors.iter().map(|e| e.message.as_str()).collect();
+                Failure::Fatal(PullError::Other {
+                    cause: first_line(&messages.join("; ")),
+                    reference,
+                    registry,
+                })
+            }
+        }
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => unauthorized(),
+        OciDistributionError::DigestError(e) => Failure::Fatal(PullError::Verification {
+            what: "manifest",
+            digest: endpoint
+                .reference
+                .digest()
+                .unwrap_or("(by tag)")
+                .to_string(),
+            problem: one_line(&e),
+        }),
+        other => Failure::Fatal(PullError::Other {
+            cause: one_line(&other),
+            reference,
+            registry,
+        }),
+    }
+}
+
+/// An error and its sources on one line (reqwest hides "connection refused" in a source).
+pub(crate) fn one_line(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    first_line(&text)
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().map(str::trim).collect::<Vec<_>>().join(" ")
+}
+
+/// `http://10.0.2.2:5000` → (`10.0.2.2:5000`, plain HTTP); a bare `host[:port]` means HTTPS.
+fn mirror_host(endpoint: &str) -> Result<(String, bool), OrderError> {
+    let invalid = || {
+        OrderError::new(
+            "registry_mirrors",
+            format!("{endpoint:?} is not a mirror endpoint; expected http(s)://host[:port] or host[:port], without a path"),
+        )
+    };
+    let with_scheme = if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("https://{endpoint}")
+    };
+    let url = url::Url::parse(&with_scheme).map_err(|_| invalid())?;
+    let host = url.host_str().ok_or_else(invalid)?;
+    if !matches!(url.path(), "" | "/") || !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid());
+    }
+    let host = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    Ok((host, url.scheme() == "http"))
+}
+
+/// Reads a PEM bundle of extra CA certificates, one oci-client certificate per PEM block.
+fn load_ca_file(path: Option<&std::path::Path>) -> anyhow::Result<Vec<Certificate>> {
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read CA file {}", path.display()))?;
+    const END: &str = "-----END CERTIFICATE-----";
+    let certs: Vec<Certificate> = text
+        .split_inclusive(END)
+        .filter_map(|block| {
+            block
+                .find("-----BEGIN CERTIFICATE-----")
+                .map(|at| &block[at..])
+        })
+        .filter(|block| block.ends_with(END))
+        .map(|block| Certificate {
+            encoding: CertificateEncoding::Pem,
+            data: block.as_bytes().to_vec(),
+        })
+        .collect();
+    if certs.is_empty() {
+        anyhow::bail!("CA file {} holds no PEM certificate", path.display());
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let policy = RetryPolicy::default();
+        let delays: Vec<u128> = (1..=6).map(|a| policy.delay(a).as_millis()).collect();
+        assert_eq!(delays, [500, 1000, 2000, 4000, 8000, 10000]);
+    }
+
+    #[test]
+    fn parses_mirror_endpoints() {
+        assert_eq!(
+            mirror_host("http://10.0.2.2:5000").unwrap(),
+            ("10.0.2.2:5000".into(), true)
+        );
+        assert_eq!(
+            mirror_host("https://m.example/").unwrap(),
+            ("m.example".into(), false)
+        );
+        assert_eq!(
+            mirror_host("m.example:8443").unwrap(),
+            ("m.example:8443".into(), false)
+        );
+        for bad in ["http://m/v2/prefix", "ftp://m", "http://"] {
+            assert_eq!(
+                mirror_host(bad).unwrap_err().field,
+                "registry_mirrors",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn mirrors_come_before_the_origin_and_only_for_their_registry() {
+        let opts = PullOptions {
+            mirrors: vec![
+                crate::config::RegistryMirror {
+                    registry: "docker.io".into(),
+                    endpoint: "http://10.0.2.2:5000".into(),
+                },
+                crate::config::RegistryMirror {
+                    registry: "quay.io".into(),
+                    endpoint: "https://q.example".into(),
+                },
+            ],
+            ..PullOptions::default()
+        };
+        let reference: Reference = "ubuntu:24.04".parse().unwrap();
+        let registry = Registry::connect(&reference, &opts).unwrap();
+        let hosts: Vec<&str> = registry.endpoints.iter().map(|e| e.host.as_str()).collect();
+        assert_eq!(hosts, ["10.0.2.2:5000", "index.docker.io"]);
+    }
+
+    #[test]
+    fn ca_file_needs_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate").unwrap();
+        assert!(load_ca_file(Some(&path)).is_err());
+        assert!(load_ca_file(Some(&dir.path().join("missing"))).is_err());
+        assert!(load_ca_file(None).unwrap().is_empty());
+    }
+}

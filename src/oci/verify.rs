@@ -1,0 +1,152 @@
+//! Size and digest verification of blobs while they stream.
+
+use super::pull_error::PullError;
+use sha2::{Digest, Sha256, Sha512};
+
+enum Hasher {
+    Sha256(Sha256),
+    Sha512(Sha512),
+}
+
+/// Checks that a blob has exactly its declared size and digest, one chunk at a time.
+pub struct BlobVerifier {
+    what: &'static str,
+    digest: String,
+    expected_hex: String,
+    size: u64,
+    received: u64,
+    hasher: Hasher,
+}
+
+impl BlobVerifier {
+    /// Starts verifying `what` (`layer`, `config`) against `digest` (`sha256:…` or
+    /// `sha512:…`) and `size` bytes.
+    pub fn new(what: &'static str, digest: &str, size: u64) -> Result<Self, PullError> {
+        let unsupported = |problem: &str| PullError::Verification {
+            what,
+            digest: digest.to_string(),
+            problem: problem.to_string(),
+        };
+        let (algorithm, hex_part) = digest
+            .split_once(':')
+            .ok_or_else(|| unsupported("digest has no algorithm"))?;
+        let hasher = match algorithm {
+            "sha256" if hex_part.len() == 64 => Hasher::Sha256(Sha256::new()),
+            "sha512" if hex_part.len() == 128 => Hasher::Sha512(Sha512::new()),
+            _ => return Err(unsupported("unsupported digest algorithm or length")),
+        };
+        Ok(Self {
+            what,
+            digest: digest.to_string(),
+            expected_hex: hex_part.to_ascii_lowercase(),
+            size,
+            received: 0,
+            hasher,
+        })
+    }
+
+    /// Bytes accepted so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Bytes still expected.
+    pub fn remaining(&self) -> u64 {
+        self.size - self.received
+    }
+
+    /// Hashes the next chunk; fails when the blob grows beyond its declared size.
+    pub fn update(&mut self, chunk: &[u8]) -> Result<(), PullError> {
+        let len = chunk.len() as u64;
+        if len > self.remaining() {
+            return Err(self.failure(format!(
+                "registry sent more than the declared {} bytes",
+                self.size
+            )));
+        }
+        self.received += len;
+        match &mut self.hasher {
+            Hasher::Sha256(h) => h.update(chunk),
+            Hasher::Sha512(h) => h.update(chunk),
+        }
+        Ok(())
+    }
+
+    /// Checks the size and digest once the stream has ended.
+    pub fn finish(self) -> Result<(), PullError> {
+        if self.received != self.size {
+            return Err(self.failure(format!(
+                "got {} bytes, expected {}",
+                self.received, self.size
+            )));
+        }
+        let actual = match &self.hasher {
+            Hasher::Sha256(h) => hex::encode(h.clone().finalize()),
+            Hasher::Sha512(h) => hex::encode(h.clone().finalize()),
+        };
+        if actual != self.expected_hex {
+            let algorithm = self.digest.split(':').next().unwrap_or_default();
+            return Err(self.failure(format!(
+                "content digest is {algorithm}:{actual} (digest mismatch)"
+            )));
+        }
+        Ok(())
+    }
+
+    fn failure(&self, problem: String) -> PullError {
+        PullError::Verification {
+            what: self.what,
+            digest: self.digest.clone(),
+            problem,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest_of(data: &[u8]) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(data)))
+    }
+
+    #[test]
+    fn accepts_the_right_bytes_in_any_chunking() {
+        let data = b"hello layer";
+        let mut v = BlobVerifier::new("layer", &digest_of(data), data.len() as u64).unwrap();
+        v.update(&data[..3]).unwrap();
+        v.update(&data[3..]).unwrap();
+        assert_eq!(v.remaining(), 0);
+        v.finish().unwrap();
+    }
+
+    #[test]
+    fn names_the_digest_on_mismatch_short_and_long_blobs() {
+        let digest = digest_of(b"expected");
+        let mut v = BlobVerifier::new("layer", &digest, 8).unwrap();
+        v.update(b"EXPECTED").unwrap();
+        let msg = v.finish().unwrap_err().to_string();
+        assert!(
+            msg.contains(&digest) && msg.contains("digest mismatch"),
+            "{msg}"
+        );
+
+        let mut v = BlobVerifier::new("layer", &digest, 8).unwrap();
+        v.update(b"short").unwrap();
+        assert!(v
+            .finish()
+            .unwrap_err()
+            .to_string()
+            .contains("got 5 bytes, expected 8"));
+
+        let mut v = BlobVerifier::new("layer", &digest, 8).unwrap();
+        assert!(v.update(b"too long by far").is_err());
+    }
+
+    #[test]
+    fn rejects_unknown_algorithms() {
+        assert!(BlobVerifier::new("layer", "md5:abcd", 1).is_err());
+        assert!(BlobVerifier::new("layer", "sha256:abcd", 1).is_err());
+        assert!(BlobVerifier::new("layer", &format!("sha512:{}", "0".repeat(128)), 1).is_ok());
+    }
+}

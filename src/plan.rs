@@ -1,1 +1,0 @@
-//! The plan: a pure function of orders, inventory and architecture.

@@ -1,0 +1,257 @@
+//! Installing packages in the target with apt, only what the image lacks, with services and
+//! initramfs generation held back until every file is in place.
+
+use super::chroot::Chroot;
+use crate::exec::{run, run_streamed, run_tolerant};
+use anyhow::Context;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// `/usr/sbin/policy-rc.d` that keeps package scripts from starting services in the chroot.
+const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
+/// Diverted so each kernel/package trigger does not rebuild the initramfs (minutes under
+/// emulation); the installer runs it once at the end.
+const UPDATE_INITRAMFS: &str = "/usr/sbin/update-initramfs";
+const UPDATE_INITRAMFS_DIVERTED: &str = "/usr/sbin/update-initramfs.ocimetal";
+
+/// Packages that dpkg reports as installed (`Status: install ok installed`).
+pub fn installed_packages(dpkg_status: &str) -> BTreeSet<String> {
+    dpkg_status
+        .split("\n\n")
+        .filter_map(|stanza| {
+            let mut name = None;
+            let mut installed = false;
+            for line in stanza.lines() {
+                if let Some(v) = line.strip_prefix("Package:") {
+                    name = Some(v.trim().to_string());
+                } else if let Some(v) = line.strip_prefix("Status:") {
+                    installed = v.trim() == "install ok installed";
+                }
+            }
+            name.filter(|_| installed)
+        })
+        .collect()
+}
+
+/// Packages in `rc` state (removed, configuration left), to purge.
+pub fn config_only_packages(dpkg_status: &str) -> Vec<String> {
+    dpkg_status
+        .split("\n\n")
+        .filter_map(|stanza| {
+            let name = stanza
+                .lines()
+                .find_map(|l| l.strip_prefix("Package:"))?
+                .trim();
+            let status = stanza.lines().find_map(|l| l.strip_prefix("Status:"))?;
+            (status.trim() == "deinstall ok config-files").then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// True when the target already has a kernel image with its modules.
+pub fn has_kernel(root: &Path) -> bool {
+    std::fs::read_dir(root.join("boot"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("vmlinuz-"))
+                .map(str::to_string)
+        })
+        .any(|version| {
+            ["usr/lib/modules", "lib/modules"]
+                .iter()
+                .any(|dir| root.join(dir).join(&version).is_dir())
+        })
+}
+
+/// What still has to be installed: `wanted` minus installed packages; kernel packages count as
+/// present when the image already carries a kernel.
+pub fn missing_packages(
+    wanted: &[String],
+    installed: &BTreeSet<String>,
+    kernel_present: bool,
+) -> Vec<String> {
+    wanted
+        .iter()
+        .filter(|p| !installed.contains(p.as_str()))
+        .filter(|p| !(kernel_present && is_kernel_package(p)))
+        .cloned()
+        .collect()
+}
+
+fn is_kernel_package(name: &str) -> bool {
+    name.starts_with("linux-image-") || name.starts_with("linux-generic")
+}
+
+/// Installs `missing` (and removes `unwanted` when installed), with service starts blocked
+/// and initramfs generation deferred. Does nothing at all — no apt, no network — when
+/// nothing is missing or unwanted.
+pub fn install(
+    chroot: &Chroot,
+    missing: &[String],
+    unwanted: &[String],
+    apt_proxy: Option<&str>,
+) -> anyhow::Result<()> {
+    if missing.is_empty() && unwanted.is_empty() {
+        tracing::info!("packages: the image has everything; apt not needed");
+        return Ok(());
+    }
+    let root = chroot.root();
+    let _guard = AptGuard::arm(chroot, apt_proxy)?;
+    if !unwanted.is_empty() {
+        tracing::info!("packages: purging {}", unwanted.join(" "));
+        let mut purge = chroot.command("apt-get");
+        purge.args(["purge", "-y"]).args(unwanted);
+        run_streamed(&mut purge)?;
+    }
+    if !missing.is_empty() {
+        tracing::info!("packages: installing {}", missing.join(" "));
+        run_streamed(chroot.command("apt-get").args(["update", "-q"]))?;
+        let mut install = chroot.command("apt-get");
+        install
+            .args([
+                "install",
+                "-y",
+                "-q",
+                "-o",
+                "Dpkg::Options::=--force-confold",
+            ])
+            .args(missing);
+        run_streamed(&mut install).context("installing packages in the target")?;
+    }
+    let status = std::fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap_or_default();
+    let leftovers = config_only_packages(&status);
+    if !leftovers.is_empty() {
+        run_streamed(chroot.command("dpkg").arg("--purge").args(&leftovers))?;
+    }
+    run_streamed(
+        chroot
+            .command("apt-get")
+            .args(["autoremove", "--purge", "-y", "-q"]),
+    )?;
+    run_tolerant(chroot.command("apt-get").arg("clean"));
+    Ok(())
+}
+
+/// Puts policy-rc.d, the update-initramfs diversion and the apt proxy in place; removes them
+/// again on drop.
+struct AptGuard<'a> {
+    chroot: &'a Chroot,
+    proxy_file: Option<std::path::PathBuf>,
+}
+
+impl<'a> AptGuard<'a> {
+    fn arm(chroot: &'a Chroot, apt_proxy: Option<&str>) -> anyhow::Result<Self> {
+        let root = chroot.root();
+        let policy = root.join(POLICY_RC_D);
+        std::fs::create_dir_all(policy.parent().unwrap_or(root))?;
+        std::fs::write(
+            &policy,
+            "#!/bin/sh\n# ocimetal: no service starts in the chroot\nexit 101\n",
+        )?;
+        set_mode(&policy, 0o755)?;
+        run(chroot.command("dpkg-divert").args([
+            "--local",
+            "--rename",
+            "--divert",
+            UPDATE_INITRAMFS_DIVERTED,
+            "--add",
+            UPDATE_INITRAMFS,
+        ]))?;
+        let stub = root.join(UPDATE_INITRAMFS.trim_start_matches('/'));
+        std::fs::write(
+            &stub,
+            "#!/bin/sh\n# ocimetal: deferred until the install's end\nexit 0\n",
+        )?;
+        set_mode(&stub, 0o755)?;
+        let proxy_file = match apt_proxy {
+            Some(proxy) => {
+                let path = root.join("etc/apt/apt.conf.d/00ocimetal-install-proxy");
+                std::fs::write(&path, format!("Acquire::http::Proxy \"{proxy}\";\n"))?;
+                Some(path)
+            }
+            None => None,
+        };
+        Ok(Self { chroot, proxy_file })
+    }
+}
+
+impl Drop for AptGuard<'_> {
+    fn drop(&mut self) {
+        let root = self.chroot.root();
+        let _ = std::fs::remove_file(root.join(POLICY_RC_D));
+        let _ = std::fs::remove_file(root.join(UPDATE_INITRAMFS.trim_start_matches('/')));
+        run_tolerant(self.chroot.command("dpkg-divert").args([
+            "--local",
+            "--rename",
+            "--divert",
+            UPDATE_INITRAMFS_DIVERTED,
+            "--remove",
+            UPDATE_INITRAMFS,
+        ]));
+        if let Some(path) = &self.proxy_file {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {mode:o} {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str = "\
+Package: mdadm
+Status: install ok installed
+Version: 4.4-1
+
+Package: lvm2
+Status: deinstall ok config-files
+Version: 2.03
+
+Package: linux-image-6.12.38+deb13-amd64
+Status: install ok installed
+";
+
+    #[test]
+    fn installed_and_config_only_packages_are_told_apart() {
+        let installed = installed_packages(STATUS);
+        assert!(installed.contains("mdadm"));
+        assert!(!installed.contains("lvm2"));
+        assert_eq!(config_only_packages(STATUS), vec!["lvm2"]);
+    }
+
+    #[test]
+    fn only_missing_packages_are_installed_and_kernels_are_not_doubled() {
+        let installed = installed_packages(STATUS);
+        let wanted: Vec<String> = ["mdadm", "lvm2", "linux-image-amd64", "cloud-init"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            missing_packages(&wanted, &installed, true),
+            vec!["lvm2", "cloud-init"]
+        );
+        assert_eq!(
+            missing_packages(&wanted, &installed, false),
+            vec!["lvm2", "linux-image-amd64", "cloud-init"]
+        );
+    }
+
+    #[test]
+    fn a_kernel_needs_its_modules_to_count() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("boot")).unwrap();
+        std::fs::write(root.path().join("boot/vmlinuz-6.12.1-amd64"), "k").unwrap();
+        assert!(!has_kernel(root.path()));
+        std::fs::create_dir_all(root.path().join("usr/lib/modules/6.12.1-amd64")).unwrap();
+        assert!(has_kernel(root.path()));
+    }
+}

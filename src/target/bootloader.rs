@@ -1,0 +1,138 @@
+//! GRUB on every ESP (without touching NVRAM, plus the removable fallback path), update-grub,
+//! and the single initramfs build.
+
+use super::chroot::Chroot;
+use crate::exec::{run, run_streamed};
+use anyhow::Context;
+use std::path::Path;
+
+/// grub-install arguments for one ESP. `--no-nvram`: EFI entries are ours to manage, one per
+/// ESP with distinct labels; `--force-extra-removable` (Debian and Ubuntu) also writes
+/// `\EFI\BOOT\BOOT<ARCH>.EFI`, so firmware finds the disk even with empty NVRAM.
+pub fn grub_install_args(target: &str, efi_directory: &str, bootloader_id: &str) -> Vec<String> {
+    vec![
+        format!("--target={target}"),
+        format!("--efi-directory={efi_directory}"),
+        format!("--bootloader-id={bootloader_id}"),
+        "--no-nvram".to_string(),
+        "--force-extra-removable".to_string(),
+    ]
+}
+
+/// Installs GRUB to one mounted ESP, then checks that both the vendor directory and the
+/// removable fallback are there.
+pub fn grub_install(
+    chroot: &Chroot,
+    target: &str,
+    efi_directory: &str,
+    bootloader_id: &str,
+    removable_name: &str,
+) -> anyhow::Result<()> {
+    tracing::info!("bootloader: grub-install {target} to {efi_directory}");
+    run(chroot.command("grub-install").args(grub_install_args(
+        target,
+        efi_directory,
+        bootloader_id,
+    )))
+    .with_context(|| format!("installing GRUB to {efi_directory}"))?;
+    let esp = chroot.root().join(efi_directory.trim_start_matches('/'));
+    let fallback = find_case_insensitive(&esp, &["EFI", "BOOT", removable_name]);
+    anyhow::ensure!(
+        fallback.is_some(),
+        "grub-install left no removable fallback \\EFI\\BOOT\\{removable_name} on {efi_directory}"
+    );
+    Ok(())
+}
+
+/// update-grub in the target.
+pub fn update_grub(chroot: &Chroot) -> anyhow::Result<()> {
+    run_streamed(&mut chroot.command("update-grub")).context("update-grub")
+}
+
+/// Builds the initramfs for every installed kernel, once: create where missing, update where
+/// the image shipped one (it lacks our md/LVM configuration).
+pub fn build_initramfs(chroot: &Chroot) -> anyhow::Result<()> {
+    let root = chroot.root();
+    let versions = kernel_versions(root);
+    anyhow::ensure!(
+        !versions.is_empty(),
+        "the target has no kernel in /boot; the packages step should have installed one"
+    );
+    for version in versions {
+        let mode = if root.join(format!("boot/initrd.img-{version}")).exists() {
+            "-u"
+        } else {
+            "-c"
+        };
+        tracing::info!("initramfs: update-initramfs {mode} -k {version}");
+        run_streamed(
+            chroot
+                .command("update-initramfs")
+                .args([mode, "-k", &version]),
+        )?;
+    }
+    Ok(())
+}
+
+/// Kernel versions with an image in /boot, sorted.
+pub fn kernel_versions(root: &Path) -> Vec<String> {
+    let mut versions: Vec<String> = std::fs::read_dir(root.join("boot"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("vmlinuz-"))
+                .map(str::to_string)
+        })
+        .collect();
+    versions.sort();
+    versions
+}
+
+/// FAT is case-insensitive but our view of it is through names: look each component up
+/// without regard to case.
+pub fn find_case_insensitive(base: &Path, components: &[&str]) -> Option<std::path::PathBuf> {
+    let mut path = base.to_path_buf();
+    for component in components {
+        let entry = std::fs::read_dir(&path).ok()?.flatten().find(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(component))
+        })?;
+        path = entry.path();
+    }
+    Some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grub_install_never_touches_nvram_and_adds_the_fallback() {
+        let args = grub_install_args("x86_64-efi", "/boot/efi2", "debian");
+        assert!(args.contains(&"--no-nvram".to_string()));
+        assert!(args.contains(&"--force-extra-removable".to_string()));
+        assert!(args.contains(&"--efi-directory=/boot/efi2".to_string()));
+        assert!(args.contains(&"--bootloader-id=debian".to_string()));
+    }
+
+    #[test]
+    fn fallback_lookup_ignores_case_and_kernels_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("efi/boot")).unwrap();
+        std::fs::write(dir.path().join("efi/boot/bootx64.efi"), "x").unwrap();
+        assert!(find_case_insensitive(dir.path(), &["EFI", "BOOT", "BOOTX64.EFI"]).is_some());
+        assert!(find_case_insensitive(dir.path(), &["EFI", "BOOT", "BOOTAA64.EFI"]).is_none());
+        std::fs::create_dir_all(dir.path().join("boot")).unwrap();
+        for v in ["6.12.2-amd64", "6.1.0-amd64"] {
+            std::fs::write(dir.path().join(format!("boot/vmlinuz-{v}")), "k").unwrap();
+        }
+        assert_eq!(
+            kernel_versions(dir.path()),
+            vec!["6.1.0-amd64", "6.12.2-amd64"]
+        );
+    }
+}

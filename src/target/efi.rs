@@ -1,0 +1,159 @@
+//! EFI boot entries in NVRAM through efibootmgr: one per ESP with distinct labels, ours first
+//! in BootOrder, BootNext on the primary.
+
+use crate::exec::{cmd, run};
+use crate::plan::BootEntry;
+use anyhow::Context;
+
+/// NVRAM boot state as efibootmgr prints it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BootState {
+    pub current: Option<String>,
+    pub next: Option<String>,
+    pub order: Vec<String>,
+    /// (number, label) of every `BootXXXX` entry.
+    pub entries: Vec<(String, String)>,
+}
+
+/// Parses `efibootmgr` output (`BootOrder: 0001,0000`, `Boot0003* label\tpath`).
+pub fn parse_efibootmgr(text: &str) -> BootState {
+    let mut state = BootState::default();
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("BootCurrent:") {
+            state.current = Some(v.trim().to_string());
+        } else if let Some(v) = line.strip_prefix("BootNext:") {
+            state.next = Some(v.trim().to_string());
+        } else if let Some(v) = line.strip_prefix("BootOrder:") {
+            state.order = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        } else if let Some(rest) = line.strip_prefix("Boot") {
+            let number: String = rest.chars().take(4).collect();
+            if number.len() == 4 && number.chars().all(|c| c.is_ascii_hexdigit()) {
+                let label_part = rest[4..].trim_start_matches('*').trim_start();
+                let label = label_part.split('\t').next().unwrap_or("").trim_end();
+                state.entries.push((number, label.to_string()));
+            }
+        }
+    }
+    state
+}
+
+/// The BootOrder that puts `ours` first and keeps every other entry after them.
+pub fn boot_order(ours: &[String], previous: &[String]) -> Vec<String> {
+    ours.iter()
+        .cloned()
+        .chain(previous.iter().filter(|n| !ours.contains(n)).cloned())
+        .collect()
+}
+
+fn read_state() -> anyhow::Result<BootState> {
+    Ok(parse_efibootmgr(
+        &run(&mut cmd("efibootmgr", ["-v"]))?.stdout,
+    ))
+}
+
+/// Replaces our entries: removes every entry carrying one of our labels, creates one per ESP
+/// with `os_id` substituted in the loader path, orders ours first, and sets BootNext to the
+/// primary. Returns the new entry numbers, primary first.
+pub fn ensure_entries(entries: &[BootEntry], os_id: &str) -> anyhow::Result<Vec<String>> {
+    let before = read_state().context("reading EFI boot entries")?;
+    let labels: Vec<&str> = entries.iter().map(|e| e.label.as_str()).collect();
+    for (number, label) in &before.entries {
+        if labels.contains(&label.as_str()) {
+            tracing::info!("efi: removing stale entry Boot{number} {label:?}");
+            run(&mut cmd("efibootmgr", ["-q", "-b", number.as_str(), "-B"]))?;
+        }
+    }
+    let mut created = Vec::new();
+    for entry in entries {
+        let loader = entry.loader.replace("{OS_ID}", os_id);
+        let partition = entry.partition.to_string();
+        let known: Vec<String> = read_state()?.entries.into_iter().map(|e| e.0).collect();
+        run(&mut cmd(
+            "efibootmgr",
+            [
+                "-q",
+                "-c",
+                "-d",
+                entry.disk.as_str(),
+                "-p",
+                partition.as_str(),
+                "-L",
+                entry.label.as_str(),
+                "-l",
+                loader.as_str(),
+            ],
+        ))
+        .with_context(|| format!("creating EFI entry {:?}", entry.label))?;
+        let after = read_state()?;
+        let number = after
+            .entries
+            .iter()
+            .find(|(n, l)| l == &entry.label && !known.contains(n))
+            .map(|(n, _)| n.clone())
+            .with_context(|| format!("efibootmgr did not create {:?}", entry.label))?;
+        tracing::info!(
+            "efi: Boot{number} {:?} -> {} {loader}",
+            entry.label,
+            entry.disk
+        );
+        created.push(number);
+    }
+    let order = boot_order(&created, &read_state()?.order).join(",");
+    run(&mut cmd("efibootmgr", ["-q", "-o", order.as_str()]))?;
+    if let Some(primary) = created.first() {
+        run(&mut cmd("efibootmgr", ["-q", "-n", primary.as_str()]))?;
+    }
+    Ok(created)
+}
+
+/// Sets BootNext to the first existing entry with one of our labels (re-entry path).
+pub fn boot_next_to_ours(entries: &[BootEntry]) -> anyhow::Result<Option<String>> {
+    let state = read_state()?;
+    let primary = entries.first().map(|e| e.label.as_str());
+    let found = state
+        .entries
+        .iter()
+        .find(|(_, label)| Some(label.as_str()) == primary)
+        .map(|(n, _)| n.clone());
+    if let Some(number) = &found {
+        run(&mut cmd("efibootmgr", ["-q", "-n", number.as_str()]))?;
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUTPUT: &str = "BootCurrent: 0001\nTimeout: 0 seconds\nBootOrder: 0001,0000,0003\n\
+Boot0000* UiApp\tFvVol(7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1)/FvFile(462caa21-7614-4503-836e-8ab6f4662331)\n\
+Boot0001* UEFI QEMU DVD-ROM QM00005 \tPciRoot(0x0)/Pci(0x1f,0x2)/Sata(2,65535,0){auto_created_boot_option}\n\
+Boot0003* ocimetal EFI\tHD(1,GPT,5b1c...,0x1000,0x400000)/File(\\EFI\\debian\\shimx64.efi)\n";
+
+    #[test]
+    fn efibootmgr_output_is_parsed() {
+        let state = parse_efibootmgr(OUTPUT);
+        assert_eq!(state.current.as_deref(), Some("0001"));
+        assert_eq!(state.order, vec!["0001", "0000", "0003"]);
+        assert_eq!(state.entries.len(), 3);
+        assert_eq!(
+            state.entries[1],
+            ("0001".into(), "UEFI QEMU DVD-ROM QM00005".into())
+        );
+        assert_eq!(state.entries[2], ("0003".into(), "ocimetal EFI".into()));
+    }
+
+    #[test]
+    fn our_entries_go_first_and_others_keep_their_order() {
+        let ours = vec!["0004".to_string(), "0005".to_string()];
+        let previous: Vec<String> = ["0001", "0005", "0000"].map(String::from).to_vec();
+        assert_eq!(
+            boot_order(&ours, &previous),
+            vec!["0004", "0005", "0001", "0000"]
+        );
+    }
+}

@@ -1,0 +1,566 @@
+//! What gets installed into (and removed from) the image, by distribution and architecture.
+//!
+//! The list is the seed's (`install_packages` and `get_architecture_config`), with three
+//! decisions of our own, each written next to its rule: Debian gets `systemd-resolved` (so the
+//! DNS servers of network_data reach `/etc/resolv.conf`), aarch64 gets the signed GRUB and
+//! shim like x86_64 (both distributions build them), and Ubuntu releases without an HWE kernel
+//! get `linux-generic`.
+
+use crate::error::OrderError;
+use serde::Serialize;
+use std::fmt;
+
+/// CPU architectures ocimetal installs for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    /// `x86_64` / `amd64`.
+    X86_64,
+    /// `aarch64` / `arm64`.
+    Aarch64,
+}
+
+impl Arch {
+    /// Accepts the kernel's names (`x86_64`, `aarch64`) and Debian's/OCI's (`amd64`, `arm64`).
+    pub fn parse(value: &str) -> Result<Self, OrderError> {
+        match value {
+            "x86_64" | "amd64" => Ok(Self::X86_64),
+            "aarch64" | "arm64" => Ok(Self::Aarch64),
+            other => Err(OrderError::new(
+                "arch",
+                format!(
+                    "unsupported architecture {other:?}; valid: x86_64 (amd64), aarch64 (arm64)"
+                ),
+            )),
+        }
+    }
+
+    /// The architecture this program was built for, if it is one we install for.
+    pub fn host() -> Option<Self> {
+        Self::parse(std::env::consts::ARCH).ok()
+    }
+
+    /// The kernel's name: `x86_64` / `aarch64`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::X86_64 => "x86_64",
+            Self::Aarch64 => "aarch64",
+        }
+    }
+
+    /// `grub-install --target=`.
+    pub fn efi_target(self) -> &'static str {
+        match self {
+            Self::X86_64 => "x86_64-efi",
+            Self::Aarch64 => "arm64-efi",
+        }
+    }
+
+    /// File name of the removable-media fallback loader under `\EFI\BOOT\`.
+    pub fn removable_efi_name(self) -> &'static str {
+        match self {
+            Self::X86_64 => "BOOTX64.EFI",
+            Self::Aarch64 => "BOOTAA64.EFI",
+        }
+    }
+
+    /// The shim loader grub-install places next to GRUB (Secure Boot chain start).
+    pub fn shim_loader_name(self) -> &'static str {
+        match self {
+            Self::X86_64 => "shimx64.efi",
+            Self::Aarch64 => "shimaa64.efi",
+        }
+    }
+
+    /// The GRUB EFI image, booted directly when no shim is installed.
+    pub fn grub_loader_name(self) -> &'static str {
+        match self {
+            Self::X86_64 => "grubx64.efi",
+            Self::Aarch64 => "grubaa64.efi",
+        }
+    }
+
+    /// OCI platform to pull.
+    pub fn oci_platform(self) -> &'static str {
+        match self {
+            Self::X86_64 => "linux/amd64",
+            Self::Aarch64 => "linux/arm64",
+        }
+    }
+
+    /// Debian architecture name.
+    pub fn deb_arch(self) -> &'static str {
+        match self {
+            Self::X86_64 => "amd64",
+            Self::Aarch64 => "arm64",
+        }
+    }
+
+    /// The first serial port's kernel name on typical servers of this architecture.
+    pub fn serial_console(self) -> &'static str {
+        match self {
+            Self::X86_64 => "ttyS0",
+            Self::Aarch64 => "ttyAMA0",
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Arch {
+    type Err = OrderError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// The fields of `/etc/os-release` that decide the package list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OsRelease {
+    /// `ID`, e.g. `ubuntu`, `debian`.
+    pub id: String,
+    /// `ID_LIKE`, split on spaces, e.g. `["debian"]` on Ubuntu.
+    pub id_like: Vec<String>,
+    /// `VERSION_ID`, e.g. `24.04` or `13`; absent on Debian testing/unstable.
+    pub version_id: Option<String>,
+    /// `VERSION_CODENAME`, e.g. `noble`, `trixie`.
+    pub version_codename: Option<String>,
+    /// `PRETTY_NAME`, for messages.
+    pub pretty_name: Option<String>,
+}
+
+impl OsRelease {
+    /// Parses os-release text (shell-style `KEY=value` lines, values optionally quoted).
+    /// A missing `ID` means `linux`, as os-release(5) says.
+    pub fn parse(text: &str) -> Self {
+        let mut os = OsRelease {
+            id: "linux".into(),
+            ..Default::default()
+        };
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with('#') {
+                continue;
+            }
+            let Some((key, raw)) = line.split_once('=') else {
+                continue;
+            };
+            let value = unquote(raw.trim());
+            match key.trim() {
+                "ID" => os.id = value.to_ascii_lowercase(),
+                "ID_LIKE" => {
+                    os.id_like = value
+                        .split_whitespace()
+                        .map(str::to_ascii_lowercase)
+                        .collect()
+                }
+                "VERSION_ID" => os.version_id = Some(value).filter(|v| !v.is_empty()),
+                "VERSION_CODENAME" => os.version_codename = Some(value).filter(|v| !v.is_empty()),
+                "PRETTY_NAME" => os.pretty_name = Some(value).filter(|v| !v.is_empty()),
+                _ => {}
+            }
+        }
+        os
+    }
+
+    /// Which family's package names apply, if any.
+    pub fn family(&self) -> Option<Family> {
+        let is = |name: &str| self.id == name || self.id_like.iter().any(|l| l == name);
+        if self.id == "ubuntu" || (self.id != "debian" && is("ubuntu")) {
+            Some(Family::Ubuntu)
+        } else if is("debian") {
+            Some(Family::Debian)
+        } else {
+            None
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mut s = format!("ID={}", self.id);
+        if !self.id_like.is_empty() {
+            s.push_str(&format!(" ID_LIKE=\"{}\"", self.id_like.join(" ")));
+        }
+        if let Some(p) = &self.pretty_name {
+            s.push_str(&format!(" ({p})"));
+        }
+        s
+    }
+}
+
+/// Removes one level of shell quoting and the backslash escapes os-release allows.
+fn unquote(raw: &str) -> String {
+    let inner = if raw.len() >= 2
+        && ((raw.starts_with('"') && raw.ends_with('"'))
+            || (raw.starts_with('\'') && raw.ends_with('\'')))
+    {
+        &raw[1..raw.len() - 1]
+    } else {
+        raw
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                out.push(next);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Package-naming family of a Debian-like distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// Ubuntu and distributions with `ubuntu` in `ID_LIKE`.
+    Ubuntu,
+    /// Debian and its other derivatives.
+    Debian,
+}
+
+/// One package to install and why, for the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PackageRule {
+    /// Debian package name.
+    pub package: String,
+    /// Why it is installed.
+    pub reason: &'static str,
+}
+
+impl PackageRule {
+    fn new(package: impl Into<String>, reason: &'static str) -> Self {
+        Self {
+            package: package.into(),
+            reason,
+        }
+    }
+}
+
+/// Packages every install gets, whatever the distribution and architecture.
+const BASE_PACKAGES: &[(&str, &str)] = &[
+    (
+        "cloud-init",
+        "first-boot configuration from the NoCloud seed",
+    ),
+    (
+        "curl",
+        "as the seed installs it (cloud-init user scripts expect it)",
+    ),
+    ("efibootmgr", "UEFI boot entries"),
+    ("grub-common", "update-grub and the GRUB tools"),
+    (
+        "initramfs-tools",
+        "builds the initramfs that assembles RAID and activates LVM",
+    ),
+    ("lvm2", "root filesystem is on LVM"),
+    ("mdadm", "RAID1 assembly (harmless without RAID)"),
+    (
+        "netplan.io",
+        "cloud-init's network renderer, the same on Debian and Ubuntu",
+    ),
+    ("rsync", "keeps the second ESP in sync with the first"),
+    ("sudo", "cloud-init's default user gets sudo"),
+    (
+        "systemd-sysv",
+        "systemd as init (container images may lack it)",
+    ),
+];
+
+/// The rules for `os` on `arch`: base tools, boot loader, kernel, in install order.
+pub fn package_rules(os: &OsRelease, arch: Arch) -> Result<Vec<PackageRule>, OrderError> {
+    let family = os.family().ok_or_else(|| {
+        OrderError::new(
+            "image",
+            format!(
+                "the image's /etc/os-release says {}; ocimetal installs Debian, Ubuntu and \
+                 distributions whose ID_LIKE names debian or ubuntu",
+                os.describe()
+            ),
+        )
+    })?;
+    let mut rules: Vec<PackageRule> = BASE_PACKAGES
+        .iter()
+        .map(|(name, reason)| PackageRule::new(*name, reason))
+        .collect();
+    if family == Family::Debian {
+        // Ubuntu's systemd ships resolved; Debian split it out, and without it netplan's
+        // nameservers never reach /etc/resolv.conf.
+        rules.push(PackageRule::new(
+            "systemd-resolved",
+            "applies the DNS servers netplan configures (a separate package on Debian)",
+        ));
+    }
+    let boot: &[&str] = match arch {
+        Arch::X86_64 => &["grub-efi-amd64", "grub-efi-amd64-signed", "shim-signed"],
+        // The seed installs only the unsigned pair; Debian and Ubuntu both publish signed GRUB
+        // and shim for arm64, so Secure Boot works there too.
+        Arch::Aarch64 => &[
+            "grub-efi-arm64",
+            "grub-efi-arm64-bin",
+            "grub-efi-arm64-signed",
+            "shim-signed",
+        ],
+    };
+    rules.extend(
+        boot.iter()
+            .map(|p| PackageRule::new(*p, "UEFI boot loader (GRUB, signed GRUB and shim)")),
+    );
+    rules.push(kernel_rule(os, family, arch));
+    Ok(rules)
+}
+
+/// The package names of [`package_rules`], in order.
+pub fn packages_for(os: &OsRelease, arch: Arch) -> Result<Vec<String>, OrderError> {
+    Ok(package_rules(os, arch)?
+        .into_iter()
+        .map(|r| r.package)
+        .collect())
+}
+
+fn kernel_rule(os: &OsRelease, family: Family, arch: Arch) -> PackageRule {
+    match family {
+        Family::Ubuntu => match os.version_id.as_deref() {
+            // HWE metapackages exist for LTS releases only (YY.04 with an even YY).
+            Some(v) if os.id == "ubuntu" && is_ubuntu_lts(v) => PackageRule::new(
+                format!("linux-generic-hwe-{v}"),
+                "kernel: Ubuntu LTS hardware-enablement kernel",
+            ),
+            _ => PackageRule::new(
+                "linux-generic",
+                "kernel: Ubuntu generic kernel (no HWE kernel for this release)",
+            ),
+        },
+        Family::Debian => PackageRule::new(
+            format!("linux-image-{}", arch.deb_arch()),
+            "kernel: Debian kernel metapackage",
+        ),
+    }
+}
+
+fn is_ubuntu_lts(version: &str) -> bool {
+    match version.split_once('.') {
+        Some((year, "04")) => year.parse::<u32>().is_ok_and(|y| y % 2 == 0),
+        _ => false,
+    }
+}
+
+/// The snap names in `snap list` output: the first column of the lines under the `Name ...`
+/// header (no header, as in "No snaps are installed yet.", means none).
+pub fn parse_snap_list(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .skip_while(|l| l.split_whitespace().next() != Some("Name"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The order to `snap remove --purge` the installed snaps in: a snap cannot go while another
+/// needs it, so applications first, then `lxd`, then the `core*` bases, then `snapd` (the
+/// seed's order).
+pub fn snap_removal_order(installed: &[String]) -> Vec<String> {
+    let rank = |name: &str| match name {
+        "lxd" => 1,
+        "snapd" => 3,
+        n if n.starts_with("core") => 2,
+        _ => 0,
+    };
+    let mut ordered: Vec<String> = installed.to_vec();
+    // Stable: snaps of the same rank keep `snap list` order.
+    ordered.sort_by_key(|name| rank(name));
+    ordered
+}
+
+/// Packages purged before installing, so no snap machinery stays behind (Ubuntu family only;
+/// Debian images do not carry them).
+pub fn packages_to_purge(os: &OsRelease) -> Vec<String> {
+    match os.family() {
+        Some(Family::Ubuntu) => ["lxd", "lxd-agent-loader", "lxd-installer", "snapd"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UBUNTU_2404: &str = r#"PRETTY_NAME="Ubuntu 24.04.1 LTS"
+NAME="Ubuntu"
+VERSION_ID="24.04"
+VERSION="24.04.1 LTS (Noble Numbat)"
+VERSION_CODENAME=noble
+ID=ubuntu
+ID_LIKE=debian
+HOME_URL="https://www.ubuntu.com/"
+UBUNTU_CODENAME=noble
+"#;
+
+    const DEBIAN_13: &str = r#"PRETTY_NAME="Debian GNU/Linux 13 (trixie)"
+NAME="Debian GNU/Linux"
+VERSION_ID="13"
+VERSION="13 (trixie)"
+VERSION_CODENAME=trixie
+DEBIAN_VERSION_FULL=13.1
+ID=debian
+"#;
+
+    #[test]
+    fn parses_os_release_quoting_and_fields() {
+        let os = OsRelease::parse(UBUNTU_2404);
+        assert_eq!(os.id, "ubuntu");
+        assert_eq!(os.id_like, ["debian"]);
+        assert_eq!(os.version_id.as_deref(), Some("24.04"));
+        assert_eq!(os.version_codename.as_deref(), Some("noble"));
+        assert_eq!(os.pretty_name.as_deref(), Some("Ubuntu 24.04.1 LTS"));
+
+        let os = OsRelease::parse(
+            "# comment\nID='pop'\nID_LIKE=\"ubuntu debian\"\nNAME=\"A \\\"q\\\"\"\n",
+        );
+        assert_eq!(os.id, "pop");
+        assert_eq!(os.id_like, ["ubuntu", "debian"]);
+        assert_eq!(os.version_id, None);
+        assert_eq!(os.family(), Some(Family::Ubuntu));
+        assert_eq!(OsRelease::parse("").id, "linux");
+    }
+
+    #[test]
+    fn ubuntu_lts_on_x86_64_gets_the_seed_list_and_the_hwe_kernel() {
+        let os = OsRelease::parse(UBUNTU_2404);
+        assert_eq!(
+            packages_for(&os, Arch::X86_64).expect("supported"),
+            [
+                "cloud-init",
+                "curl",
+                "efibootmgr",
+                "grub-common",
+                "initramfs-tools",
+                "lvm2",
+                "mdadm",
+                "netplan.io",
+                "rsync",
+                "sudo",
+                "systemd-sysv",
+                "grub-efi-amd64",
+                "grub-efi-amd64-signed",
+                "shim-signed",
+                "linux-generic-hwe-24.04",
+            ]
+        );
+    }
+
+    #[test]
+    fn debian_on_aarch64_gets_resolved_signed_arm64_grub_and_the_arm64_kernel() {
+        let os = OsRelease::parse(DEBIAN_13);
+        let pkgs = packages_for(&os, Arch::Aarch64).expect("supported");
+        assert_eq!(
+            pkgs[11..],
+            [
+                "systemd-resolved",
+                "grub-efi-arm64",
+                "grub-efi-arm64-bin",
+                "grub-efi-arm64-signed",
+                "shim-signed",
+                "linux-image-arm64",
+            ]
+        );
+        assert_eq!(
+            packages_for(&os, Arch::X86_64)
+                .expect("supported")
+                .last()
+                .map(String::as_str),
+            Some("linux-image-amd64")
+        );
+    }
+
+    #[test]
+    fn ubuntu_interim_releases_and_derivatives_get_linux_generic() {
+        let interim = OsRelease::parse("ID=ubuntu\nVERSION_ID=\"24.10\"\n");
+        let mint = OsRelease::parse("ID=linuxmint\nID_LIKE=\"ubuntu debian\"\nVERSION_ID=\"22\"\n");
+        let old_lts = OsRelease::parse("ID=ubuntu\nVERSION_ID=\"22.04\"\n");
+        let last = |os: &OsRelease| packages_for(os, Arch::X86_64).expect("ok").pop();
+        assert_eq!(last(&interim).as_deref(), Some("linux-generic"));
+        assert_eq!(last(&mint).as_deref(), Some("linux-generic"));
+        assert_eq!(last(&old_lts).as_deref(), Some("linux-generic-hwe-22.04"));
+        assert_eq!(
+            last(&OsRelease::parse("ID=ubuntu\nVERSION_ID=23.04")).as_deref(),
+            Some("linux-generic")
+        );
+    }
+
+    #[test]
+    fn non_debian_images_are_an_order_error_naming_what_is_supported() {
+        let os = OsRelease::parse("ID=fedora\nVERSION_ID=41\nPRETTY_NAME=\"Fedora Linux 41\"\n");
+        let e = packages_for(&os, Arch::X86_64).expect_err("unsupported");
+        assert_eq!(e.field, "image");
+        assert!(e.problem.contains("ID=fedora"), "{e}");
+        assert!(e.problem.contains("Debian, Ubuntu"), "{e}");
+    }
+
+    #[test]
+    fn every_rule_has_a_reason() {
+        let os = OsRelease::parse(DEBIAN_13);
+        let rules = package_rules(&os, Arch::X86_64).expect("ok");
+        assert!(rules.iter().all(|r| !r.reason.is_empty()));
+        let json = serde_json::to_value(&rules[0]).expect("serialise");
+        assert_eq!(json["package"], "cloud-init");
+    }
+
+    #[test]
+    fn purges_snap_machinery_on_ubuntu_only() {
+        assert_eq!(
+            packages_to_purge(&OsRelease::parse(UBUNTU_2404)),
+            ["lxd", "lxd-agent-loader", "lxd-installer", "snapd"]
+        );
+        assert!(packages_to_purge(&OsRelease::parse(DEBIAN_13)).is_empty());
+    }
+
+    #[test]
+    fn snaps_are_removed_applications_first_then_lxd_bases_and_snapd() {
+        let listed = "Name    Version   Rev    Tracking       Publisher   Notes\n\
+                      core22  20240111  1122   latest/stable  canonical✓  base\n\
+                      lxd     5.21.1    28463  5.21/stable    canonical✓  -\n\
+                      snapd   2.63      21759  latest/stable  canonical✓  snapd\n\
+                      hello   2.10      42     latest/stable  canonical✓  -\n\
+                      core20  20240227  2264   latest/stable  canonical✓  base\n";
+        let names = parse_snap_list(listed);
+        assert_eq!(names, ["core22", "lxd", "snapd", "hello", "core20"]);
+        assert_eq!(
+            snap_removal_order(&names),
+            ["hello", "lxd", "core22", "core20", "snapd"]
+        );
+        assert!(parse_snap_list("No snaps are installed yet.\n").is_empty());
+    }
+
+    #[test]
+    fn arch_names() {
+        for (input, arch) in [
+            ("x86_64", Arch::X86_64),
+            ("amd64", Arch::X86_64),
+            ("aarch64", Arch::Aarch64),
+            ("arm64", Arch::Aarch64),
+        ] {
+            assert_eq!(Arch::parse(input).expect("valid"), arch);
+        }
+        assert_eq!(Arch::parse("riscv64").expect_err("invalid").field, "arch");
+        assert_eq!(Arch::X86_64.efi_target(), "x86_64-efi");
+        assert_eq!(Arch::Aarch64.efi_target(), "arm64-efi");
+        assert_eq!(Arch::X86_64.removable_efi_name(), "BOOTX64.EFI");
+        assert_eq!(Arch::Aarch64.removable_efi_name(), "BOOTAA64.EFI");
+        assert_eq!(Arch::X86_64.oci_platform(), "linux/amd64");
+        assert_eq!(Arch::Aarch64.oci_platform(), "linux/arm64");
+        assert_eq!(Arch::Aarch64.deb_arch(), "arm64");
+        assert_eq!(Arch::Aarch64.to_string(), "aarch64");
+        assert_eq!(serde_json::to_value(Arch::X86_64).expect("ser"), "x86_64");
+    }
+}

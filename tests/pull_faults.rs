@@ -1,0 +1,399 @@
+//! Pulls through a small fault-injecting HTTP proxy in front of a local registry:
+//! dropped connections, 5xx and 429 answers, corrupted blobs, and a registry that is down.
+
+#[path = "support/registry.rs"]
+mod registry;
+
+use ocimetal::oci::{pull_into_sink, resolve, PullError, PullOptions, RetryPolicy};
+use registry::{noise, tar_layer, Entry, Flavour, Layer, Pusher, TestRegistry, UnpackSink};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the proxy does to requests whose path contains the target string.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Forward the headers and half the body, then hang up; `times` times.
+    DropMidBody { times: usize },
+    /// Answer with this status instead of forwarding; `times` times.
+    Status {
+        code: u16,
+        retry_after: Option<u32>,
+        times: usize,
+    },
+    /// Forward with one body byte flipped (same length), every time.
+    Corrupt,
+}
+
+/// A request the proxy saw.
+#[derive(Clone, Debug)]
+struct Seen {
+    path: String,
+    range: Option<String>,
+}
+
+struct Proxy {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr, target: String, fault: Fault) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let task = {
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                while let Ok((conn, _)) = listener.accept().await {
+                    let (seen, hits, target) =
+                        (Arc::clone(&seen), Arc::clone(&hits), target.clone());
+                    tokio::spawn(async move {
+                        let _ = serve(conn, upstream, &target, fault, &seen, &hits).await;
+                    });
+                }
+            })
+        };
+        Self { addr, seen, task }
+    }
+
+    fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn seen(&self, target: &str) -> Vec<Seen> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|s| s.path.contains(target))
+            .cloned()
+            .collect()
+    }
+}
+
+/// One request per connection: read the head, maybe fault, else forward with
+/// `Connection: close` and relay the (maybe altered) response.
+async fn serve(
+    mut conn: TcpStream,
+    upstream: SocketAddr,
+    target: &str,
+    fault: Fault,
+    seen: &Mutex<Vec<Seen>>,
+    hits: &AtomicUsize,
+) -> std::io::Result<()> {
+    let head = read_head(&mut conn).await?;
+    let text = String::from_utf8_lossy(&head).to_string();
+    let mut lines = text.split("\r\n");
+    let request_line = lines.next().unwrap_or_default().to_string();
+    let path = request_line
+        .split(' ')
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let headers: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
+    let range = headers
+        .iter()
+        .find(|h| h.to_ascii_lowercase().starts_with("range:"))
+        .map(|h| h[6..].trim().to_string());
+    seen.lock().unwrap().push(Seen {
+        path: path.clone(),
+        range,
+    });
+    let hit = if path.contains(target) {
+        Some(hits.fetch_add(1, Ordering::SeqCst))
+    } else {
+        None
+    };
+
+    if let (
+        Some(n),
+        Fault::Status {
+            code,
+            retry_after,
+            times,
+        },
+    ) = (hit, fault)
+    {
+        if n < times {
+            let body = if code == 429 {
+                r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#
+            } else {
+                "upstream trouble"
+            };
+            let retry = retry_after
+                .map(|s| format!("Retry-After: {s}\r\n"))
+                .unwrap_or_default();
+            let response = format!(
+                "HTTP/1.1 {code} Fault\r\n{retry}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(response.as_bytes()).await?;
+            return conn.shutdown().await;
+        }
+    }
+
+    let mut request = format!("{request_line}\r\n");
+    for h in headers
+        .iter()
+        .filter(|h| !h.to_ascii_lowercase().starts_with("connection:"))
+    {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    let mut up = TcpStream::connect(upstream).await?;
+    up.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    up.read_to_end(&mut response).await?;
+    let split = find(&response, b"\r\n\r\n")
+        .map(|i| i + 4)
+        .unwrap_or(response.len());
+    let is_get = request_line.starts_with("GET ");
+
+    match (hit, fault) {
+        (Some(n), Fault::DropMidBody { times }) if n < times && is_get => {
+            let body_len = response.len() - split;
+            conn.write_all(&response[..split + body_len / 2]).await?;
+            // Hang up mid-body: the client sees fewer bytes than Content-Length.
+            return Ok(());
+        }
+        (Some(_), Fault::Corrupt) if is_get && response.len() > split => {
+            let middle = split + (response.len() - split) / 2;
+            response[middle] ^= 0xff;
+        }
+        _ => {}
+    }
+    conn.write_all(&response).await?;
+    conn.shutdown().await
+}
+
+async fn read_head(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while find(&head, b"\r\n\r\n").is_none() {
+        if conn.read(&mut byte).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.push(byte[0]);
+    }
+    Ok(head)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn fast_retries(hosts: Vec<String>) -> PullOptions {
+    PullOptions {
+        platform: "linux/amd64".parse().unwrap(),
+        insecure_registries: hosts,
+        retry: RetryPolicy {
+            attempts: 3,
+            initial_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+        },
+        ..PullOptions::default()
+    }
+}
+
+/// A registry holding `test/faults:1` with one big gzip layer and one plain layer.
+async fn registry_with_image() -> (TestRegistry, Vec<Layer>) {
+    let registry = TestRegistry::start();
+    let big = noise(1_500_000, 7);
+    let layers = vec![
+        Layer::gzip(tar_layer(&[Entry::File("big", &big)])),
+        Layer::plain(tar_layer(&[Entry::File("small", &noise(20_000, 8))])),
+    ];
+    Pusher::new(&registry.host())
+        .push_image(
+            &format!("{}/test/faults:1", registry.host()),
+            &layers,
+            ("linux", "amd64"),
+            Flavour::Oci,
+        )
+        .await;
+    (registry, layers)
+}
+
+async fn pull_via(proxy: &Proxy, opts: &PullOptions) -> (anyhow::Result<()>, tempfile::TempDir) {
+    let root = tempfile::tempdir().unwrap();
+    let image = format!("{}/test/faults:1", proxy.host());
+    let result = async {
+        let resolved = resolve(&image, opts).await?;
+        let sink = Box::new(UnpackSink {
+            root: root.path().to_path_buf(),
+        });
+        pull_into_sink(&resolved, opts, sink).await.map(|_| ())
+    }
+    .await;
+    (result, root)
+}
+
+#[tokio::test]
+async fn a_dropped_connection_resumes_with_a_range_request() {
+    let (registry, layers) = registry_with_image().await;
+    let digest = layers[0].digest();
+    let proxy = Proxy::start(
+        registry.addr,
+        digest.clone(),
+        Fault::DropMidBody { times: 2 },
+    )
+    .await;
+    let (result, root) = pull_via(&proxy, &fast_retries(vec![proxy.host()])).await;
+    result.unwrap();
+    assert_eq!(
+        std::fs::read(root.path().join("big")).unwrap(),
+        noise(1_500_000, 7)
+    );
+
+    let requests = proxy.seen(&digest);
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    let starts: Vec<u64> = requests
+        .iter()
+        .map(|s| {
+            let range = s.range.as_deref().expect("ranged blob request");
+            range
+                .trim_start_matches("bytes=")
+                .split('-')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(starts[0], 0);
+    assert!(
+        starts[1] > 0 && starts[2] > starts[1],
+        "resumed at {starts:?}"
+    );
+}
+
+#[tokio::test]
+async fn server_errors_and_rate_limits_are_retried() {
+    let (registry, layers) = registry_with_image().await;
+    let opts_for = |proxy: &Proxy| fast_retries(vec![proxy.host()]);
+
+    let manifests = Proxy::start(
+        registry.addr,
+        "/manifests/".into(),
+        Fault::Status {
+            code: 500,
+            retry_after: None,
+            times: 2,
+        },
+    )
+    .await;
+    let (result, root) = pull_via(&manifests, &opts_for(&manifests)).await;
+    result.unwrap();
+    assert_eq!(
+        std::fs::read(root.path().join("small")).unwrap(),
+        noise(20_000, 8)
+    );
+    assert!(manifests.seen("/manifests/").len() >= 3);
+
+    let digest = layers[1].digest();
+    let blobs = Proxy::start(
+        registry.addr,
+        digest.clone(),
+        Fault::Status {
+            code: 429,
+            retry_after: Some(1),
+            times: 2,
+        },
+    )
+    .await;
+    let (result, root) = pull_via(&blobs, &opts_for(&blobs)).await;
+    result.unwrap();
+    assert_eq!(
+        std::fs::read(root.path().join("small")).unwrap(),
+        noise(20_000, 8)
+    );
+    assert_eq!(blobs.seen(&digest).len(), 3);
+}
+
+#[tokio::test]
+async fn a_registry_that_keeps_failing_is_one_line_unavailable() {
+    let (registry, layers) = registry_with_image().await;
+    let digest = layers[0].digest();
+    let proxy = Proxy::start(
+        registry.addr,
+        digest.clone(),
+        Fault::Status {
+            code: 503,
+            retry_after: None,
+            times: usize::MAX,
+        },
+    )
+    .await;
+    let (result, _root) = pull_via(&proxy, &fast_retries(vec![proxy.host()])).await;
+    let err = result.unwrap_err();
+    assert!(
+        matches!(
+            err.downcast_ref::<PullError>(),
+            Some(PullError::Unavailable { .. })
+        ),
+        "{err:#}"
+    );
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("HTTP 503") && msg.contains("3 attempt") && !msg.contains('\n'),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_bytes_fail_with_the_digest_named() {
+    let (registry, layers) = registry_with_image().await;
+    for layer in &layers {
+        let digest = layer.digest();
+        let proxy = Proxy::start(registry.addr, digest.clone(), Fault::Corrupt).await;
+        let (result, _root) = pull_via(&proxy, &fast_retries(vec![proxy.host()])).await;
+        let err = result.unwrap_err();
+        assert!(
+            matches!(
+                err.downcast_ref::<PullError>(),
+                Some(PullError::Verification { .. })
+            ),
+            "{}: {err:#}",
+            layer.media_type
+        );
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains(&digest) && msg.contains("digest mismatch"),
+            "{msg}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_registry_that_is_down_is_one_line_unavailable() {
+    let host = format!("127.0.0.1:{}", registry::free_port());
+    let err = resolve(
+        &format!("{host}/test/x:1"),
+        &fast_retries(vec![host.clone()]),
+    )
+    .await
+    .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        matches!(
+            err.downcast_ref::<PullError>(),
+            Some(PullError::Unavailable { .. })
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&host) && msg.contains("refused") && !msg.contains('\n'),
+        "{msg}"
+    );
+}
