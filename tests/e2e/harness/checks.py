@@ -1,0 +1,93 @@
+"""What the installed system reports about itself, and the checks on it.
+
+cloud-init's user_data installs a per-boot script that prints `E2E-FACT KEY VALUE` lines on
+the serial console and powers the machine off."""
+
+FACTS_SCRIPT = r"""#!/bin/sh
+# Facts for the end-to-end test, printed on the serial console at every boot.
+fact() { printf 'E2E-FACT %s %s\n' "$1" "$2" >/dev/ttyS0; }
+root=$(findmnt -no SOURCE /)
+fact hostname "$(hostname)"
+fact root-source "$root"
+fact root-fstype "$(findmnt -no FSTYPE /)"
+fact root-label "$(blkid -o value -s LABEL "$root")"
+fact machine-id "$(cat /etc/machine-id)"
+if [ -e /proc/mdstat ]; then
+    grep -E '^md|blocks' /proc/mdstat | while read -r line; do fact mdstat "$line"; done
+fi
+for dev in $(blkid -t TYPE=vfat -o device); do
+    label=$(blkid -o value -s LABEL "$dev")
+    dir=$(findmnt -no TARGET "$dev" | head -n1)
+    if [ -z "$dir" ]; then dir=$(mktemp -d); mount -o ro "$dev" "$dir"; fi
+    fact esp "$dev label=$label files=$(cd "$dir" && find EFI -iname '*.efi' | sort | tr '\n' ' ')"
+done
+efibootmgr | while read -r line; do fact efi "$line"; done
+fact done 1
+systemctl poweroff
+"""
+
+
+def user_data(hostname):
+    """Cloud-config that sets the hostname and installs the facts script."""
+    body = "\n".join("      " + line for line in FACTS_SCRIPT.splitlines())
+    return f"""#cloud-config
+hostname: {hostname}
+write_files:
+  - path: /var/lib/cloud/scripts/per-boot/zz-ocimetal-e2e-facts
+    permissions: "0755"
+    content: |
+{body}
+"""
+
+
+def network_data(mac):
+    """OpenStack network_data.json: DHCP on the one NIC."""
+    return {
+        "links": [{"id": "nic0", "type": "phy", "ethernet_mac_address": mac, "mtu": 1500}],
+        "networks": [{"id": "net0", "link": "nic0", "type": "ipv4_dhcp", "network_id": "n0"}],
+        "services": [],
+    }
+
+
+def collect_facts(guest):
+    """The facts printed by the guest: KEY -> list of values, in order."""
+    facts = {}
+    for match in guest.lines_matching(r"E2E-FACT (\S+) ?(.*)$"):
+        facts.setdefault(match.group(1), []).append(match.group(2).strip())
+    return facts
+
+
+def check_installed(facts, hostname, esp_count, raid=None, efi_entries=True):
+    """Problems found in the facts of an installed system (empty when all is well).
+    `raid`: None for no array, "[UU]" for a clean RAID1, "degraded" for one disk missing."""
+    problems = []
+
+    def expect(key, wanted):
+        got = facts.get(key, ["<missing>"])[0]
+        if got != wanted:
+            problems.append(f"{key} is {got!r}, expected {wanted!r}")
+
+    expect("hostname", hostname)
+    expect("root-source", "/dev/mapper/vg_root-lv_root")
+    expect("root-fstype", "ext4")
+    expect("root-label", "ROOTFS")
+    mdstat = " ".join(facts.get("mdstat", []))
+    if raid == "[UU]" and "[UU]" not in mdstat:
+        problems.append(f"RAID1 not clean: mdstat {mdstat!r}")
+    elif raid == "degraded" and not ("[U_]" in mdstat or "[_U]" in mdstat):
+        problems.append(f"RAID1 not running degraded: mdstat {mdstat!r}")
+    elif raid is None and "raid1" in mdstat:
+        problems.append(f"unexpected md array: {mdstat!r}")
+    esps = [e for e in facts.get("esp", []) if "label=EFI" in e]
+    populated = [e for e in esps if "EFI/BOOT/BOOTX64.EFI" in e.upper()]
+    if len(populated) != esp_count:
+        problems.append(f"{len(populated)} populated ESP(s) with a fallback loader, expected "
+                        f"{esp_count}: {esps}")
+    if efi_entries:
+        # OVMF's own entries name devices or the shell; the installer's name the OS.
+        entries = [e for e in facts.get("efi", []) if e.startswith("Boot0") and not
+                   any(word in e for word in ("UEFI", "UiApp", "EFI Internal Shell"))]
+        if len(entries) != esp_count:
+            problems.append(f"{len(entries)} EFI boot entries of the installer, expected {esp_count}: "
+                            f"{facts.get('efi', [])}")
+    return problems

@@ -1,0 +1,286 @@
+"""The end-to-end scenarios. Each takes a Context and raises on the first failed check."""
+
+import json
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+
+from . import assets, checks
+from .vm import GUEST_MAC, Guest, GuestError, fresh_vars
+
+# Phase time limits, in seconds, under TCG on a busy 2-core machine.
+BOOT_TIMEOUT = 300
+PLAN_TIMEOUT = 300
+INSTALL_TIMEOUT = 45 * 60
+CHECK_TIMEOUT = 20 * 60
+REENTRY_TIMEOUT = 15 * 60
+
+SERVICE_STARTED = r"Start(ing|ed) ocimetal\.service|Starting ocimetal: install"
+PLAN_LINE = r"ocimetal-plan: (\{.*\})\s*$"
+
+
+class ScenarioFailed(Exception):
+    """A check failed; the message says which."""
+
+
+class Context:
+    """Everything scenarios share: paths, the registry, the file server, phase timings."""
+
+    def __init__(self, repo, registry, files, kernel, initrd):
+        self.repo = repo
+        self.registry = registry
+        self.files = files
+        self.kernel = kernel
+        self.initrd = initrd
+        self.runs = os.path.join(repo, "build", "e2e", "runs")
+        self.timings = []
+        self.done = {}
+
+    @property
+    def registry_host(self):
+        return f"10.0.2.2:{self.registry.port}"
+
+    def image(self, name):
+        return f"{self.registry_host}/{name}"
+
+    def cmdline(self, *extra, registry_host=None):
+        base = ["console=ttyS0,115200", "systemd.show_status=1",
+                f"ocimetal.insecure_registry={registry_host or self.registry_host}"]
+        return " ".join(base + list(extra))
+
+    def workdir(self, name):
+        path = os.path.join(self.runs, name)
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path)
+        return path
+
+    @contextmanager
+    def phase(self, name):
+        start = time.monotonic()
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            took = time.monotonic() - start
+            self.timings.append((name, took, ok))
+            print(f"phase {name}: {took:.1f} s{'' if ok else ' (failed)'}", flush=True)
+
+    def ramdisk_guest(self, name, workdir, disks, append, cdroms=(), vars_path=None, netdev=None):
+        vars_path = vars_path or fresh_vars(os.path.join(workdir, f"{name}.vars.fd"))
+        kwargs = {"netdev": netdev} if netdev else {}
+        return Guest(name, os.path.join(workdir, f"{name}.console.log"), vars_path, disks,
+                     kernel=self.kernel, initrd=self.initrd, append=append, cdroms=cdroms, **kwargs)
+
+    def disk_guest(self, name, workdir, disks, boot_disk, vars_path):
+        return Guest(name, os.path.join(workdir, f"{name}.console.log"), vars_path, disks,
+                     boot_disk=boot_disk)
+
+
+def _plan_run(ctx, label, workdir, append, cdroms, expect_disks, expect_raid):
+    disks = [assets.blank_disk(os.path.join(workdir, f"{label}-disk1.qcow2")),
+             assets.blank_disk(os.path.join(workdir, f"{label}-disk2.qcow2"))]
+    with ctx.ramdisk_guest(label, workdir, disks, append, cdroms) as guest:
+        with ctx.phase(f"{label}:boot"):
+            _, index = guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+        with ctx.phase(f"{label}:plan"):
+            match, _ = guest.wait_for(PLAN_LINE, PLAN_TIMEOUT, start=index)
+    try:
+        plan = json.loads(match.group(1))
+    except json.JSONDecodeError as err:
+        raise ScenarioFailed(f"{label}: the plan line is not JSON ({err}): {match.group(1)[:300]}")
+    print(f"    {label} plan: disks={plan.get('disks')} raid={plan.get('raid')} "
+          f"image={plan.get('image')} wipe_mode={plan.get('wipe_mode')}", flush=True)
+    missing = [k for k in ("image", "platform", "disks", "raid", "wipe_mode", "wipe", "steps") if k not in plan]
+    if missing:
+        raise ScenarioFailed(f"{label}: plan lacks {missing}")
+    if plan["disks"] != expect_disks or plan["raid"] is not expect_raid:
+        raise ScenarioFailed(f"{label}: plan has disks {plan['disks']} raid {plan['raid']}, "
+                             f"expected {expect_disks} raid {expect_raid}")
+
+
+def plan(ctx):
+    """Dry runs on the live machine: hints from config-2 (RAID1), then from the cmdline."""
+    workdir = ctx.workdir("plan")
+    meta = {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e1", "name": "plan-a", "hostname": "plan-a",
+            "metal3-name": "plan-a", "oci_image": ctx.image("debian:13"),
+            "root_device_hints": "serial=DISK1SERIAL DISK2SERIAL"}
+    cd = assets.config_drive(os.path.join(workdir, "config2.iso"), meta)
+    _plan_run(ctx, "plan-configdrive", workdir, ctx.cmdline("ocimetal.dry_run"), [cd],
+              ["/dev/vda", "/dev/sda"], True)
+    _plan_run(ctx, "plan-cmdline", workdir,
+              ctx.cmdline("ocimetal.dry_run", f"ocimetal.image={ctx.image('debian:13')}",
+                          'ocimetal.root_device_hints="wwn=0x5000c500a1b2c3d4"'),
+              [], ["/dev/sda"], False)
+
+
+def _install(ctx, label, workdir, disks, append, cdroms=(), netdev=None):
+    """Boots the ramdisk and waits for the installer to reboot the machine; returns the
+    OVMF variable store it wrote its boot entries into."""
+    vars_path = fresh_vars(os.path.join(workdir, f"{label}.vars.fd"))
+    with ctx.ramdisk_guest(label, workdir, disks, append, cdroms, vars_path=vars_path,
+                           netdev=netdev) as guest:
+        with ctx.phase(f"{label}:boot"):
+            guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+        with ctx.phase(f"{label}:install"):
+            guest.wait_exit(INSTALL_TIMEOUT)
+    return vars_path
+
+
+def _check_boot(ctx, label, workdir, disks, boot_disk, vars_path, **expect):
+    """Boots the installed disk(s) without the ramdisk and checks what the system reports."""
+    with ctx.disk_guest(label, workdir, disks, boot_disk, vars_path) as guest:
+        with ctx.phase(f"{label}:boot-installed"):
+            guest.wait_for(r"E2E-FACT done", CHECK_TIMEOUT, fail_on_failure_tag=False)
+            guest.wait_exit(120, fail_on_failure_tag=False)
+        facts = checks.collect_facts(guest)
+    for key in ("hostname", "root-source", "mdstat", "esp"):
+        for value in facts.get(key, []):
+            print(f"    {label} {key}: {value}", flush=True)
+    problems = checks.check_installed(facts, **expect)
+    if problems:
+        raise ScenarioFailed(f"{label}: " + "; ".join(problems))
+    return facts
+
+
+def _disk_pair(workdir):
+    return [assets.blank_disk(os.path.join(workdir, "disk1.qcow2")),
+            assets.blank_disk(os.path.join(workdir, "disk2.qcow2"))]
+
+
+def single(ctx):
+    """One disk, orders from config-2 meta_data (Metal3 annotations), Debian 13."""
+    workdir = ctx.workdir("single")
+    disks = _disk_pair(workdir)
+    hostname = "e2e-single"
+    meta = {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e2", "name": hostname,
+            "local-hostname": hostname, "metal3-name": hostname, "oci_image": ctx.image("debian:13"),
+            "root_device_hints": "serial=DISK1SERIAL"}
+    cd = assets.config_drive(os.path.join(workdir, "config2.iso"), meta,
+                             checks.user_data(hostname), checks.network_data(GUEST_MAC))
+    vars_path = _install(ctx, "single", workdir, disks, ctx.cmdline(), [cd])
+    facts = _check_boot(ctx, "single-check", workdir, disks, disks[0], vars_path,
+                        hostname=hostname, esp_count=1, raid=None)
+    ctx.done["single"] = {"workdir": workdir, "disks": disks, "cd": cd, "vars": vars_path,
+                          "hostname": hostname, "machine_id": facts.get("machine-id", [None])[0]}
+
+
+def raid1(ctx):
+    """Two disks in RAID1, orders from a node JSON fetched over HTTP, Debian 12."""
+    workdir = ctx.workdir("raid1")
+    disks = _disk_pair(workdir)
+    hostname = "e2e-raid1"
+    node = {
+        "uuid": "5a2c7e4e-0000-4000-8000-00000000e2e3",
+        "name": hostname,
+        "instance_info": {
+            "image_source": "oci://" + ctx.image("debian:12"),
+            "configdrive": {
+                "meta_data": {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e3", "name": hostname,
+                              "local-hostname": hostname, "metal3-name": hostname,
+                              "root_device_hints": "serial=DISK1SERIAL DISK2SERIAL"},
+                "user_data": checks.user_data(hostname),
+                "network_data": checks.network_data(GUEST_MAC),
+            },
+        },
+    }
+    with open(os.path.join(ctx.files.directory, "raid1-node.json"), "w") as f:
+        json.dump(node, f, indent=1)
+    url = f"http://10.0.2.2:{ctx.files.port}/raid1-node.json"
+    vars_path = _install(ctx, "raid1", workdir, disks, ctx.cmdline(f"ocimetal.node={url}"))
+    _check_boot(ctx, "raid1-check", workdir, disks, disks[0], vars_path,
+                hostname=hostname, esp_count=2, raid="[UU]")
+    ctx.done["raid1"] = {"workdir": workdir, "disks": disks, "hostname": hostname}
+
+
+def degraded(ctx):
+    """The RAID1 system boots with either disk missing (fresh firmware variables: the
+    removable-media loader on the remaining ESP must do)."""
+    if "raid1" not in ctx.done:
+        raid1(ctx)
+    state = ctx.done["raid1"]
+    disk1, disk2 = state["disks"]
+    for label, remaining in (("degraded-no-disk1", disk2), ("degraded-no-disk2", disk1)):
+        vars_path = fresh_vars(os.path.join(state["workdir"], f"{label}.vars.fd"))
+        _check_boot(ctx, label, state["workdir"], [remaining], remaining, vars_path,
+                    hostname=state["hostname"], esp_count=1, raid="degraded", efi_entries=False)
+
+
+def no_autoassembly(ctx):
+    """The ramdisk on disks holding a RAID1 + LVM install (from `raid1`), in dry-run mode:
+    the stale array and volume group must not be assembled or activated behind the
+    installer's back."""
+    if "raid1" not in ctx.done:
+        raid1(ctx)
+    state = ctx.done["raid1"]
+    with ctx.ramdisk_guest("no-autoassembly", state["workdir"], state["disks"],
+                           ctx.cmdline("ocimetal.dry_run", f"ocimetal.image={ctx.image('debian:12')}",
+                                       'ocimetal.root_device_hints="serial=DISK1SERIAL DISK2SERIAL"'),
+                           ) as guest:
+        with ctx.phase("no-autoassembly:boot"):
+            _, index = guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+        with ctx.phase("no-autoassembly:plan"):
+            guest.wait_for(PLAN_LINE, PLAN_TIMEOUT, start=index)
+        # The kernel announces every array it starts; LVM's event activation runs a
+        # transient lvm-activate-VG unit.
+        started = guest.lines_matching(r"md/raid1:md\S*: active|md\S*: detected capacity|lvm-activate-|"
+                                       r"\d+ logical volume\(s\) in volume group .* now active")
+    if started:
+        raise ScenarioFailed("no-autoassembly: stale storage was started: "
+                             + "; ".join(m.string.strip() for m in started[:3]))
+
+
+def reentry(ctx):
+    """The ramdisk boots again on a deployed machine (Ironic leaves the boot device as is):
+    nothing is wiped and the installed system boots with the same identity."""
+    if "single" not in ctx.done:
+        single(ctx)
+    state = ctx.done["single"]
+    workdir = state["workdir"]
+    with ctx.ramdisk_guest("reentry", workdir, state["disks"], ctx.cmdline(), [state["cd"]],
+                           vars_path=state["vars"]) as guest:
+        with ctx.phase("reentry:boot"):
+            guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+        with ctx.phase("reentry:installer"):
+            guest.wait_exit(REENTRY_TIMEOUT)
+    facts = _check_boot(ctx, "reentry-check", workdir, state["disks"], state["disks"][0],
+                        state["vars"], hostname=state["hostname"], esp_count=1, raid=None)
+    # A reinstall would bring a fresh root filesystem, hence a new machine-id.
+    if facts.get("machine-id", [None])[0] != state["machine_id"]:
+        raise ScenarioFailed("reentry: the machine-id changed, the system was reinstalled")
+
+
+def bootable_offline(ctx):
+    """An image that already holds kernel, GRUB and cloud-init, with no route to any Debian
+    mirror: QEMU's restricted user network plus one forward to the registry."""
+    workdir = ctx.workdir("bootable-offline")
+    disks = _disk_pair(workdir)
+    hostname = "e2e-offline"
+    registry_host = "10.0.2.100:5000"
+    relay = os.path.join(os.path.dirname(os.path.abspath(__file__)), "relay.py")
+    netdev = (f"user,id=n0,restrict=on,guestfwd=tcp:{registry_host}-"
+              f"cmd:{sys.executable} {relay} 127.0.0.1 {ctx.registry.port}")
+    meta = {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e4", "name": hostname,
+            "local-hostname": hostname, "metal3-name": hostname,
+            "oci_image": f"{registry_host}/debian:13-bootable", "root_device_hints": "serial=DISK1SERIAL"}
+    cd = assets.config_drive(os.path.join(workdir, "config2.iso"), meta,
+                             checks.user_data(hostname), checks.network_data(GUEST_MAC))
+    vars_path = _install(ctx, "bootable-offline", workdir, disks,
+                         ctx.cmdline(registry_host=registry_host), [cd], netdev=netdev)
+    _check_boot(ctx, "bootable-offline-check", workdir, disks, disks[0], vars_path,
+                hostname=hostname, esp_count=1, raid=None)
+
+
+SCENARIOS = {
+    "plan": (plan, ["debian:13"]),
+    "single": (single, ["debian:13"]),
+    "raid1": (raid1, ["debian:12"]),
+    "no-autoassembly": (no_autoassembly, ["debian:12"]),
+    "degraded": (degraded, ["debian:12"]),
+    "reentry": (reentry, ["debian:13"]),
+    "bootable-offline": (bootable_offline, ["debian:13-bootable"]),
+}
+
+__all__ = ["SCENARIOS", "Context", "ScenarioFailed", "GuestError"]

@@ -1,0 +1,196 @@
+"""One QEMU guest (TCG, q35, OVMF) whose serial console is read line by line."""
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+DISK1_SERIAL = "DISK1SERIAL"
+DISK2_SERIAL = "DISK2SERIAL"
+DISK2_WWN = "0x5000c500a1b2c3d4"
+GUEST_MAC = "52:54:00:12:34:56"
+
+# Terminal control sequences systemd and getty write to the console (queries, colours).
+_ESCAPES = re.compile(r"\x1b\[[0-9;?!=>]*[a-zA-Z]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>78c]|\r")
+
+# The ramdisk prints this tag when the install service failed (ocimetal-failure.service).
+FAILURE_TAG = "ocimetal-failed:"
+
+
+class GuestError(Exception):
+    """A phase did not reach its goal; the message says why and shows the console's tail."""
+
+
+def strip_escapes(text):
+    """Console text without terminal escape sequences and carriage returns."""
+    return _ESCAPES.sub("", text)
+
+
+def fresh_vars(path):
+    """A new copy of the OVMF variable store (no boot entries yet)."""
+    shutil.copyfile(OVMF_VARS, path)
+    return path
+
+
+class Guest:
+    """A running QEMU; use as a context manager so QEMU never outlives the test."""
+
+    def __init__(self, name, log_path, vars_path, disks, kernel=None, initrd=None, append="",
+                 cdroms=(), boot_disk=None, netdev="user,id=n0", memory="3G"):
+        self.name = name
+        self.log_path = log_path
+        self.args = [
+            "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-machine", "q35",
+            "-m", memory, "-smp", "2",
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_path}",
+            "-device", "virtio-scsi-pci,id=scsi0",
+            "-netdev", netdev, "-device", f"virtio-net-pci,netdev=n0,mac={GUEST_MAC}",
+            "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
+        ]
+        if kernel:
+            self.args += ["-kernel", kernel, "-initrd", initrd, "-append", append]
+        for disk in disks:
+            boot = ",bootindex=0" if disk == boot_disk else ""
+            if disk.endswith("disk1.qcow2"):
+                self.args += ["-drive", f"if=none,id=d1,file={disk},format=qcow2",
+                              "-device", f"virtio-blk-pci,drive=d1,serial={DISK1_SERIAL}{boot}"]
+            else:
+                self.args += ["-drive", f"if=none,id=d2,file={disk},format=qcow2",
+                              "-device", f"scsi-hd,drive=d2,bus=scsi0.0,serial={DISK2_SERIAL},"
+                                         f"wwn={DISK2_WWN}{boot}"]
+        for i, iso in enumerate(cdroms):
+            self.args += ["-drive", f"if=none,id=cd{i},file={iso},format=raw,media=cdrom,readonly=on",
+                          "-device", f"ide-cd,drive=cd{i},bus=ide.{2 + i}"]
+        self.proc = None
+        self.lines = []
+        self._partial = ""
+        self._cond = threading.Condition()
+        self._reader = None
+        self.exit_code = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self):
+        with open(self.log_path + ".cmd", "w") as f:
+            f.write(" ".join(self.args) + "\n")
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        with open(self.log_path, "w", encoding="utf-8", errors="replace") as log:
+            while True:
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                text = strip_escapes(chunk.decode("utf-8", errors="replace"))
+                log.write(text)
+                log.flush()
+                with self._cond:
+                    parts = (self._partial + text).split("\n")
+                    self._partial = parts.pop()
+                    self.lines.extend(parts)
+                    self._cond.notify_all()
+        code = self.proc.wait()
+        with self._cond:
+            if self._partial:
+                self.lines.append(self._partial)
+                self._partial = ""
+            self.exit_code = code
+            self._cond.notify_all()
+
+    def stop(self):
+        """Ends QEMU (its whole process group) and waits for it."""
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, 15)
+                self.proc.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.proc.pid, 9)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait()
+        if self._reader:
+            self._reader.join(timeout=10)
+
+    def tail(self, count=25):
+        """The last console lines, for error messages."""
+        with self._cond:
+            lines = [line for line in self.lines if line.strip()]
+        return "\n".join("    | " + line for line in lines[-count:])
+
+    def last_service_line(self):
+        """The last console line that looks like the installer's own progress."""
+        with self._cond:
+            for line in reversed(self.lines):
+                if "ocimetal" in line.lower() and FAILURE_TAG not in line:
+                    return line.strip()
+        return None
+
+    def _fail(self, why):
+        last = self.last_service_line()
+        hint = f"\n  last ocimetal line: {last}" if last else ""
+        return GuestError(f"{self.name}: {why}{hint}\n  console tail ({self.log_path}):\n{self.tail()}")
+
+    def wait_for(self, pattern, timeout, start=0, fail_on_failure_tag=True):
+        """Waits until a console line from index `start` matches `pattern`; returns
+        (match, index). Fails on timeout, on QEMU exiting, or on the installer's failure tag."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        index = start
+        with self._cond:
+            while True:
+                while index < len(self.lines):
+                    line = self.lines[index]
+                    index += 1
+                    if fail_on_failure_tag and FAILURE_TAG in line:
+                        self._cond.wait_for(lambda: any("end of log" in l for l in self.lines[index:]),
+                                            timeout=20)
+                        raise self._fail("the installer failed")
+                    match = regex.search(line)
+                    if match:
+                        return match, index
+                if self.exit_code is not None:
+                    raise self._fail(f"QEMU exited (status {self.exit_code}) before /{pattern}/")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._fail(f"timed out after {timeout} s waiting for /{pattern}/")
+                self._cond.wait(timeout=left)
+
+    def wait_exit(self, timeout, fail_on_failure_tag=True):
+        """Waits for the guest to power off or reboot (QEMU ends with -no-reboot)."""
+        deadline = time.monotonic() + timeout
+        index = 0
+        with self._cond:
+            while self.exit_code is None:
+                if fail_on_failure_tag:
+                    for line in self.lines[index:]:
+                        if FAILURE_TAG in line:
+                            self._cond.wait_for(lambda: any("end of log" in l for l in self.lines[index:]),
+                                                timeout=20)
+                            raise self._fail("the installer failed")
+                    index = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._fail(f"timed out after {timeout} s waiting for the guest to end")
+                self._cond.wait(timeout=left)
+        if self.exit_code != 0:
+            raise self._fail(f"QEMU ended with status {self.exit_code}")
+
+    def lines_matching(self, pattern):
+        """Every console line matching `pattern`, as regex matches."""
+        regex = re.compile(pattern)
+        with self._cond:
+            return [m for m in (regex.search(line) for line in self.lines) if m]
