@@ -28,8 +28,8 @@ pub struct GatherOptions {
 /// Reads every source (live machine where an option is None: /proc/cmdline, ocimetal.node=,
 /// config-2 label) and merges them.
 ///
-/// Invalid orders are an [`OrderError`] inside the `anyhow::Error`; documents that cannot be
-/// read or fetched are other errors with context.
+/// Invalid orders (a named file that cannot be read included) are an [`OrderError`] inside
+/// the `anyhow::Error`; documents that cannot be fetched are other errors with context.
 pub fn gather(opts: &GatherOptions) -> anyhow::Result<Orders> {
     let text = match &opts.cmdline {
         Some(text) => text.clone(),
@@ -37,9 +37,10 @@ pub fn gather(opts: &GatherOptions) -> anyhow::Result<Orders> {
             .with_context(|| format!("reading {PROC_CMDLINE}"))?,
     };
     let cmdline = cmdline::parse(&text)?;
-    let node = match opts.node.as_deref().or(cmdline.node.as_deref()) {
-        Some(location) => Some(node::load(location)?),
-        None => None,
+    let node = match (&opts.node, &cmdline.node) {
+        (Some(location), _) => Some(node::load(location, "--node")?),
+        (None, Some(location)) => Some(node::load(location, "ocimetal.node")?),
+        (None, None) => None,
     };
     let drive = read_drive(opts, &cmdline, node.as_ref())?;
     let orders = merge(&cmdline, node.as_ref(), drive.as_ref())?;
