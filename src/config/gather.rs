@@ -26,7 +26,8 @@ pub struct GatherOptions {
 }
 
 /// Reads every source (live machine where an option is None: /proc/cmdline, ocimetal.node=,
-/// config-2 label) and merges them.
+/// config-2 label) and merges them. Nothing is logged about the merge: the caller logs
+/// [`Orders::warnings`](super::Orders::warnings).
 ///
 /// Invalid orders (a named file that cannot be read included) are an [`OrderError`] inside
 /// the `anyhow::Error`; documents that cannot be fetched are other errors with context.
@@ -43,11 +44,9 @@ pub fn gather(opts: &GatherOptions) -> anyhow::Result<Orders> {
         (None, None) => None,
     };
     let drive = read_drive(opts, &cmdline, node.as_ref())?;
-    let orders = merge(&cmdline, node.as_ref(), drive.as_ref())?;
-    for warning in &orders.warnings {
-        tracing::warn!("{warning}");
-    }
-    Ok(orders)
+    // The caller logs `orders.warnings` once the orders are known to be usable: a refusal
+    // must stay one line.
+    merge(&cmdline, node.as_ref(), drive.as_ref()).map_err(Into::into)
 }
 
 /// The configdrive to use: the one named (option, then `ocimetal.configdrive=`), else the
