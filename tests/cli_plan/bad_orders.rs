@@ -598,7 +598,7 @@ fn command_options_that_name_nothing_usable() {
 fn malformed_inventories() {
     let dir = tempfile::tempdir().unwrap();
     let drive = fixture("configdrive").display().to_string();
-    let cases: [(&str, &[u8], &str); 6] = [
+    let cases: [(&str, &[u8], &str); 8] = [
         ("not-json.json", b"/dev/sda 480G", "expected value"),
         (
             "object.json",
@@ -621,6 +621,16 @@ fn malformed_inventories() {
             "\"sda\"",
         ),
         ("utf8.json", b"[\xff]", "UTF-8"),
+        (
+            "no-name.json",
+            b"[{\"name\": \"/dev/\", \"size\": 1}]",
+            "\"/dev/\"",
+        ),
+        (
+            "twice.json",
+            b"[{\"name\": \"/dev/sda\", \"size\": 1}, {\"name\": \"/dev/sda\", \"size\": 2}]",
+            "repeats",
+        ),
     ];
     for (name, text, mention) in cases {
         let path = dir.path().join(name);
