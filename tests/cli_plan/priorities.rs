@@ -61,6 +61,10 @@ fn image_comes_from_image_source_then_cmdline_then_meta_data_then_default() {
             run.stderr.contains("instance_info.image_source"),
             "the fallback is reported: {run:?}"
         );
+        assert!(
+            !run.stderr.contains('\x1b'),
+            "no colour codes when stderr is not a terminal: {run:?}"
+        );
         let orders = Orders::node(node(source)).with_meta(meta.clone());
         assert_eq!(
             image_of(&orders.plan()),
