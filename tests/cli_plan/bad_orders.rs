@@ -334,6 +334,17 @@ fn root_device_hints_that_select_no_disk_or_several() {
             "instance_info.root_device",
             &["model", "cannot be evaluated", "SAMSUNG"],
         ),
+        // Not an operator: read as IPA reads it, `<` and a value that is not a number.
+        case(
+            node(json!({"root_device": {"serial": "<like> S-ALPHA"}})),
+            "instance_info.root_device",
+            &["serial", "cannot be evaluated", "not a number"],
+        ),
+        case(
+            node(json!({"root_device": {"size": "<in> 447"}})),
+            "instance_info.root_device",
+            &["size", "<in> 447", "cannot be evaluated"],
+        ),
         case(
             node(json!({"root_device": {"serial": "s=="}})),
             "instance_info.root_device",
