@@ -2,7 +2,8 @@
 //! from real files (node JSON, configdrive directory or ISO, `--cmdline`) and a disk inventory
 //! fixture, never the live machine's disks.
 //!
-//! - `priorities`: which order wins, the JSON plan's keys, normalised references, `--arch`;
+//! - `priorities`: which order wins, the JSON plan's keys, normalised references, `--arch`,
+//!   the documented examples, `ocimetal devices`;
 //! - `bad_orders`: every kind of invalid order gives status 2 and one line naming the field;
 //! - `secrets`: user_data, passwords, pull secrets and URL credentials are never printed;
 //! - `sweep`: a seeded generator of mangled orders never makes the binary crash.

@@ -1,5 +1,6 @@
 //! Which order wins, end to end: node JSON, configdrive (directory, ISO, inline, Ironic's
-//! string) and command line, read from real files by the built binary.
+//! string) and command line, read from real files by the built binary; the plan's JSON and
+//! summary; what `ocimetal devices` lists.
 
 use super::support::{
     build_iso, fixture, have_xorriso, ironic_string, ocimetal, strings, write_tree, DriveForm,
