@@ -1,0 +1,25 @@
+//! Drives the pull pipeline with the test stand-in sink, for `tests/bench/pull-bench` while
+//! the confined applier is not available. Ignored by default; the bench script runs it with
+//! OCIMETAL_STANDIN_IMAGE, OCIMETAL_STANDIN_INSECURE and OCIMETAL_STANDIN_DEST set.
+
+#[path = "support/registry.rs"]
+mod registry;
+
+use ocimetal::oci::{pull_into_sink, resolve, PullOptions};
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark driver: needs a registry and an image, see tests/bench/pull-bench"]
+async fn pull_with_standin_sink() {
+    let image = std::env::var("OCIMETAL_STANDIN_IMAGE").expect("OCIMETAL_STANDIN_IMAGE");
+    let dest = std::env::var("OCIMETAL_STANDIN_DEST").expect("OCIMETAL_STANDIN_DEST");
+    let insecure = std::env::var("OCIMETAL_STANDIN_INSECURE").unwrap_or_default();
+    let opts = PullOptions {
+        insecure_registries: insecure.split(',').map(String::from).collect(),
+        ..PullOptions::default()
+    };
+    std::fs::create_dir_all(&dest).unwrap();
+    let resolved = resolve(&image, &opts).await.unwrap();
+    let sink = Box::new(registry::UnpackSink { root: dest.into() });
+    let report = pull_into_sink(&resolved, &opts, sink).await.unwrap();
+    assert_eq!(report.layers.len(), resolved.layers.len());
+}
