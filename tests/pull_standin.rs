@@ -19,7 +19,25 @@ async fn pull_with_standin_sink() {
     };
     std::fs::create_dir_all(&dest).unwrap();
     let resolved = resolve(&image, &opts).await.unwrap();
-    let sink = Box::new(registry::UnpackSink { root: dest.into() });
+    // OCIMETAL_STANDIN_SINK=null times download and decompression alone.
+    let sink: Box<dyn ocimetal::oci::LayerSink> =
+        match std::env::var("OCIMETAL_STANDIN_SINK").as_deref() {
+            Ok("null") => Box::new(NullSink),
+            _ => Box::new(registry::UnpackSink { root: dest.into() }),
+        };
     let report = pull_into_sink(&resolved, &opts, sink).await.unwrap();
     assert_eq!(report.layers.len(), resolved.layers.len());
+}
+
+/// Reads each layer to its end and writes nothing.
+struct NullSink;
+
+impl ocimetal::oci::LayerSink for NullSink {
+    fn apply_layer(
+        &mut self,
+        tar: &mut dyn std::io::Read,
+    ) -> anyhow::Result<ocimetal::oci::apply::LayerStats> {
+        let bytes = std::io::copy(tar, &mut std::io::sink())?;
+        Ok(ocimetal::oci::apply::LayerStats { bytes, ..Default::default() })
+    }
 }
