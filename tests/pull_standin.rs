@@ -38,6 +38,9 @@ impl ocimetal::oci::LayerSink for NullSink {
         tar: &mut dyn std::io::Read,
     ) -> anyhow::Result<ocimetal::oci::apply::LayerStats> {
         let bytes = std::io::copy(tar, &mut std::io::sink())?;
-        Ok(ocimetal::oci::apply::LayerStats { bytes, ..Default::default() })
+        Ok(ocimetal::oci::apply::LayerStats {
+            bytes,
+            ..Default::default()
+        })
     }
 }
