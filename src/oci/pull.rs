@@ -1,5 +1,5 @@
-//! The pull pipeline: layers download in parallel (bounded) while one blocking thread
-//! decompresses and applies them strictly in order, fed through bounded channels.
+//! The pull pipeline: layers download in parallel (bounded) while blocking threads decompress
+//! and apply them strictly in order, fed through bounded channels.
 //!
 //! Bytes are applied while they stream, so a digest mismatch is only certain once a layer
 //! has (partly) been applied: the error then stops the pull and the caller must discard the
