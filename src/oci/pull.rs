@@ -1,5 +1,5 @@
-//! The pull pipeline: layers download in parallel (bounded) while one blocking thread
-//! decompresses and applies them strictly in order, fed through bounded channels.
+//! The pull pipeline: layers download in parallel (bounded) while blocking threads decompress
+//! and apply them strictly in order, fed through bounded channels.
 //!
 //! Bytes are applied while they stream, so a digest mismatch is only certain once a layer
 //! has (partly) been applied: the error then stops the pull and the caller must discard the
@@ -168,26 +168,124 @@ fn apply_all(
     Ok(all)
 }
 
+/// Decompressed data moves from the decompression thread to the applier in blocks of this
+/// size, at most [`BLOCKS_IN_FLIGHT`] at a time: inflating overlaps with the applier's writes.
+const BLOCK_SIZE: usize = 256 * 1024;
+const BLOCKS_IN_FLIGHT: usize = 8;
+
+type Block = io::Result<Vec<u8>>;
+
+/// Applies one layer: a scoped thread decompresses, this one applies.
 fn apply_one(
     sink: &mut dyn LayerSink,
     layer: &LayerDesc,
     raw: &mut ChannelReader<'_>,
 ) -> anyhow::Result<LayerStats> {
-    let input = BufReader::with_capacity(256 * 1024, &mut *raw);
-    let mut tar: Box<dyn Read + '_> = match layer.compression {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Block>(BLOCKS_IN_FLIGHT);
+    std::thread::scope(|scope| {
+        let decompressor = scope.spawn(move || decompress(layer.compression, raw, tx));
+        let mut tar = BlockReader {
+            rx,
+            current: Vec::new(),
+            pos: 0,
+        };
+        let applied = sink.apply_layer(&mut tar).and_then(|stats| {
+            // The tar end marker may come before the end of the blob: read on, so that the
+            // whole blob is downloaded and its digest checked before the layer counts.
+            io::copy(&mut tar, &mut io::sink()).context("reading the rest of the layer")?;
+            Ok(stats)
+        });
+        // Hanging up lets the decompressor stop if the applier gave up early.
+        drop(tar);
+        let decompressed = decompressor
+            .join()
+            .map_err(|_| anyhow::anyhow!("the decompression thread panicked"))?;
+        decompressed?;
+        applied
+    })
+}
+
+/// Decompresses `raw` into blocks, then reads `raw` to its verified end; the first error is
+/// also passed on to the applier.
+fn decompress(
+    compression: Compression,
+    raw: &mut ChannelReader<'_>,
+    tx: std::sync::mpsc::SyncSender<Block>,
+) -> anyhow::Result<()> {
+    let result = decompress_into(compression, raw, &tx);
+    if let Err(err) = &result {
+        let _ = tx.send(Err(io::Error::other(format!("{err:#}"))));
+    }
+    result
+}
+
+fn decompress_into(
+    compression: Compression,
+    raw: &mut ChannelReader<'_>,
+    tx: &std::sync::mpsc::SyncSender<Block>,
+) -> anyhow::Result<()> {
+    let input = BufReader::with_capacity(BLOCK_SIZE, &mut *raw);
+    let mut tar: Box<dyn Read + '_> = match compression {
         Compression::None => Box::new(input),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
         Compression::Zstd => {
             Box::new(zstd::stream::read::Decoder::with_buffer(input).context("cannot start zstd")?)
         }
     };
-    let stats = sink.apply_layer(&mut tar)?;
-    // The tar end marker may come before the end of the blob: read on, so that the whole
-    // blob is downloaded and its digest checked before the layer counts as applied.
-    io::copy(&mut tar, &mut io::sink()).context("reading the rest of the layer")?;
+    loop {
+        let block = read_block(&mut tar)?;
+        if block.is_empty() {
+            break;
+        }
+        if tx.send(Ok(block)).is_err() {
+            // The applier stopped; its own error is the one reported.
+            return Ok(());
+        }
+    }
     drop(tar);
-    io::copy(raw, &mut io::sink()).context("reading the rest of the layer")?;
-    Ok(stats)
+    io::copy(raw, &mut io::sink())?;
+    Ok(())
+}
+
+/// Reads up to [`BLOCK_SIZE`] bytes; empty at the end.
+fn read_block(input: &mut dyn Read) -> io::Result<Vec<u8>> {
+    let mut block = vec![0u8; BLOCK_SIZE];
+    let mut filled = 0;
+    while filled < BLOCK_SIZE {
+        match input.read(&mut block[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    block.truncate(filled);
+    Ok(block)
+}
+
+/// The applier's side of the block channel; the end of the channel is the end of the tar.
+struct BlockReader {
+    rx: std::sync::mpsc::Receiver<Block>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for BlockReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            match self.rx.recv() {
+                Ok(block) => {
+                    self.current = block?;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// A blocking `Read` over one layer's chunks; errors unless the download ended cleanly.
