@@ -85,7 +85,9 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
 
     let root = PathBuf::from(TARGET_ROOT);
     let mut mounts = MountStack::new();
-    phases.run("mount", || mounts.mount_fs(&plan.lvm.lv_path, &root, "ext4", None))?;
+    phases.run("mount", || {
+        mounts.mount_fs(&plan.lvm.lv_path, &root, "ext4", None)
+    })?;
     // Layers go onto the bare root filesystem: the applier never crosses a mount point, so
     // the ESP is mounted only afterwards.
     let report = phases.run("pull", || {
