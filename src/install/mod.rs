@@ -115,7 +115,14 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
             .into_iter()
             .filter(|p| installed.contains(p))
             .collect();
-        apt::install(&chroot, &missing, &unwanted, orders.apt_proxy.as_deref())
+        let (install, skipped) = apt::packages_to_install(&missing, plan.raid);
+        if !skipped.is_empty() {
+            tracing::info!(
+                "packages: the image boots as it is; not installing {} (no apt needed)",
+                skipped.join(" ")
+            );
+        }
+        apt::install(&chroot, &install, &unwanted, orders.apt_proxy.as_deref())
     })?;
     phases.run("files", || {
         let scan = match plan.raid {

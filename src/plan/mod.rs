@@ -440,7 +440,9 @@ fn steps(plan: &Plan) -> Vec<Step> {
         ),
         step(
             "packages",
-            "apt-get install what the image lacks (kernel, GRUB, cloud-init, mdadm, lvm2...)"
+            "apt-get install what the image lacks; nothing (no network) when it already has \
+             the kernel, GRUB, initramfs-tools, LVM, cloud-init and an init (and mdadm, rsync \
+             for RAID1)"
                 .to_string(),
         ),
         step("files", format!("write {} files", plan.files.len())),

@@ -82,6 +82,30 @@ pub fn missing_packages(
         .collect()
 }
 
+/// Without these the installed system cannot boot as planned: kernel, GRUB's EFI build, the
+/// initramfs generator, LVM, an init, cloud-init for the seed; with RAID1 also mdadm and the
+/// rsync the ESP mirroring needs. Signed GRUB and shim only matter with Secure Boot.
+pub fn is_boot_critical(name: &str, raid: bool) -> bool {
+    let grub_efi = name.starts_with("grub-efi-") && !name.ends_with("-signed");
+    let always = ["initramfs-tools", "lvm2", "cloud-init", "systemd-sysv"];
+    let with_raid = ["mdadm", "rsync"];
+    grub_efi
+        || is_kernel_package(name)
+        || always.contains(&name)
+        || (raid && with_raid.contains(&name))
+}
+
+/// What apt has to install. When the image already holds everything boot-critical the
+/// install needs no apt at all (no network, no mirror): the remaining conveniences are
+/// returned as skipped, for the log. Otherwise everything missing is installed.
+pub fn packages_to_install(missing: &[String], raid: bool) -> (Vec<String>, Vec<String>) {
+    if missing.iter().any(|p| is_boot_critical(p, raid)) {
+        (missing.to_vec(), Vec::new())
+    } else {
+        (Vec::new(), missing.to_vec())
+    }
+}
+
 fn is_kernel_package(name: &str) -> bool {
     name.starts_with("linux-image-") || name.starts_with("linux-generic")
 }
@@ -243,6 +267,26 @@ Status: install ok installed
             missing_packages(&wanted, &installed, false),
             vec!["lvm2", "linux-image-amd64", "cloud-init"]
         );
+    }
+
+    #[test]
+    fn a_bootable_image_needs_no_apt_but_a_missing_essential_brings_everything() {
+        let conveniences: Vec<String> = ["curl", "sudo", "netplan.io", "shim-signed"]
+            .map(String::from)
+            .to_vec();
+        let (install, skipped) = packages_to_install(&conveniences, false);
+        assert!(install.is_empty());
+        assert_eq!(skipped, conveniences);
+        let mut with_grub = conveniences.clone();
+        with_grub.push("grub-efi-amd64".into());
+        let (install, skipped) = packages_to_install(&with_grub, false);
+        assert_eq!(install, with_grub);
+        assert!(skipped.is_empty());
+        let rsync = vec!["rsync".to_string()];
+        assert!(packages_to_install(&rsync, false).0.is_empty());
+        assert_eq!(packages_to_install(&rsync, true).0, rsync);
+        assert!(is_boot_critical("linux-generic-hwe-24.04", false));
+        assert!(!is_boot_critical("grub-efi-amd64-signed", true));
     }
 
     #[test]
