@@ -133,7 +133,9 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
         let files = write::target_files(plan, orders, &scan, &existing)?;
         write::write_all(&root, &files)
     })?;
-    phases.run("initramfs", || bootloader::build_initramfs(&chroot))?;
+    phases.run("initramfs", || {
+        bootloader::build_initramfs(&chroot, plan.raid)
+    })?;
     phases.run("bootloader", || {
         for (index, install) in plan.bootloader.iter().enumerate() {
             if index > 0 {

@@ -448,7 +448,9 @@ fn steps(plan: &Plan) -> Vec<Step> {
         step("files", format!("write {} files", plan.files.len())),
         step(
             "initramfs",
-            "update-initramfs once, after every file is written".to_string(),
+            "update-initramfs once, after every file is written; an image's own initramfs \
+             that already activates LVM is kept on one disk"
+                .to_string(),
         ),
         step(
             "bootloader",

@@ -49,9 +49,12 @@ pub fn update_grub(chroot: &Chroot) -> anyhow::Result<()> {
     run_streamed(&mut chroot.command("update-grub")).context("update-grub")
 }
 
-/// Builds the initramfs for every installed kernel, once: create where missing, update where
-/// the image shipped one (it lacks our md/LVM configuration).
-pub fn build_initramfs(chroot: &Chroot) -> anyhow::Result<()> {
+/// Builds the initramfs for every installed kernel, once: create where missing; update where
+/// the image shipped one that cannot bring up our root (md RAID1 needs our mdadm.conf inside,
+/// and an initramfs without LVM or without the generic disk drivers is of no use). An image
+/// whose initramfs already activates LVM with `MODULES=most` keeps it: rebuilding would take
+/// minutes and change nothing the boot depends on.
+pub fn build_initramfs(chroot: &Chroot, raid: bool) -> anyhow::Result<()> {
     let root = chroot.root();
     let versions = kernel_versions(root);
     anyhow::ensure!(
@@ -59,10 +62,17 @@ pub fn build_initramfs(chroot: &Chroot) -> anyhow::Result<()> {
         "the target has no kernel in /boot; the packages step should have installed one"
     );
     for version in versions {
-        let mode = if root.join(format!("boot/initrd.img-{version}")).exists() {
-            "-u"
-        } else {
+        let initrd = format!("/boot/initrd.img-{version}");
+        let mode = if !root.join(initrd.trim_start_matches('/')).exists() {
             "-c"
+        } else if !raid && initramfs_is_sufficient(chroot, &initrd) {
+            tracing::info!(
+                "initramfs: {initrd} from the image already activates LVM and has the disk \
+                 drivers; kept"
+            );
+            continue;
+        } else {
+            "-u"
         };
         tracing::info!("initramfs: update-initramfs {mode} -k {version}");
         run_streamed(
@@ -72,6 +82,27 @@ pub fn build_initramfs(chroot: &Chroot) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// True when the listing of an initramfs shows LVM and the generic disk drivers that
+/// `MODULES=most` brings (AHCI, NVMe, virtio, SCSI disks).
+pub fn listing_is_sufficient(listing: &str) -> bool {
+    let has = |suffix: &str| listing.lines().any(|l| l.trim_end().ends_with(suffix));
+    let lvm = has("sbin/lvm");
+    let drivers = ["/ahci.ko", "/nvme.ko", "/virtio_blk.ko", "/sd_mod.ko"]
+        .iter()
+        .all(|d| has(d) || has(&format!("{d}.zst")) || has(&format!("{d}.xz")));
+    lvm && drivers
+}
+
+fn initramfs_is_sufficient(chroot: &Chroot, initrd: &str) -> bool {
+    match run(chroot.command("lsinitramfs").arg(initrd)) {
+        Ok(out) => listing_is_sufficient(&out.stdout),
+        Err(err) => {
+            tracing::info!("initramfs: cannot list {initrd} ({err:#}); rebuilding it");
+            false
+        }
+    }
 }
 
 /// Kernel versions with an image in /boot, sorted.
@@ -117,6 +148,20 @@ mod tests {
         assert!(args.contains(&"--force-extra-removable".to_string()));
         assert!(args.contains(&"--efi-directory=/boot/efi2".to_string()));
         assert!(args.contains(&"--bootloader-id=debian".to_string()));
+    }
+
+    #[test]
+    fn only_an_initramfs_with_lvm_and_generic_drivers_is_kept() {
+        let good = "usr/sbin/lvm\nusr/lib/modules/6.12/kernel/drivers/ata/ahci.ko.xz\n\
+                    usr/lib/modules/6.12/kernel/drivers/nvme/host/nvme.ko.xz\n\
+                    usr/lib/modules/6.12/kernel/drivers/block/virtio_blk.ko.xz\n\
+                    usr/lib/modules/6.12/kernel/drivers/scsi/sd_mod.ko.xz\n";
+        assert!(listing_is_sufficient(good));
+        assert!(!listing_is_sufficient(&good.replace("usr/sbin/lvm\n", "")));
+        // MODULES=dep built on another machine: no generic drivers.
+        assert!(!listing_is_sufficient(
+            "usr/sbin/lvm\nkernel/drivers/block/virtio_blk.ko\n"
+        ));
     }
 
     #[test]
