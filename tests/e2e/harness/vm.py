@@ -1,5 +1,6 @@
 """One QEMU guest (TCG, q35, OVMF) whose serial console is read line by line."""
 
+import codecs
 import os
 import re
 import shutil
@@ -89,23 +90,28 @@ class Guest:
         self._reader.start()
 
     def _read(self):
+        # Escape sequences and UTF-8 characters may straddle two reads: decode incrementally
+        # and strip escapes from whole lines only.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         with open(self.log_path, "w", encoding="utf-8", errors="replace") as log:
             while True:
                 chunk = os.read(self.proc.stdout.fileno(), 65536)
                 if not chunk:
                     break
-                text = strip_escapes(chunk.decode("utf-8", errors="replace"))
-                log.write(text)
-                log.flush()
+                text = decoder.decode(chunk)
                 with self._cond:
                     parts = (self._partial + text).split("\n")
                     self._partial = parts.pop()
-                    self.lines.extend(parts)
+                    clean = [strip_escapes(part) for part in parts]
+                    self.lines.extend(clean)
                     self._cond.notify_all()
+                for line in clean:
+                    log.write(line + "\n")
+                log.flush()
         code = self.proc.wait()
         with self._cond:
             if self._partial:
-                self.lines.append(self._partial)
+                self.lines.append(strip_escapes(self._partial))
                 self._partial = ""
             self.exit_code = code
             self._cond.notify_all()
