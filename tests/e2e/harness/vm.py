@@ -1,5 +1,6 @@
 """One QEMU guest (TCG, q35, OVMF) whose serial console is read line by line."""
 
+import codecs
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ DISK2_WWN = "0x5000c500a1b2c3d4"
 GUEST_MAC = "52:54:00:12:34:56"
 
 # Terminal control sequences systemd and getty write to the console (queries, colours).
-_ESCAPES = re.compile(r"\x1b\[[0-9;?!=>]*[a-zA-Z]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>78c]|\r")
+_ESCAPES = re.compile(r"\x1b\[[0-9;:?!=>]*[a-zA-Z]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>78c]|\r")
 
 # The ramdisk prints this tag when the install service failed (ocimetal-failure.service).
 FAILURE_TAG = "ocimetal-failed:"
@@ -89,26 +90,32 @@ class Guest:
         self._reader.start()
 
     def _read(self):
-        with open(self.log_path, "w", encoding="utf-8", errors="replace") as log:
+        # Bytes arrive in arbitrary pieces: decode incrementally and strip escape sequences
+        # only from whole lines, so neither a UTF-8 character nor a sequence is cut.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        with open(self.log_path, "w", encoding="utf-8") as log:
             while True:
                 chunk = os.read(self.proc.stdout.fileno(), 65536)
                 if not chunk:
                     break
-                text = strip_escapes(chunk.decode("utf-8", errors="replace"))
-                log.write(text)
-                log.flush()
                 with self._cond:
-                    parts = (self._partial + text).split("\n")
+                    parts = (self._partial + decoder.decode(chunk)).split("\n")
                     self._partial = parts.pop()
-                    self.lines.extend(parts)
+                    lines = [strip_escapes(part) for part in parts]
+                    self.lines.extend(lines)
                     self._cond.notify_all()
-        code = self.proc.wait()
-        with self._cond:
-            if self._partial:
-                self.lines.append(self._partial)
+                for line in lines:
+                    log.write(line + "\n")
+                log.flush()
+            code = self.proc.wait()
+            with self._cond:
+                rest = strip_escapes(self._partial + decoder.decode(b"", final=True))
+                if rest:
+                    self.lines.append(rest)
+                    log.write(rest + "\n")
                 self._partial = ""
-            self.exit_code = code
-            self._cond.notify_all()
+                self.exit_code = code
+                self._cond.notify_all()
 
     def stop(self):
         """Ends QEMU (its whole process group) and waits for it."""
