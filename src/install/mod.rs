@@ -85,10 +85,13 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
 
     let root = PathBuf::from(TARGET_ROOT);
     let mut mounts = MountStack::new();
-    phases.run("mount", || mount_target(&mut mounts, plan, &root))?;
+    phases.run("mount", || mounts.mount_fs(&plan.lvm.lv_path, &root, "ext4", None))?;
+    // Layers go onto the bare root filesystem: the applier never crosses a mount point, so
+    // the ESP is mounted only afterwards.
     let report = phases.run("pull", || {
         runtime.block_on(crate::oci::pull_into(&resolved, &pull_options, &root))
     })?;
+    mount_esp(&mut mounts, plan, &root)?;
     tracing::info!(
         "pull: {} layers, {} MiB downloaded, {} entries, {} MiB written in {:.1} s",
         report.layers.len(),
@@ -252,8 +255,7 @@ fn refuse_busy_targets(plan: &Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn mount_target(mounts: &mut MountStack, plan: &Plan, root: &Path) -> anyhow::Result<()> {
-    mounts.mount_fs(&plan.lvm.lv_path, root, "ext4", None)?;
+fn mount_esp(mounts: &mut MountStack, plan: &Plan, root: &Path) -> anyhow::Result<()> {
     let esp = &plan
         .filesystems
         .iter()
