@@ -4,6 +4,7 @@
 //! progress and errors without logging in.
 
 use std::fs::OpenOptions;
+use std::io::IsTerminal;
 use std::sync::Mutex;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -41,6 +42,8 @@ pub fn init(level: &str, debug: bool) -> bool {
             fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_target(false)
+                // Colour codes only for a person at a terminal, not in captured output.
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_filter(filter())
                 .boxed(),
         )

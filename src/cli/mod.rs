@@ -86,6 +86,10 @@ pub fn decide(sources: &SourceArgs) -> anyhow::Result<Decision> {
         devices: &devices,
         arch,
     })?;
+    // Only now: invalid orders are refused with one line and nothing before it.
+    for warning in &orders.warnings {
+        tracing::warn!("{warning}");
+    }
     Ok(Decision {
         orders,
         excluded,

@@ -297,10 +297,15 @@ pub fn check_simplified_hints(field: &str, value: &str) -> Result<(), OrderError
 }
 
 fn parse_mirror(field: &str, value: &str) -> Result<RegistryMirror, OrderError> {
+    // The mirror URL may carry a password: never echo it.
+    let shown = match value.split_once('=') {
+        Some((registry, endpoint)) => format!("{registry}={}", super::display_url(endpoint)),
+        None => super::display_url(value),
+    };
     let bad = |why: &str| {
         OrderError::new(
             field,
-            format!("\"{value}\" {why}; use REGISTRY=URL, e.g. docker.io=http://10.0.2.2:5000"),
+            format!("\"{shown}\" {why}; use REGISTRY=URL, e.g. docker.io=http://10.0.2.2:5000"),
         )
     };
     let (registry, endpoint) = value.split_once('=').ok_or_else(|| bad("has no '='"))?;

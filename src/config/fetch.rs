@@ -18,9 +18,13 @@ pub fn is_url(location: &str) -> bool {
 }
 
 /// The URL as it may be logged: no password, no query (signed URLs carry tokens there).
+///
+/// Text that is not a URL with a host (a mistyped order, which is exactly what ends up in an
+/// error message) gets the same treatment by its shape: whatever precedes an `@` in the
+/// authority is hidden, and so is a query.
 pub fn display_url(location: &str) -> String {
     match url::Url::parse(location) {
-        Ok(mut url) => {
+        Ok(mut url) if url.has_host() => {
             if url.password().is_some() {
                 let _ = url.set_password(Some("redacted"));
             }
@@ -29,8 +33,26 @@ pub fn display_url(location: &str) -> String {
             }
             url.to_string()
         }
-        Err(_) => location.to_string(),
+        _ => redact_unparsed(location),
     }
+}
+
+/// Hides the user information and query of something shaped like `[scheme://]user:pw@host/…?q`.
+fn redact_unparsed(text: &str) -> String {
+    let (scheme, rest) = match text.find("://") {
+        Some(at) => text.split_at(at + 3),
+        None => ("", text),
+    };
+    let (rest, query) = match rest.find('?') {
+        Some(at) => (&rest[..at], "?redacted"),
+        None => (rest, ""),
+    };
+    // The last `@` ends the user information even when a password holds a `/` or `@`.
+    let rest = match rest.rfind('@') {
+        Some(at) => format!("redacted{}", &rest[at..]),
+        None => rest.to_string(),
+    };
+    format!("{scheme}{rest}{query}")
 }
 
 /// GETs `url` and returns the body; `what` names the document in the error.
@@ -163,5 +185,22 @@ pub(crate) mod tests {
             display_url("https://user:pw@host/p?temp_url_sig=abc"),
             "https://user:redacted@host/p?redacted"
         );
+        // Not URLs with a host, as mistyped orders are: hidden by their shape.
+        for (text, shown) in [
+            ("http://user:pw@", "http://redacted@"),
+            (
+                "http://user:pw@host:99999/p",
+                "http://redacted@host:99999/p",
+            ),
+            (
+                "http://u:pa/ss@host/p?sig=x",
+                "http://redacted@host/p?redacted",
+            ),
+            ("user:pw@proxy:3142", "redacted@proxy:3142"),
+            ("proxy.lab:3142", "proxy.lab:3142"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(display_url(text), shown, "{text}");
+        }
     }
 }

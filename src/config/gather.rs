@@ -26,10 +26,11 @@ pub struct GatherOptions {
 }
 
 /// Reads every source (live machine where an option is None: /proc/cmdline, ocimetal.node=,
-/// config-2 label) and merges them.
+/// config-2 label) and merges them. Nothing is logged about the merge: the caller logs
+/// [`Orders::warnings`](super::Orders::warnings).
 ///
-/// Invalid orders are an [`OrderError`] inside the `anyhow::Error`; documents that cannot be
-/// read or fetched are other errors with context.
+/// Invalid orders (a named file that cannot be read included) are an [`OrderError`] inside
+/// the `anyhow::Error`; documents that cannot be fetched are other errors with context.
 pub fn gather(opts: &GatherOptions) -> anyhow::Result<Orders> {
     let text = match &opts.cmdline {
         Some(text) => text.clone(),
@@ -37,16 +38,15 @@ pub fn gather(opts: &GatherOptions) -> anyhow::Result<Orders> {
             .with_context(|| format!("reading {PROC_CMDLINE}"))?,
     };
     let cmdline = cmdline::parse(&text)?;
-    let node = match opts.node.as_deref().or(cmdline.node.as_deref()) {
-        Some(location) => Some(node::load(location)?),
-        None => None,
+    let node = match (&opts.node, &cmdline.node) {
+        (Some(location), _) => Some(node::load(location, "--node")?),
+        (None, Some(location)) => Some(node::load(location, "ocimetal.node")?),
+        (None, None) => None,
     };
     let drive = read_drive(opts, &cmdline, node.as_ref())?;
-    let orders = merge(&cmdline, node.as_ref(), drive.as_ref())?;
-    for warning in &orders.warnings {
-        tracing::warn!("{warning}");
-    }
-    Ok(orders)
+    // The caller logs `orders.warnings` once the orders are known to be usable: a refusal
+    // must stay one line.
+    merge(&cmdline, node.as_ref(), drive.as_ref()).map_err(Into::into)
 }
 
 /// The configdrive to use: the one named (option, then `ocimetal.configdrive=`), else the

@@ -18,6 +18,7 @@ pub mod secret;
 
 pub use cmdline::CmdlineOrders;
 pub use configdrive::ConfigDrive;
+pub use fetch::display_url;
 pub use gather::{gather, GatherOptions};
 pub use merge::{merge, redacted_summary};
 pub use node::NodeDoc;

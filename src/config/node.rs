@@ -7,7 +7,6 @@ use super::configdrive::{describe, ConfigDrive};
 use super::fetch;
 use super::Secret;
 use crate::error::OrderError;
-use anyhow::Context;
 use serde_json::{Map, Value};
 
 /// The node's `instance_info.configdrive`, as far as it can be read without the network.
@@ -154,11 +153,13 @@ fn optional_string(value: Option<&Value>, field: &str) -> Result<Option<String>,
     }
 }
 
-/// Reads a node document from a file path or an http(s) URL.
+/// Reads a node document from a file path or an http(s) URL; `field` is the order that named
+/// it (`--node`, `ocimetal.node`).
 ///
-/// A document that cannot be read or fetched is an error with context; a document with wrong
-/// content is an [`OrderError`] (inside the `anyhow::Error`).
-pub fn load(location: &str) -> anyhow::Result<NodeDoc> {
+/// A URL that cannot be fetched is an error with context; a file that cannot be read (the
+/// operator named the wrong path) and a document with wrong content are [`OrderError`]s
+/// (inside the `anyhow::Error`).
+pub fn load(location: &str, field: &str) -> anyhow::Result<NodeDoc> {
     let location = location.trim();
     let (bytes, origin) = if fetch::is_url(location) {
         (
@@ -166,8 +167,14 @@ pub fn load(location: &str) -> anyhow::Result<NodeDoc> {
             fetch::display_url(location),
         )
     } else {
-        let bytes =
-            std::fs::read(location).with_context(|| format!("reading the node JSON {location}"))?;
+        let bytes = std::fs::read(location).map_err(|err| {
+            OrderError::new(
+                field,
+                format!(
+                    "cannot read the node JSON {location} ({err}); give a node JSON file or an http(s) URL"
+                ),
+            )
+        })?;
         (bytes, location.to_string())
     };
     Ok(NodeDoc::parse(&bytes, &format!("node JSON {origin}"))?)
@@ -319,7 +326,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.json");
         std::fs::write(&path, json!({"uuid": "from-file"}).to_string()).unwrap();
-        let node = load(path.to_str().unwrap()).unwrap();
+        let node = load(path.to_str().unwrap(), "--node").unwrap();
         assert_eq!(node.uuid.as_deref(), Some("from-file"));
 
         let base = serve(vec![
@@ -330,14 +337,18 @@ mod tests {
             ),
             ("/bad.json", 200, b"[]".to_vec()),
         ]);
-        let node = load(&format!("{base}/node.json")).unwrap();
+        let node = load(&format!("{base}/node.json"), "--node").unwrap();
         assert_eq!(node.uuid.as_deref(), Some("from-url"));
-        let err = load(&format!("{base}/bad.json")).unwrap_err();
+        let err = load(&format!("{base}/bad.json"), "--node").unwrap_err();
         assert!(err.downcast_ref::<OrderError>().is_some(), "{err:#}");
-        let err = load(&format!("{base}/absent.json")).unwrap_err();
+        let err = load(&format!("{base}/absent.json"), "--node").unwrap_err();
         assert!(format!("{err:#}").contains("404"));
-        let err = load("/nonexistent/node.json").unwrap_err();
-        assert!(format!("{err:#}").contains("reading the node JSON /nonexistent/node.json"));
+        let err = load("/nonexistent/node.json", "ocimetal.node").unwrap_err();
+        let order = err
+            .downcast_ref::<OrderError>()
+            .expect("a wrong path is an order error");
+        assert_eq!(order.field, "ocimetal.node");
+        assert!(order.problem.contains("/nonexistent/node.json"), "{order}");
     }
 
     #[test]

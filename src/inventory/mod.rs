@@ -169,9 +169,23 @@ pub fn load_json(path: &Path) -> anyhow::Result<Vec<BlockDevice>> {
     let devices: Vec<BlockDevice> =
         serde_json::from_str(&text).map_err(|err| invalid(err.to_string()))?;
     for (index, device) in devices.iter().enumerate() {
-        if !device.name.starts_with("/dev/") {
+        // Partition paths and wipe lists are built from these names: they must be real
+        // device paths, one per disk.
+        let kernel_name = device.name.strip_prefix("/dev/").unwrap_or_default();
+        if kernel_name.is_empty()
+            || kernel_name
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(invalid(format!(
                 "device #{index} has name {:?}, not a /dev path",
+                device.name
+            ))
+            .into());
+        }
+        if devices[..index].iter().any(|d| d.name == device.name) {
+            return Err(invalid(format!(
+                "device #{index} repeats the name {:?}; each disk is listed once",
                 device.name
             ))
             .into());

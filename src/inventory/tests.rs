@@ -694,12 +694,28 @@ fn bad_inventory_file_is_an_order_error_naming_the_file() {
     );
 
     let bad_name = dir.path().join("bad-name.json");
-    fs::write(&bad_name, r#"[{"name": "sda", "size": 1}]"#).unwrap();
-    let err = load_json(&bad_name).unwrap_err().to_string();
-    assert!(
-        err.contains("bad-name.json") && err.contains("device #0"),
-        "{err}"
-    );
+    for (text, index) in [
+        (r#"[{"name": "sda", "size": 1}]"#, "device #0"),
+        (r#"[{"name": "/dev/", "size": 1}]"#, "device #0"),
+        (
+            r#"[{"name": "/dev/sda"}, {"name": "/dev/sd b"}]"#,
+            "device #1",
+        ),
+        (
+            r#"[{"name": "/dev/sda"}, {"name": "/dev/sda\n"}]"#,
+            "device #1",
+        ),
+        (r#"[{"name": "/dev/sda"}, {"name": "/dev/sda"}]"#, "repeats"),
+    ] {
+        fs::write(&bad_name, text).unwrap();
+        let err = load_json(&bad_name).unwrap_err();
+        assert!(err.downcast_ref::<OrderError>().is_some(), "{err:#}");
+        let err = err.to_string();
+        assert!(
+            err.contains("bad-name.json") && err.contains(index),
+            "{text}: {err}"
+        );
+    }
 }
 
 /// The live machine: the scan runs, and the disk holding `/` is never a candidate.

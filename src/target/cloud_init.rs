@@ -24,6 +24,9 @@ pub const DATASOURCE_CFG_PATH: &str = "etc/cloud/cloud.cfg.d/99-ocimetal-nocloud
 /// Mode of the seed files: user_data and meta_data may hold secrets.
 pub const SEED_FILE_MODE: u32 = 0o600;
 
+/// The instance id cloud-init's NoCloud datasource assumes when meta-data has none.
+pub const NOCLOUD_DEFAULT_INSTANCE_ID: &str = "nocloud";
+
 /// What the seed is made from.
 #[derive(Debug, Clone, Copy)]
 pub struct SeedInput<'a> {
@@ -88,9 +91,13 @@ pub fn nocloud_seed(input: &SeedInput<'_>) -> Result<Seed, OrderError> {
 /// `meta-data`: the configdrive's meta_data plus the keys NoCloud reads.
 pub fn render_meta_data(input: &SeedInput<'_>) -> Result<String, OrderError> {
     let mut meta = input.meta_data.clone();
+    // Orders from the kernel command line alone have no meta_data at all: NoCloud then uses
+    // its own default id. A meta_data without an id is a broken configdrive and refused.
+    let default_id = meta.is_empty().then_some(NOCLOUD_DEFAULT_INSTANCE_ID);
     let instance_id = non_empty_str(&meta, "uuid")
         .or_else(|| non_empty_str(&meta, "instance-id"))
         .or(input.node_uuid.filter(|u| !u.is_empty()))
+        .or(default_id)
         .map(str::to_string)
         .ok_or_else(|| {
             OrderError::new(
@@ -247,7 +254,8 @@ mod tests {
         );
         assert_eq!(render(json!({"instance-id": "b"}), Some("c")), "b");
         assert_eq!(render(json!({"uuid": ""}), Some("c")), "c");
-        let md = meta(json!({}));
+        assert_eq!(render(json!({}), None), NOCLOUD_DEFAULT_INSTANCE_ID);
+        let md = meta(json!({"local-hostname": "h"}));
         let e = render_meta_data(&SeedInput {
             meta_data: &md,
             user_data: None,

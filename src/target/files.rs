@@ -131,16 +131,18 @@ pub const APT_PROXY_PATH: &str = "etc/apt/apt.conf.d/90ocimetal-proxy";
 
 /// The apt proxy setting for `url` (`http://host:port`), for HTTP and HTTPS repositories.
 pub fn apt_proxy_file(url: &str) -> Result<TargetFile, OrderError> {
+    // The proxy URL may carry a password: errors show it redacted.
+    let shown = crate::config::display_url(url);
     let parsed = url::Url::parse(url).map_err(|e| {
         OrderError::new(
             "ocimetal.apt_proxy",
-            format!("{url:?} is not a URL ({e}); give e.g. http://proxy.example:3128"),
+            format!("{shown:?} is not a URL ({e}); give e.g. http://proxy.example:3128"),
         )
     })?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(OrderError::new(
             "ocimetal.apt_proxy",
-            format!("{url:?} is not an http:// or https:// proxy URL"),
+            format!("{shown:?} is not an http:// or https:// proxy URL"),
         ));
     }
     // `Url` percent-encodes anything that could close apt's quoted string.

@@ -38,9 +38,6 @@ pub fn target_files(
         node_uuid: orders.node_uuid.as_deref(),
         hostname: hostname.as_ref(),
     })?;
-    for warning in &seed.warnings {
-        tracing::warn!("cloud-init seed: {warning}");
-    }
     let mut files = seed.files;
     if let Some(hostname) = &hostname {
         files.push(hostname_file(hostname));
@@ -76,6 +73,10 @@ pub fn target_files(
         edit_grub_default(&existing(GRUB_DEFAULT).unwrap_or_default(), &grub),
         0o644,
     ));
+    // After every check: a refusal (e.g. of the proxy) must stay one line.
+    for warning in &seed.warnings {
+        tracing::warn!("cloud-init seed: {warning}");
+    }
     Ok(files)
 }
 
