@@ -38,7 +38,12 @@ def fresh_vars(path):
 
 
 class Guest:
-    """A running QEMU; use as a context manager so QEMU never outlives the test."""
+    """A running QEMU; use as a context manager so QEMU never outlives the test.
+
+    A disk file whose name ends in `disk1.qcow2` is attached as the virtio-blk disk with
+    serial DISK1SERIAL, any other as the scsi-hd disk with serial DISK2SERIAL and the WWN,
+    so a scenario can drop either disk and keep the other's identity. `boot_disk` gets
+    bootindex 0; without `kernel` the firmware boots from it."""
 
     def __init__(self, name, log_path, vars_path, disks, kernel=None, initrd=None, append="",
                  cdroms=(), boot_disk=None, netdev="user,id=n0", memory="3G"):
