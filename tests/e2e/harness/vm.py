@@ -18,6 +18,10 @@ GUEST_MAC = "52:54:00:12:34:56"
 # Terminal control sequences systemd and getty write to the console (queries, colours).
 _ESCAPES = re.compile(r"\x1b\[[0-9;:?!=>]*[a-zA-Z]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>78c]|\r")
 
+# Progress lines of the installer, and any line about it.
+_STEP_LINE = re.compile(r"\bstep \S+: ")
+_OCIMETAL_LINE = re.compile(r"(?i)ocimetal")
+
 # The ramdisk prints this tag when the install service failed (ocimetal-failure.service).
 FAILURE_TAG = "ocimetal-failed:"
 
@@ -144,11 +148,13 @@ class Guest:
         return "\n".join("    | " + line for line in lines[-count:])
 
     def last_service_line(self):
-        """The last console line that looks like the installer's own progress."""
+        """The installer's last step line (` INFO step NAME: start|done …`), or else the last
+        console line that names ocimetal."""
         with self._cond:
-            for line in reversed(self.lines):
-                if "ocimetal" in line.lower() and FAILURE_TAG not in line:
-                    return line.strip()
+            for pattern in (_STEP_LINE, _OCIMETAL_LINE):
+                for line in reversed(self.lines):
+                    if pattern.search(line) and FAILURE_TAG not in line:
+                        return line.strip()
         return None
 
     def _fail(self, why):
