@@ -16,9 +16,14 @@ import urllib.request
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
 
-def run(cmd, **kwargs):
-    """Runs a command, failing loudly; output goes to the harness's own stdout."""
-    subprocess.run(cmd, check=True, **kwargs)
+# No host-side step may hang the run: image recipes download and install packages.
+STEP_TIMEOUT = 40 * 60
+
+
+def run(cmd, timeout=STEP_TIMEOUT, **kwargs):
+    """Runs a command, failing loudly (also when it outlives `timeout` seconds); output goes
+    to the harness's own stdout."""
+    subprocess.run(cmd, check=True, timeout=timeout, **kwargs)
 
 
 def free_port():
@@ -74,7 +79,7 @@ class Registry:
     def push(self, layout, tag, name):
         """Copies the OCI layout's `tag` to NAME (e.g. `debian:13`) in this registry."""
         run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:{tag}",
-             f"docker://127.0.0.1:{self.port}/{name}"])
+             f"docker://127.0.0.1:{self.port}/{name}"], timeout=600)
 
 
 class FileServer:

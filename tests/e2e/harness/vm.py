@@ -16,7 +16,11 @@ DISK2_WWN = "0x5000c500a1b2c3d4"
 GUEST_MAC = "52:54:00:12:34:56"
 
 # Terminal control sequences systemd and getty write to the console (queries, colours).
-_ESCAPES = re.compile(r"\x1b\[[0-9;?!=>]*[a-zA-Z]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>78c]|\r")
+_ESCAPES = re.compile(r"\x1b\[[0-9;:?!=>]*[a-zA-Z]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>78c]|\r")
+
+# Progress lines of the installer, and any line about it.
+_STEP_LINE = re.compile(r"\bstep \S+: ")
+_OCIMETAL_LINE = re.compile(r"(?i)ocimetal")
 
 # The ramdisk prints this tag when the install service failed (ocimetal-failure.service).
 FAILURE_TAG = "ocimetal-failed:"
@@ -38,7 +42,12 @@ def fresh_vars(path):
 
 
 class Guest:
-    """A running QEMU; use as a context manager so QEMU never outlives the test."""
+    """A running QEMU; use as a context manager so QEMU never outlives the test.
+
+    A disk file whose name ends in `disk1.qcow2` is attached as the virtio-blk disk with
+    serial DISK1SERIAL, any other as the scsi-hd disk with serial DISK2SERIAL and the WWN,
+    so a scenario can drop either disk and keep the other's identity. `boot_disk` gets
+    bootindex 0; without `kernel` the firmware boots from it."""
 
     def __init__(self, name, log_path, vars_path, disks, kernel=None, initrd=None, append="",
                  cdroms=(), boot_disk=None, netdev="user,id=n0", memory="3G"):
@@ -90,31 +99,32 @@ class Guest:
         self._reader.start()
 
     def _read(self):
-        # Escape sequences and UTF-8 characters may straddle two reads: decode incrementally
-        # and strip escapes from whole lines only.
+        # Bytes arrive in arbitrary pieces: decode incrementally and strip escape sequences
+        # only from whole lines, so neither a UTF-8 character nor a sequence is cut.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        with open(self.log_path, "w", encoding="utf-8", errors="replace") as log:
+        with open(self.log_path, "w", encoding="utf-8") as log:
             while True:
                 chunk = os.read(self.proc.stdout.fileno(), 65536)
                 if not chunk:
                     break
-                text = decoder.decode(chunk)
                 with self._cond:
-                    parts = (self._partial + text).split("\n")
+                    parts = (self._partial + decoder.decode(chunk)).split("\n")
                     self._partial = parts.pop()
-                    clean = [strip_escapes(part) for part in parts]
-                    self.lines.extend(clean)
+                    lines = [strip_escapes(part) for part in parts]
+                    self.lines.extend(lines)
                     self._cond.notify_all()
-                for line in clean:
+                for line in lines:
                     log.write(line + "\n")
                 log.flush()
-        code = self.proc.wait()
-        with self._cond:
-            if self._partial:
-                self.lines.append(strip_escapes(self._partial))
+            code = self.proc.wait()
+            with self._cond:
+                rest = strip_escapes(self._partial + decoder.decode(b"", final=True))
+                if rest:
+                    self.lines.append(rest)
+                    log.write(rest + "\n")
                 self._partial = ""
-            self.exit_code = code
-            self._cond.notify_all()
+                self.exit_code = code
+                self._cond.notify_all()
 
     def stop(self):
         """Ends QEMU (its whole process group) and waits for it."""
@@ -138,11 +148,13 @@ class Guest:
         return "\n".join("    | " + line for line in lines[-count:])
 
     def last_service_line(self):
-        """The last console line that looks like the installer's own progress."""
+        """The installer's last step line (` INFO step NAME: start|done …`), or else the last
+        console line that names ocimetal."""
         with self._cond:
-            for line in reversed(self.lines):
-                if "ocimetal" in line.lower() and FAILURE_TAG not in line:
-                    return line.strip()
+            for pattern in (_STEP_LINE, _OCIMETAL_LINE):
+                for line in reversed(self.lines):
+                    if pattern.search(line) and FAILURE_TAG not in line:
+                        return line.strip()
         return None
 
     def _fail(self, why):
