@@ -29,19 +29,17 @@ pub fn partitions(sys: &Path, disk: &str) -> Vec<String> {
 
 /// Devices stacked directly on `name` (dm-N, mdN), by kernel name.
 pub fn holders(sys: &Path, name: &str) -> Vec<String> {
-    let mut out: Vec<String> = fs::read_dir(sys.join("class/block").join(name).join("holders"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    out.sort();
-    out
+    entry_names(&sys.join("class/block").join(name).join("holders"))
 }
 
 /// Members (slaves) of a stacked device, by kernel name.
 pub fn slaves(sys: &Path, name: &str) -> Vec<String> {
-    let mut out: Vec<String> = fs::read_dir(sys.join("class/block").join(name).join("slaves"))
+    entry_names(&sys.join("class/block").join(name).join("slaves"))
+}
+
+/// Sorted names in a directory; none when it does not exist.
+fn entry_names(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()

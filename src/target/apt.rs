@@ -50,16 +50,8 @@ pub fn config_only_packages(dpkg_status: &str) -> Vec<String> {
 
 /// True when the target already has a kernel image with its modules.
 pub fn has_kernel(root: &Path) -> bool {
-    std::fs::read_dir(root.join("boot"))
+    super::bootloader::kernel_versions(root)
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix("vmlinuz-"))
-                .map(str::to_string)
-        })
         .any(|version| {
             ["usr/lib/modules", "lib/modules"]
                 .iter()
