@@ -4,7 +4,9 @@
 #[path = "support/registry.rs"]
 mod registry;
 
-use ocimetal::oci::{pull_into_sink, resolve, PullError, PullOptions, RetryPolicy};
+use ocimetal::oci::{
+    pull_into_sink, pull_when_ready, resolve, PullError, PullOptions, RetryPolicy,
+};
 use registry::{noise, tar_layer, Entry, Flavour, Layer, Pusher, TestRegistry, UnpackSink};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +28,15 @@ enum Fault {
     },
     /// Forward with one body byte flipped (same length), every time.
     Corrupt,
+}
+
+impl Fault {
+    /// Every matching request fails with 503.
+    const ALWAYS_503: Fault = Fault::Status {
+        code: 503,
+        retry_after: None,
+        times: usize::MAX,
+    };
 }
 
 /// A request the proxy saw.
@@ -325,16 +336,7 @@ async fn server_errors_and_rate_limits_are_retried() {
 async fn a_registry_that_keeps_failing_is_one_line_unavailable() {
     let (registry, layers) = registry_with_image().await;
     let digest = layers[0].digest();
-    let proxy = Proxy::start(
-        registry.addr,
-        digest.clone(),
-        Fault::Status {
-            code: 503,
-            retry_after: None,
-            times: usize::MAX,
-        },
-    )
-    .await;
+    let proxy = Proxy::start(registry.addr, digest.clone(), Fault::ALWAYS_503).await;
     let (result, _root) = pull_via(&proxy, &fast_retries(vec![proxy.host()])).await;
     let err = result.unwrap_err();
     assert!(
@@ -396,4 +398,97 @@ async fn a_registry_that_is_down_is_one_line_unavailable() {
         msg.contains(&host) && msg.contains("refused") && !msg.contains('\n'),
         "{msg}"
     );
+}
+
+#[tokio::test]
+async fn a_mirror_that_fails_a_blob_hands_it_to_the_origin() {
+    let (registry, layers) = registry_with_image().await;
+    let digest = layers[0].digest();
+    // The mirror fronts the same registry but keeps failing the big blob.
+    let mirror = Proxy::start(registry.addr, digest.clone(), Fault::ALWAYS_503).await;
+    let origin = registry.host();
+    let opts = PullOptions {
+        mirrors: vec![ocimetal::config::RegistryMirror {
+            registry: origin.clone(),
+            endpoint: format!("http://{}", mirror.host()),
+        }],
+        ..fast_retries(vec![origin.clone()])
+    };
+    let root = tempfile::tempdir().unwrap();
+    let resolved = resolve(&format!("{origin}/test/faults:1"), &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        resolved.source,
+        mirror.host(),
+        "resolved through the mirror"
+    );
+    let sink = Box::new(UnpackSink {
+        root: root.path().to_path_buf(),
+    });
+    pull_into_sink(&resolved, &opts, sink).await.unwrap();
+    assert_eq!(
+        std::fs::read(root.path().join("big")).unwrap(),
+        noise(1_500_000, 7)
+    );
+    assert_eq!(mirror.seen(&digest).len(), 3, "the mirror had its retries");
+}
+
+#[tokio::test]
+async fn downloads_start_before_the_target_is_ready() {
+    let (registry, layers) = registry_with_image().await;
+    let proxy = Proxy::start(
+        registry.addr,
+        "/blobs/".into(),
+        Fault::DropMidBody { times: 0 },
+    )
+    .await;
+    let opts = fast_retries(vec![proxy.host()]);
+    let resolved = resolve(&format!("{}/test/faults:1", proxy.host()), &opts)
+        .await
+        .unwrap();
+    let (root_tx, root_rx) = std::sync::mpsc::channel();
+    let pull = tokio::spawn({
+        let opts = opts.clone();
+        async move { pull_when_ready(&resolved, &opts, root_rx).await }
+    });
+    // Both layers are requested while the target does not exist yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while layers.iter().any(|l| proxy.seen(&l.digest()).is_empty()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no blob requests before the target was ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let root = tempfile::tempdir().unwrap();
+    root_tx.send(root.path().to_path_buf()).unwrap();
+    pull.await.unwrap().unwrap();
+    assert_eq!(
+        std::fs::read(root.path().join("big")).unwrap(),
+        noise(1_500_000, 7)
+    );
+    assert_eq!(
+        std::fs::read(root.path().join("small")).unwrap(),
+        noise(20_000, 8)
+    );
+}
+
+#[tokio::test]
+async fn a_target_that_never_comes_ends_the_pull_with_an_error() {
+    let (registry, _layers) = registry_with_image().await;
+    let opts = fast_retries(vec![registry.host()]);
+    let resolved = resolve(&format!("{}/test/faults:1", registry.host()), &opts)
+        .await
+        .unwrap();
+    let (root_tx, root_rx) = std::sync::mpsc::channel::<std::path::PathBuf>();
+    drop(root_tx);
+    let err = tokio::time::timeout(
+        Duration::from_secs(20),
+        pull_when_ready(&resolved, &opts, root_rx),
+    )
+    .await
+    .expect("the pull ends")
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("never made ready"), "{err:#}");
 }

@@ -67,6 +67,17 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
     }
 
     let mut storage = StorageGuard::new(plan);
+    // Layers download while the disks are prepared; they are applied once the root
+    // filesystem is mounted. An early return drops `target_ready`, which ends the pull.
+    let (target_ready, target) = std::sync::mpsc::channel();
+    let pull = runtime.spawn({
+        let resolved = resolved.clone();
+        let options = PullOptions {
+            layer_buffer: prefetch_buffer(available_memory(), pull_options.parallel_downloads),
+            ..pull_options.clone()
+        };
+        async move { crate::oci::pull_when_ready(&resolved, &options, target).await }
+    });
     phases.run("wipe", || wipe::wipe_disks(&plan.wipe))?;
     phases.run("partition", || {
         for (layout, disk) in plan.layout.iter().zip(&plan.disk_details) {
@@ -91,11 +102,15 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
     // Layers go onto the bare root filesystem: the applier never crosses a mount point, so
     // the ESP is mounted only afterwards.
     let report = phases.run("pull", || {
-        runtime.block_on(crate::oci::pull_into(&resolved, &pull_options, &root))
+        target_ready
+            .send(root.clone())
+            .context("the pull stopped before the target was ready")?;
+        runtime.block_on(pull).context("the pull task failed")?
     })?;
     mount_esp(&mut mounts, plan, &root)?;
     tracing::info!(
-        "pull: {} layers, {} MiB downloaded, {} entries, {} MiB written in {:.1} s",
+        "pull: {} layers, {} MiB downloaded, {} entries, {} MiB written in {:.1} s \
+         (downloads started with the disk preparation)",
         report.layers.len(),
         report.downloaded_bytes >> 20,
         report.layers.iter().map(|l| l.entries).sum::<u64>(),
@@ -218,6 +233,28 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
     );
     notify_status("installed", true);
     power_action(&runtime, orders.reboot.value, kexec_loaded)
+}
+
+/// Compressed bytes each layer may download ahead of its application while the disks are
+/// being prepared: a quarter of the available memory shared by the parallel downloads,
+/// between the default and 256 MiB per layer.
+fn prefetch_buffer(available: usize, parallel: usize) -> usize {
+    (available / 4 / parallel.max(1)).clamp(crate::oci::DEFAULT_LAYER_BUFFER, 256 << 20)
+}
+
+/// Memory available now, from /proc/meminfo (0 when unreadable).
+fn available_memory() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| mem_available(&text))
+        .unwrap_or(0)
+}
+
+/// `MemAvailable` from /proc/meminfo, in bytes.
+fn mem_available(meminfo: &str) -> Option<usize> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// How the pull reaches the registry, from the orders.
@@ -364,5 +401,29 @@ impl<'a> StorageGuard<'a> {
 impl Drop for StorageGuard<'_> {
     fn drop(&mut self) {
         self.deactivate();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_available_is_read_in_bytes() {
+        let meminfo = "MemTotal:        3000000 kB\nMemFree:  100 kB\nMemAvailable:    2048 kB\n";
+        assert_eq!(mem_available(meminfo), Some(2048 * 1024));
+        assert_eq!(mem_available("MemTotal: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn the_prefetch_buffer_is_a_share_of_a_quarter_of_the_memory_within_bounds() {
+        const MIB: usize = 1 << 20;
+        assert_eq!(prefetch_buffer(1200 * MIB, 3), 100 * MIB);
+        assert_eq!(
+            prefetch_buffer(64 * MIB, 3),
+            crate::oci::DEFAULT_LAYER_BUFFER
+        );
+        assert_eq!(prefetch_buffer(64 * 1024 * MIB, 3), 256 * MIB);
+        assert_eq!(prefetch_buffer(0, 0), crate::oci::DEFAULT_LAYER_BUFFER);
     }
 }

@@ -1,34 +1,32 @@
 //! Streams one layer blob from the registry into a bounded channel, verifying size and
 //! digest on the way and resuming with a Range request after a dropped connection.
 
+use super::pipe::{Chunk, PipeSender};
 use super::progress::Progress;
 use super::pull_error::PullError;
 use super::registry::{one_line, Endpoint, Registry};
 use super::resolve::LayerDesc;
 use super::verify::BlobVerifier;
-use bytes::Bytes;
 use futures_util::StreamExt;
 use oci_client::client::BlobResponse;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
-
-/// What the applier thread receives for one layer.
-pub(crate) enum Chunk {
-    /// The next compressed bytes.
-    Data(Bytes),
-    /// All bytes sent and the blob verified.
-    End,
-    /// The download failed; the message says why.
-    Failed(String),
-}
 
 /// The first failure of any download or of the applier, so that everyone else stops early;
 /// and the layer being applied, whose download finishes verifying even after a failure.
-#[derive(Default)]
 pub(crate) struct Abort {
     reason: Mutex<Option<String>>,
     applying: AtomicUsize,
+}
+
+impl Default for Abort {
+    fn default() -> Self {
+        Self {
+            reason: Mutex::new(None),
+            // No layer is being applied before the sink is open.
+            applying: AtomicUsize::new(usize::MAX),
+        }
+    }
 }
 
 impl Abort {
@@ -65,7 +63,9 @@ enum Interrupted {
 /// Where one layer comes from and where its bytes go.
 pub(crate) struct LayerDownload<'a> {
     pub registry: &'a Registry,
-    pub endpoint: &'a Endpoint,
+    /// Where the blob can come from, in order of preference; the next one takes over when
+    /// one gives up (every source serves the same digest-verified bytes).
+    pub endpoints: &'a [Endpoint],
     pub layer: &'a LayerDesc,
     pub index: usize,
     pub progress: Arc<Progress>,
@@ -74,28 +74,60 @@ pub(crate) struct LayerDownload<'a> {
 
 impl LayerDownload<'_> {
     /// Downloads the layer into `tx`, ending with [`Chunk::End`] or [`Chunk::Failed`].
-    pub async fn run(self, tx: mpsc::Sender<Chunk>) -> Result<(), PullError> {
+    pub async fn run(self, tx: PipeSender) -> Result<(), PullError> {
         match self.stream_all(&tx).await {
             Ok(()) => {
                 // The applier may have stopped already; that is reported on its side.
-                let _ = tx.send(Chunk::End).await;
+                let _ = tx.send(Chunk::End);
                 Ok(())
             }
             Err(err) => {
                 self.abort.set(err.to_string());
-                let _ = tx.send(Chunk::Failed(err.to_string())).await;
+                let _ = tx.send(Chunk::Failed(err.to_string()));
                 Err(err)
             }
         }
     }
 
-    async fn stream_all(&self, tx: &mpsc::Sender<Chunk>) -> Result<(), PullError> {
+    async fn stream_all(&self, tx: &PipeSender) -> Result<(), PullError> {
         let mut verifier = BlobVerifier::new("layer", &self.layer.digest, self.layer.size)?;
+        let mut sources = self.endpoints.iter().peekable();
+        while let Some(endpoint) = sources.next() {
+            match self.stream_from(endpoint, &mut verifier, tx).await {
+                Ok(()) => break,
+                // Wrong bytes are wrong whatever their source.
+                Err(err @ PullError::Verification { .. }) => return Err(err),
+                Err(err) => match sources.peek() {
+                    Some(next) if self.abort.reason().is_none() => tracing::warn!(
+                        layer = %self.layer.digest,
+                        at = verifier.received(),
+                        "{err}; continuing from {}",
+                        next.host
+                    ),
+                    _ => return Err(err),
+                },
+            }
+        }
+        if verifier.remaining() > 0 {
+            // Another download or the applier failed first; that failure is reported.
+            return Ok(());
+        }
+        verifier.finish()
+    }
+
+    /// Streams what is still missing from `endpoint`, retrying and resuming transient
+    /// failures; returns when the blob is complete or the pull is aborted.
+    async fn stream_from(
+        &self,
+        endpoint: &Endpoint,
+        verifier: &mut BlobVerifier,
+        tx: &PipeSender,
+    ) -> Result<(), PullError> {
         let policy = &self.registry.retry;
         let mut attempt = 1;
         while verifier.remaining() > 0 {
             let before = verifier.received();
-            match self.stream_once(&mut verifier, tx).await {
+            match self.stream_once(endpoint, verifier, tx).await {
                 Ok(()) => {}
                 Err(Interrupted::ConsumerGone) => return Ok(()),
                 Err(Interrupted::Fatal(err)) => return Err(err),
@@ -109,7 +141,7 @@ impl LayerDownload<'_> {
                     }
                     if attempt >= policy.attempts {
                         return Err(PullError::Unavailable {
-                            registry: self.endpoint.host.clone(),
+                            registry: endpoint.host.clone(),
                             attempts: attempt,
                             cause: format!("layer {}: {cause}", self.layer.digest),
                         });
@@ -126,14 +158,15 @@ impl LayerDownload<'_> {
                 }
             }
         }
-        verifier.finish()
+        Ok(())
     }
 
     /// One request from the current offset to the end of the blob.
     async fn stream_once(
         &self,
+        endpoint: &Endpoint,
         verifier: &mut BlobVerifier,
-        tx: &mpsc::Sender<Chunk>,
+        tx: &PipeSender,
     ) -> Result<(), Interrupted> {
         let offset = verifier.received();
         let client = &self.registry.client;
@@ -142,9 +175,9 @@ impl LayerDownload<'_> {
         // Always a ranged request: a 206 stream is not hashed again inside oci-client.
         let response = self
             .registry
-            .with_retries(self.endpoint, || {
+            .with_retries(endpoint, || {
                 client.pull_blob_stream_partial(
-                    &self.endpoint.reference,
+                    &endpoint.reference,
                     digest,
                     offset,
                     Some(remaining),
@@ -189,7 +222,7 @@ impl LayerDownload<'_> {
             }
             verifier.update(&bytes).map_err(Interrupted::Fatal)?;
             self.progress.add(self.index, bytes.len() as u64);
-            if sending && tx.send(Chunk::Data(bytes)).await.is_err() {
+            if sending && tx.send_data(bytes).await.is_err() {
                 if !self.abort.is_applying(self.index) {
                     return Err(Interrupted::ConsumerGone);
                 }

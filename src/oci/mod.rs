@@ -7,6 +7,7 @@ pub mod apply;
 pub mod auth;
 pub mod cli;
 mod download;
+mod pipe;
 pub mod platform;
 mod progress;
 pub mod pull;
@@ -17,7 +18,7 @@ pub mod resolve;
 pub mod verify;
 
 pub use platform::Platform;
-pub use pull::{pull_into, pull_into_sink, LayerSink, PullReport};
+pub use pull::{pull_into, pull_into_sink, pull_when_ready, LayerSink, PullReport};
 pub use pull_error::PullError;
 pub use reference::normalize_reference;
 pub use registry::RetryPolicy;
@@ -28,6 +29,9 @@ use std::path::PathBuf;
 
 /// Layers downloaded at once by default.
 pub const DEFAULT_PARALLEL_DOWNLOADS: usize = 3;
+
+/// Compressed bytes a layer's download may run ahead of its application by default.
+pub const DEFAULT_LAYER_BUFFER: usize = 8 << 20;
 
 /// How to reach the registry and which platform to pick.
 #[derive(Debug, Clone)]
@@ -48,6 +52,9 @@ pub struct PullOptions {
     pub retry: RetryPolicy,
     /// Layers downloaded at once (application stays in order).
     pub parallel_downloads: usize,
+    /// Compressed bytes one layer's download may run ahead of its application. Memory use
+    /// is bounded by about `parallel_downloads` times this.
+    pub layer_buffer: usize,
 }
 
 impl Default for PullOptions {
@@ -61,6 +68,7 @@ impl Default for PullOptions {
             ca_file: None,
             retry: RetryPolicy::default(),
             parallel_downloads: DEFAULT_PARALLEL_DOWNLOADS,
+            layer_buffer: DEFAULT_LAYER_BUFFER,
         }
     }
 }

@@ -1,12 +1,14 @@
 //! The pull pipeline: layers download in parallel (bounded) while blocking threads decompress
-//! and apply them strictly in order, fed through bounded channels.
+//! and apply them strictly in order, fed through pipes bounded in bytes. Downloads may start
+//! before the target exists ([`pull_when_ready`]): they fill their pipes meanwhile.
 //!
 //! Bytes are applied while they stream, so a digest mismatch is only certain once a layer
 //! has (partly) been applied: the error then stops the pull and the caller must discard the
 //! tree (the installer recreates the filesystem anyway).
 
 use super::apply::{Applier, LayerStats};
-use super::download::{Abort, Chunk, LayerDownload};
+use super::download::{Abort, LayerDownload};
+use super::pipe::{pipe, Chunk, PipeReceiver};
 use super::progress::Progress;
 use super::pull_error::PullError;
 use super::reference::parse_reference;
@@ -17,10 +19,10 @@ use anyhow::Context;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::io::{self, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Where uncompressed layer tar streams go, in order. [`Applier`] is the real one.
 pub trait LayerSink: Send {
@@ -45,9 +47,8 @@ pub struct PullReport {
     pub elapsed: Duration,
 }
 
-/// Chunks buffered per layer between download and application (hyper hands out chunks of
-/// at most ~400 KiB, so this bounds each layer's buffer to a few MiB).
-const CHUNKS_PER_LAYER: usize = 16;
+/// Opens the sink, on the application thread, when the first layer is about to be applied.
+type OpenSink = Box<dyn FnOnce() -> anyhow::Result<Box<dyn LayerSink>> + Send>;
 
 /// Downloads `resolved`'s layers and applies them onto `root` (which must exist).
 pub async fn pull_into(
@@ -57,7 +58,26 @@ pub async fn pull_into(
 ) -> anyhow::Result<PullReport> {
     let applier = Applier::open(root)
         .with_context(|| format!("cannot open {} to apply layers", root.display()))?;
-    pull_into_sink(resolved, opts, Box::new(applier)).await
+    pull_with(resolved, opts, Box::new(move || Ok(Box::new(applier)))).await
+}
+
+/// Like [`pull_into`], but the downloads start at once while the target is still being
+/// made: layers are applied onto the directory `root` delivers. Dropping the sender
+/// instead aborts the pull.
+pub async fn pull_when_ready(
+    resolved: &ResolvedImage,
+    opts: &PullOptions,
+    root: std::sync::mpsc::Receiver<PathBuf>,
+) -> anyhow::Result<PullReport> {
+    let open: OpenSink = Box::new(move || {
+        let root = root
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the target filesystem was never made ready"))?;
+        let applier = Applier::open(&root)
+            .with_context(|| format!("cannot open {} to apply layers", root.display()))?;
+        Ok(Box::new(applier))
+    });
+    pull_with(resolved, opts, open).await
 }
 
 /// Like [`pull_into`], with any [`LayerSink`] in place of the confined applier.
@@ -66,52 +86,77 @@ pub async fn pull_into_sink(
     opts: &PullOptions,
     sink: Box<dyn LayerSink>,
 ) -> anyhow::Result<PullReport> {
+    pull_with(resolved, opts, Box::new(move || Ok(sink))).await
+}
+
+async fn pull_with(
+    resolved: &ResolvedImage,
+    opts: &PullOptions,
+    open: OpenSink,
+) -> anyhow::Result<PullReport> {
     let started = Instant::now();
     let reference = parse_reference(&resolved.reference)?;
     let registry = Registry::connect(&reference, opts)?;
-    let endpoint = registry
+    // The source that resolved the image first, then the ones after it (the origin last):
+    // a mirror that fails mid-pull hands the rest of the blob to the next source.
+    let first = registry
         .endpoints
         .iter()
-        .find(|e| e.host == resolved.source)
-        .or(registry.endpoints.last())
+        .position(|e| e.host == resolved.source)
+        .unwrap_or(registry.endpoints.len().saturating_sub(1));
+    let endpoints = registry
+        .endpoints
+        .get(first..)
+        .filter(|rest| !rest.is_empty())
         .context("no registry to pull from")?;
     // Blob requests only authenticate with credentials the client already holds.
-    registry
-        .client
-        .store_auth_if_needed(endpoint.reference.resolve_registry(), &endpoint.auth)
-        .await;
+    for endpoint in endpoints {
+        registry
+            .client
+            .store_auth_if_needed(endpoint.reference.resolve_registry(), &endpoint.auth)
+            .await;
+    }
 
     let layers = resolved.layers.clone();
     let progress = Progress::new(layers.iter().map(|l| l.size).collect());
     let abort = Arc::new(Abort::default());
-    let (senders, receivers): (Vec<_>, Vec<_>) = layers
-        .iter()
-        .map(|_| mpsc::channel::<Chunk>(CHUNKS_PER_LAYER))
-        .unzip();
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        layers.iter().map(|_| pipe(opts.layer_buffer)).unzip();
 
     let applier = {
         let layers = layers.clone();
         let abort = Arc::clone(&abort);
-        tokio::task::spawn_blocking(move || apply_all(sink, &layers, receivers, &abort))
+        tokio::task::spawn_blocking(move || {
+            let sink = open().map_err(|e| {
+                abort.set(format!("{e:#}"));
+                (None, e)
+            })?;
+            apply_all(sink, &layers, receivers, &abort)
+        })
     };
     let ticker = progress.spawn_ticker();
-    let parallel = opts.parallel_downloads.max(1);
-    let downloads: Vec<Result<(), PullError>> =
-        futures_util::stream::iter(layers.iter().zip(senders).enumerate())
-            .map(|(index, (layer, tx))| {
-                LayerDownload {
-                    registry: &registry,
-                    endpoint,
-                    layer,
-                    index,
-                    progress: Arc::clone(&progress),
-                    abort: Arc::clone(&abort),
-                }
-                .run(tx)
-            })
-            .buffered(parallel)
-            .collect()
-            .await;
+    // Built up front rather than in a stream combinator's closure, so that the whole pull
+    // stays a `Send` future that a runtime can spawn.
+    let tasks: Vec<_> = layers
+        .iter()
+        .zip(senders)
+        .enumerate()
+        .map(|(index, (layer, tx))| {
+            LayerDownload {
+                registry: &registry,
+                endpoints,
+                layer,
+                index,
+                progress: Arc::clone(&progress),
+                abort: Arc::clone(&abort),
+            }
+            .run(tx)
+        })
+        .collect();
+    let downloads: Vec<Result<(), PullError>> = futures_util::stream::iter(tasks)
+        .buffered(opts.parallel_downloads.max(1))
+        .collect()
+        .await;
     // Always wait for the applier: nothing may write into the tree after we return.
     let applied = applier.await;
     ticker.abort();
@@ -121,7 +166,8 @@ pub async fn pull_into_sink(
     let failed_download = downloads.into_iter().find_map(Result::err);
     match (applied, failed_download) {
         (_, Some(download_error)) => Err(download_error.into()),
-        (Err((index, err)), None) => Err(err.context(format!(
+        (Err((None, err)), None) => Err(err),
+        (Err((Some(index), err)), None) => Err(err.context(format!(
             "applying layer {} of {} ({})",
             index + 1,
             layers.len(),
@@ -139,21 +185,22 @@ pub async fn pull_into_sink(
 fn apply_all(
     mut sink: Box<dyn LayerSink>,
     layers: &[LayerDesc],
-    receivers: Vec<mpsc::Receiver<Chunk>>,
+    receivers: Vec<PipeReceiver>,
     abort: &Abort,
-) -> Result<Vec<LayerStats>, (usize, anyhow::Error)> {
+) -> Result<Vec<LayerStats>, (Option<usize>, anyhow::Error)> {
     let mut all = Vec::with_capacity(layers.len());
     for (index, (layer, rx)) in layers.iter().zip(receivers).enumerate() {
         abort.set_applying(index);
         let mut raw = ChannelReader {
             rx,
             current: Bytes::new(),
+            _room: None,
             ended: false,
             abort,
         };
         let stats = apply_one(sink.as_mut(), layer, &mut raw).map_err(|e| {
             abort.set(format!("{e:#}"));
-            (index, e)
+            (Some(index), e)
         })?;
         tracing::info!(
             layer = index + 1,
@@ -290,8 +337,10 @@ impl Read for BlockReader {
 
 /// A blocking `Read` over one layer's chunks; errors unless the download ended cleanly.
 struct ChannelReader<'a> {
-    rx: mpsc::Receiver<Chunk>,
+    rx: PipeReceiver,
     current: Bytes,
+    /// The pipe room `current` occupies, given back once it is consumed.
+    _room: Option<OwnedSemaphorePermit>,
     ended: bool,
     abort: &'a Abort,
 }
@@ -306,7 +355,10 @@ impl Read for ChannelReader<'_> {
                 return Err(io::Error::other(why));
             }
             match self.rx.blocking_recv() {
-                Some(Chunk::Data(bytes)) => self.current = bytes,
+                Some(Chunk::Data(bytes, room)) => {
+                    self.current = bytes;
+                    self._room = Some(room);
+                }
                 Some(Chunk::End) => self.ended = true,
                 Some(Chunk::Failed(why)) => return Err(io::Error::other(why)),
                 None => return Err(io::Error::other("layer download stopped before its end")),

@@ -129,6 +129,7 @@ IMAGES = {
     "debian:13": (_MINBASE, "trixie", None),
     "debian:12": (_MINBASE, "bookworm", None),
     "debian:13-bootable": (_BOOTABLE, "trixie", "debian:13"),
+    "debian:12-bootable": (_BOOTABLE, "bookworm", "debian:12"),
 }
 
 

@@ -57,9 +57,11 @@ def collect_facts(guest):
     return facts
 
 
-def check_installed(facts, hostname, esp_count, raid=None, efi_entries=True):
+def check_installed(facts, hostname, esp_count, raid=None, efi_entries=True, booted_entry=None):
     """Problems found in the facts of an installed system (empty when all is well).
-    `raid`: None for no array, "[UU]" for a clean RAID1, "degraded" for one disk missing."""
+    `raid`: None for no array, "[UU]" for a clean RAID1, "degraded" for one disk missing.
+    `efi_entries`: the installer's entries are in NVRAM, one per ESP, and the firmware booted
+    one of them; `booted_entry`: the label of the entry the firmware must have booted."""
     problems = []
 
     def expect(key, wanted):
@@ -90,4 +92,20 @@ def check_installed(facts, hostname, esp_count, raid=None, efi_entries=True):
         if len(entries) != esp_count:
             problems.append(f"{len(entries)} EFI boot entries of the installer, expected {esp_count}: "
                             f"{facts.get('efi', [])}")
+    if efi_entries or booted_entry:
+        booted = _booted_label(facts.get("efi", []))
+        if booted_entry and booted != booted_entry:
+            problems.append(f"the firmware booted {booted!r}, expected {booted_entry!r}")
+        elif not booted_entry and not (booted or "").startswith("ocimetal EFI"):
+            problems.append(f"the firmware booted {booted!r}, not an entry of the installer")
     return problems
+
+
+def _booted_label(efi_lines):
+    """The label of the BootCurrent entry in `efibootmgr` output lines, or None."""
+    current = next((line.split(":", 1)[1].strip() for line in efi_lines
+                    if line.startswith("BootCurrent:")), None)
+    for line in efi_lines:
+        if current and line.startswith(f"Boot{current}"):
+            return line[len("Boot") + 4:].lstrip("*").strip().split("\t")[0].strip()
+    return None

@@ -37,13 +37,19 @@ class Context:
         self.runs = os.path.join(repo, "build", "e2e", "runs")
         self.timings = []
         self.done = {}
+        self.release = "13"
 
     @property
     def registry_host(self):
         return f"10.0.2.2:{self.registry.port}"
 
-    def image(self, name):
-        return f"{self.registry_host}/{name}"
+    def debian(self):
+        """The plain Debian image of the release the current scenario runs with."""
+        return f"{self.registry_host}/debian:{self.release}"
+
+    def key(self, name):
+        """Where scenario `name`'s results for the current release are kept in `done`."""
+        return f"{name}@{self.release}"
 
     def cmdline(self, *extra, registry_host=None):
         base = ["console=ttyS0,115200", "systemd.show_status=1",
@@ -51,7 +57,7 @@ class Context:
         return " ".join(base + list(extra))
 
     def workdir(self, name):
-        path = os.path.join(self.runs, name)
+        path = os.path.join(self.runs, f"{name}-debian{self.release}")
         shutil.rmtree(path, ignore_errors=True)
         os.makedirs(path)
         return path
@@ -105,13 +111,13 @@ def plan(ctx):
     """Dry runs on the live machine: hints from config-2 (RAID1), then from the cmdline."""
     workdir = ctx.workdir("plan")
     meta = {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e1", "name": "plan-a", "hostname": "plan-a",
-            "metal3-name": "plan-a", "oci_image": ctx.image("debian:13"),
+            "metal3-name": "plan-a", "oci_image": ctx.debian(),
             "root_device_hints": "serial=DISK1SERIAL DISK2SERIAL"}
     cd = assets.config_drive(os.path.join(workdir, "config2.iso"), meta)
     _plan_run(ctx, "plan-configdrive", workdir, ctx.cmdline("ocimetal.dry_run"), [cd],
               ["/dev/vda", "/dev/sda"], True)
     _plan_run(ctx, "plan-cmdline", workdir,
-              ctx.cmdline("ocimetal.dry_run", f"ocimetal.image={ctx.image('debian:13')}",
+              ctx.cmdline("ocimetal.dry_run", f"ocimetal.image={ctx.debian()}",
                           'ocimetal.root_device_hints="wwn=0x5000c500a1b2c3d4"'),
               [], ["/dev/sda"], False)
 
@@ -130,7 +136,9 @@ def _install(ctx, label, workdir, disks, append, cdroms=(), netdev=None):
 
 
 def _check_boot(ctx, label, workdir, disks, boot_disk, vars_path, **expect):
-    """Boots the installed disk(s) without the ramdisk and checks what the system reports."""
+    """Boots the installed disk(s) without the ramdisk and checks what the system reports.
+    `boot_disk=None` leaves the choice to the firmware's variables as the installer wrote
+    them: a QEMU bootindex would make OVMF delete every entry it does not match."""
     with ctx.disk_guest(label, workdir, disks, boot_disk, vars_path) as guest:
         with ctx.phase(f"{label}:boot-installed"):
             guest.wait_for(r"E2E-FACT done", CHECK_TIMEOUT, fail_on_failure_tag=False)
@@ -156,14 +164,14 @@ def single(ctx):
     disks = _disk_pair(workdir)
     hostname = "e2e-single"
     meta = {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e2", "name": hostname,
-            "local-hostname": hostname, "metal3-name": hostname, "oci_image": ctx.image("debian:13"),
+            "local-hostname": hostname, "metal3-name": hostname, "oci_image": ctx.debian(),
             "root_device_hints": "serial=DISK1SERIAL"}
     cd = assets.config_drive(os.path.join(workdir, "config2.iso"), meta,
                              checks.user_data(hostname), checks.network_data(GUEST_MAC))
     vars_path = _install(ctx, "single", workdir, disks, ctx.cmdline(), [cd])
-    facts = _check_boot(ctx, "single-check", workdir, disks, disks[0], vars_path,
+    facts = _check_boot(ctx, "single-check", workdir, disks, None, vars_path,
                         hostname=hostname, esp_count=1, raid=None)
-    ctx.done["single"] = {"workdir": workdir, "disks": disks, "cd": cd, "vars": vars_path,
+    ctx.done[ctx.key("single")] = {"workdir": workdir, "disks": disks, "cd": cd, "vars": vars_path,
                           "hostname": hostname, "machine_id": facts.get("machine-id", [None])[0]}
 
 
@@ -176,7 +184,7 @@ def raid1(ctx):
         "uuid": "5a2c7e4e-0000-4000-8000-00000000e2e3",
         "name": hostname,
         "instance_info": {
-            "image_source": "oci://" + ctx.image("debian:12"),
+            "image_source": "oci://" + ctx.debian(),
             "configdrive": {
                 "meta_data": {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e3", "name": hostname,
                               "local-hostname": hostname, "metal3-name": hostname,
@@ -190,33 +198,39 @@ def raid1(ctx):
         json.dump(node, f, indent=1)
     url = f"http://10.0.2.2:{ctx.files.port}/raid1-node.json"
     vars_path = _install(ctx, "raid1", workdir, disks, ctx.cmdline(f"ocimetal.node={url}"))
-    _check_boot(ctx, "raid1-check", workdir, disks, disks[0], vars_path,
+    _check_boot(ctx, "raid1-check", workdir, disks, None, vars_path,
                 hostname=hostname, esp_count=2, raid="[UU]")
-    ctx.done["raid1"] = {"workdir": workdir, "disks": disks, "hostname": hostname}
+    ctx.done[ctx.key("raid1")] = {"workdir": workdir, "disks": disks, "hostname": hostname,
+                         "vars": vars_path}
 
 
 def degraded(ctx):
-    """The RAID1 system boots with either disk missing (fresh firmware variables: the
-    removable-media loader on the remaining ESP must do)."""
-    if "raid1" not in ctx.done:
+    """The RAID1 system boots with either disk missing. Without disk 1 the firmware keeps the
+    variables the installer wrote and must fall through to the "ocimetal EFI2" entry; without
+    disk 2 the variables are fresh and the removable-media loader on the ESP must do."""
+    if ctx.key("raid1") not in ctx.done:
         raid1(ctx)
-    state = ctx.done["raid1"]
+    state = ctx.done[ctx.key("raid1")]
     disk1, disk2 = state["disks"]
-    for label, remaining in (("degraded-no-disk1", disk2), ("degraded-no-disk2", disk1)):
-        vars_path = fresh_vars(os.path.join(state["workdir"], f"{label}.vars.fd"))
-        _check_boot(ctx, label, state["workdir"], [remaining], remaining, vars_path,
-                    hostname=state["hostname"], esp_count=1, raid="degraded", efi_entries=False)
+    kept = os.path.join(state["workdir"], "degraded-no-disk1.vars.fd")
+    shutil.copyfile(state["vars"], kept)
+    _check_boot(ctx, "degraded-no-disk1", state["workdir"], [disk2], None, kept,
+                hostname=state["hostname"], esp_count=1, raid="degraded", efi_entries=False,
+                booted_entry="ocimetal EFI2")
+    fresh = fresh_vars(os.path.join(state["workdir"], "degraded-no-disk2.vars.fd"))
+    _check_boot(ctx, "degraded-no-disk2", state["workdir"], [disk1], disk1, fresh,
+                hostname=state["hostname"], esp_count=1, raid="degraded", efi_entries=False)
 
 
 def no_autoassembly(ctx):
     """The ramdisk on disks holding a RAID1 + LVM install (from `raid1`), in dry-run mode:
     the stale array and volume group must not be assembled or activated behind the
     installer's back."""
-    if "raid1" not in ctx.done:
+    if ctx.key("raid1") not in ctx.done:
         raid1(ctx)
-    state = ctx.done["raid1"]
+    state = ctx.done[ctx.key("raid1")]
     with ctx.ramdisk_guest("no-autoassembly", state["workdir"], state["disks"],
-                           ctx.cmdline("ocimetal.dry_run", f"ocimetal.image={ctx.image('debian:12')}",
+                           ctx.cmdline("ocimetal.dry_run", f"ocimetal.image={ctx.debian()}",
                                        'ocimetal.root_device_hints="serial=DISK1SERIAL DISK2SERIAL"'),
                            ) as guest:
         with ctx.phase("no-autoassembly:boot"):
@@ -235,9 +249,9 @@ def no_autoassembly(ctx):
 def reentry(ctx):
     """The ramdisk boots again on a deployed machine (Ironic leaves the boot device as is):
     nothing is wiped and the installed system boots with the same identity."""
-    if "single" not in ctx.done:
+    if ctx.key("single") not in ctx.done:
         single(ctx)
-    state = ctx.done["single"]
+    state = ctx.done[ctx.key("single")]
     workdir = state["workdir"]
     with ctx.ramdisk_guest("reentry", workdir, state["disks"], ctx.cmdline(), [state["cd"]],
                            vars_path=state["vars"]) as guest:
@@ -245,7 +259,7 @@ def reentry(ctx):
             guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
         with ctx.phase("reentry:installer"):
             guest.wait_exit(REENTRY_TIMEOUT)
-    facts = _check_boot(ctx, "reentry-check", workdir, state["disks"], state["disks"][0],
+    facts = _check_boot(ctx, "reentry-check", workdir, state["disks"], None,
                         state["vars"], hostname=state["hostname"], esp_count=1, raid=None)
     # A reinstall would bring a fresh root filesystem, hence a new machine-id.
     if facts.get("machine-id", [None])[0] != state["machine_id"]:
@@ -264,23 +278,43 @@ def bootable_offline(ctx):
               f"cmd:{sys.executable} {relay} 127.0.0.1 {ctx.registry.port}")
     meta = {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e4", "name": hostname,
             "local-hostname": hostname, "metal3-name": hostname,
-            "oci_image": f"{registry_host}/debian:13-bootable", "root_device_hints": "serial=DISK1SERIAL"}
+            "oci_image": f"{registry_host}/debian:{ctx.release}-bootable", "root_device_hints": "serial=DISK1SERIAL"}
     cd = assets.config_drive(os.path.join(workdir, "config2.iso"), meta,
                              checks.user_data(hostname), checks.network_data(GUEST_MAC))
     vars_path = _install(ctx, "bootable-offline", workdir, disks,
                          ctx.cmdline(registry_host=registry_host), [cd], netdev=netdev)
-    _check_boot(ctx, "bootable-offline-check", workdir, disks, disks[0], vars_path,
+    _check_boot(ctx, "bootable-offline-check", workdir, disks, None, vars_path,
                 hostname=hostname, esp_count=1, raid=None)
 
 
+# name: (function, default Debian release, images it needs as templates of the release)
 SCENARIOS = {
-    "plan": (plan, ["debian:13"]),
-    "single": (single, ["debian:13"]),
-    "raid1": (raid1, ["debian:12"]),
-    "no-autoassembly": (no_autoassembly, ["debian:12"]),
-    "degraded": (degraded, ["debian:12"]),
-    "reentry": (reentry, ["debian:13"]),
-    "bootable-offline": (bootable_offline, ["debian:13-bootable"]),
+    "plan": (plan, "13", ["debian:{release}"]),
+    "single": (single, "13", ["debian:{release}"]),
+    "raid1": (raid1, "12", ["debian:{release}"]),
+    "no-autoassembly": (no_autoassembly, "12", ["debian:{release}"]),
+    "degraded": (degraded, "12", ["debian:{release}"]),
+    "reentry": (reentry, "13", ["debian:{release}"]),
+    "bootable-offline": (bootable_offline, "13", ["debian:{release}-bootable"]),
 }
 
-__all__ = ["SCENARIOS", "Context", "ScenarioFailed", "GuestError"]
+RELEASES = ("12", "13")
+
+
+def parse_scenario(arg):
+    """`NAME` or `NAME@RELEASE` -> (name, release); ValueError when unknown."""
+    name, _, release = arg.partition("@")
+    if name not in SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    release = release or SCENARIOS[name][1]
+    if release not in RELEASES:
+        raise ValueError(f"unknown Debian release {release!r} in {arg!r}; known: {', '.join(RELEASES)}")
+    return name, release
+
+
+def images_for(name, release):
+    """Registry names of the images scenario `name` needs for `release`."""
+    return [template.format(release=release) for template in SCENARIOS[name][2]]
+
+
+__all__ = ["SCENARIOS", "Context", "ScenarioFailed", "GuestError", "parse_scenario", "images_for"]
