@@ -49,13 +49,18 @@ pub(super) fn reasons(roots: &ScanRoots, found: &[Found]) -> Vec<Vec<String>> {
         }
     }
 
-    for mount in mounts(&roots.mountinfo) {
-        let device = owners.by_devno.get(mount.major_minor).cloned().or_else(|| {
-            mount
-                .source
-                .and_then(|source| owners.resolve_path(&roots.dev, source))
-                .map(|holder| holder.name)
-        });
+    for mount in crate::storage::sysfs::parse_mountinfo(&roots.mountinfo) {
+        let device = owners
+            .by_devno
+            .get(&mount.major_minor)
+            .cloned()
+            .or_else(|| {
+                mount
+                    .source
+                    .as_deref()
+                    .and_then(|source| owners.resolve_path(&roots.dev, source))
+                    .map(|holder| holder.name)
+            });
         let Some(device) = device else { continue };
         for disk in owners.disks_below(&roots.sys, &device) {
             add(
@@ -242,25 +247,5 @@ fn boot_media_args(cmdline: &str) -> impl Iterator<Item = &str> {
         word.strip_prefix(BOOT_MEDIA_ARG)
             .and_then(|rest| rest.strip_prefix('='))
             .filter(|value| !value.is_empty())
-    })
-}
-
-/// One line of `/proc/self/mountinfo`, the parts we use.
-struct Mount<'a> {
-    major_minor: &'a str,
-    mount_point: &'a str,
-    source: Option<&'a str>,
-}
-
-fn mounts(mountinfo: &str) -> impl Iterator<Item = Mount<'_>> {
-    mountinfo.lines().filter_map(|line| {
-        let (before, after) = line.split_once(" - ").unwrap_or((line, ""));
-        let fields: Vec<&str> = before.split_whitespace().collect();
-        let source = after.split_whitespace().nth(1);
-        Some(Mount {
-            major_minor: fields.get(2)?,
-            mount_point: fields.get(4)?,
-            source: source.filter(|source| source.starts_with("/dev/")),
-        })
     })
 }

@@ -130,9 +130,9 @@ pub fn layouts(
 /// The FAT label of the ESP on the `index`-th target disk (the seed's `EFI`, `EFI2`).
 pub fn esp_label(index: usize) -> &'static str {
     if index == 0 {
-        "EFI"
+        super::ESP_LABEL
     } else {
-        "EFI2"
+        super::ESP2_LABEL
     }
 }
 

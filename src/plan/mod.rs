@@ -28,6 +28,14 @@ pub const VG_NAME: &str = "vg_root";
 pub const LV_NAME: &str = "lv_root";
 /// ext4 label of the root filesystem.
 pub const ROOT_LABEL: &str = "ROOTFS";
+/// Label of the first (or only) EFI system partition.
+pub const ESP_LABEL: &str = "EFI";
+/// Label of the second EFI system partition (RAID1 only).
+pub const ESP2_LABEL: &str = "EFI2";
+/// Where the first ESP is mounted.
+pub const ESP_MOUNT: &str = "/boot/efi";
+/// Where the second ESP is mounted when it is synced.
+pub const ESP2_MOUNT: &str = "/boot/efi2";
 /// Prefix of our EFI boot entry labels; entries with these labels are ours to replace.
 pub const BOOT_ENTRY_PREFIX: &str = "ocimetal";
 
@@ -299,10 +307,10 @@ fn filesystems(layout: &[DiskLayout], lvm: &Lvm) -> Vec<Filesystem> {
 
 /// `/boot/efi` for the primary ESP, `/boot/efi2` for the second (the seed's names).
 pub fn esp_mountpoint(index: usize) -> String {
-    if index == 0 {
-        "/boot/efi".to_string()
-    } else {
-        format!("/boot/efi{}", index + 1)
+    match index {
+        0 => ESP_MOUNT.to_string(),
+        1 => ESP2_MOUNT.to_string(),
+        n => format!("{ESP_MOUNT}{}", n + 1),
     }
 }
 

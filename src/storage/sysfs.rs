@@ -56,21 +56,42 @@ pub fn dev_number(sys: &Path, name: &str) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-/// Mount points whose source is the device `major:minor`, deepest first (unmount order).
-pub fn mountpoints_of(mountinfo: &str, dev: &str) -> Vec<String> {
-    let mut points: Vec<String> = mountinfo
+/// One line of `/proc/self/mountinfo`, the parts the installer uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    /// `MAJOR:MINOR` of the mounted device.
+    pub major_minor: String,
+    /// Where it is mounted, unescaped.
+    pub mount_point: String,
+    /// The mount source when it is a `/dev/` path.
+    pub source: Option<String>,
+}
+
+/// Parses `/proc/self/mountinfo`; malformed lines are skipped.
+pub fn parse_mountinfo(mountinfo: &str) -> Vec<MountEntry> {
+    mountinfo
         .lines()
         .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (_id, _parent, majmin, _root, point) = (
-                fields.next()?,
-                fields.next()?,
-                fields.next()?,
-                fields.next()?,
-                fields.next()?,
-            );
-            (majmin == dev).then(|| unescape_mount_path(point))
+            let (before, after) = line.split_once(" - ").unwrap_or((line, ""));
+            let fields: Vec<&str> = before.split_whitespace().collect();
+            let source = after.split_whitespace().nth(1);
+            Some(MountEntry {
+                major_minor: fields.get(2)?.to_string(),
+                mount_point: unescape_mount_path(fields.get(4)?),
+                source: source
+                    .filter(|source| source.starts_with("/dev/"))
+                    .map(str::to_string),
+            })
         })
+        .collect()
+}
+
+/// Mount points whose source is the device `major:minor`, deepest first (unmount order).
+pub fn mountpoints_of(mountinfo: &str, dev: &str) -> Vec<String> {
+    let mut points: Vec<String> = parse_mountinfo(mountinfo)
+        .into_iter()
+        .filter(|m| m.major_minor == dev)
+        .map(|m| m.mount_point)
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     points
@@ -108,6 +129,23 @@ mod tests {
 40 22 8:2 / /mnt/with\\040space rw - vfat /dev/sda2 rw
 41 40 8:2 / /mnt/with\\040space/inner rw - vfat /dev/sda2 rw
 ";
+
+    #[test]
+    fn mountinfo_lines_give_device_unescaped_point_and_dev_source() {
+        let entries = parse_mountinfo(MOUNTINFO);
+        assert_eq!(entries.len(), 3);
+        assert_eq!(
+            entries[1],
+            MountEntry {
+                major_minor: "8:2".into(),
+                mount_point: "/mnt/with space".into(),
+                source: Some("/dev/sda2".into()),
+            }
+        );
+        let tmpfs = parse_mountinfo("30 22 0:25 / /run rw - tmpfs tmpfs rw\nbroken\n");
+        assert_eq!(tmpfs.len(), 1);
+        assert_eq!(tmpfs[0].source, None);
+    }
 
     #[test]
     fn mountpoints_are_unescaped_and_deepest_first() {

@@ -13,6 +13,8 @@ const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
 /// emulation); the installer runs it once at the end.
 const UPDATE_INITRAMFS: &str = "/usr/sbin/update-initramfs";
 const UPDATE_INITRAMFS_DIVERTED: &str = "/usr/sbin/update-initramfs.ocimetal";
+/// dpkg configuration that skips fsync while the installer runs apt in the target.
+const DPKG_UNSAFE_IO: &str = "etc/dpkg/dpkg.cfg.d/ocimetal-unsafe-io";
 
 /// Packages that dpkg reports as installed (`Status: install ok installed`).
 pub fn installed_packages(dpkg_status: &str) -> BTreeSet<String> {
@@ -183,6 +185,14 @@ impl<'a> AptGuard<'a> {
             "#!/bin/sh\n# ocimetal: deferred until the install's end\nexit 0\n",
         )?;
         set_mode(&stub, 0o755)?;
+        // The target is unmounted (hence flushed) at the end and remade if the install fails,
+        // so dpkg's fsync after every unpacked file buys nothing and costs minutes.
+        let unsafe_io = root.join(DPKG_UNSAFE_IO);
+        std::fs::create_dir_all(unsafe_io.parent().unwrap_or(root))?;
+        std::fs::write(
+            &unsafe_io,
+            "# ocimetal: removed again at the end of the install\nforce-unsafe-io\n",
+        )?;
         let proxy_file = match apt_proxy {
             Some(proxy) => {
                 let path = root.join("etc/apt/apt.conf.d/00ocimetal-install-proxy");
@@ -199,6 +209,7 @@ impl Drop for AptGuard<'_> {
     fn drop(&mut self) {
         let root = self.chroot.root();
         let _ = std::fs::remove_file(root.join(POLICY_RC_D));
+        let _ = std::fs::remove_file(root.join(DPKG_UNSAFE_IO));
         let _ = std::fs::remove_file(root.join(UPDATE_INITRAMFS.trim_start_matches('/')));
         run_tolerant(self.chroot.command("dpkg-divert").args([
             "--local",

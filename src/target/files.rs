@@ -4,16 +4,7 @@ use super::file::TargetFile;
 use crate::error::OrderError;
 use std::fmt::Write;
 
-/// Label of the root filesystem (on `vg_root/lv_root`).
-pub const ROOT_LABEL: &str = "ROOTFS";
-/// Label of the first (or only) EFI system partition.
-pub const ESP_LABEL: &str = "EFI";
-/// Label of the second EFI system partition (RAID1 only).
-pub const ESP2_LABEL: &str = "EFI2";
-/// Where the first ESP is mounted.
-pub const ESP_MOUNT: &str = "/boot/efi";
-/// Where the second ESP is mounted when it is synced.
-pub const ESP2_MOUNT: &str = "/boot/efi2";
+pub use crate::plan::{ESP2_LABEL, ESP2_MOUNT, ESP_LABEL, ESP_MOUNT, ROOT_LABEL};
 
 /// A validated host name: RFC 1123 labels of letters, digits and inner hyphens.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -43,9 +43,10 @@ class Context:
     def registry_host(self):
         return f"10.0.2.2:{self.registry.port}"
 
-    def debian(self):
-        """The plain Debian image of the release the current scenario runs with."""
-        return f"{self.registry_host}/debian:{self.release}"
+    def debian(self, variant=""):
+        """The Debian image of the release the current scenario runs with (`variant`:
+        "" for minbase, "-bootable" for the one with kernel, GRUB and cloud-init)."""
+        return f"{self.registry_host}/debian:{self.release}{variant}"
 
     def key(self, name):
         """Where scenario `name`'s results for the current release are kept in `done`."""
@@ -287,6 +288,37 @@ def bootable_offline(ctx):
                 hostname=hostname, esp_count=1, raid=None)
 
 
+def kexec(ctx):
+    """`ocimetal.reboot=kexec`: the installer boots the installed kernel straight from the
+    ramdisk, without the firmware; the system that comes up is checked like the others."""
+    workdir = ctx.workdir("kexec")
+    disks = _disk_pair(workdir)
+    hostname = "e2e-kexec"
+    meta = {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e5", "name": hostname,
+            "local-hostname": hostname, "metal3-name": hostname,
+            "oci_image": ctx.debian("-bootable"), "root_device_hints": "serial=DISK1SERIAL"}
+    cd = assets.config_drive(os.path.join(workdir, "config2.iso"), meta,
+                             checks.user_data(hostname), checks.network_data(GUEST_MAC))
+    with ctx.ramdisk_guest("kexec", workdir, disks, ctx.cmdline("ocimetal.reboot=kexec"),
+                           [cd]) as guest:
+        with ctx.phase("kexec:boot"):
+            guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+        with ctx.phase("kexec:install"):
+            _, index = guest.wait_for(r"kexec into \S+", INSTALL_TIMEOUT)
+        with ctx.phase("kexec:boot-installed"):
+            guest.wait_for(r"E2E-FACT done", CHECK_TIMEOUT, start=index, fail_on_failure_tag=False)
+            guest.wait_exit(120, fail_on_failure_tag=False)
+        facts = checks.collect_facts(guest)
+    for key in ("hostname", "root-source", "esp"):
+        for value in facts.get(key, []):
+            print(f"    kexec {key}: {value}", flush=True)
+    # The firmware did not boot this kernel, so BootCurrent names the ramdisk's entry.
+    problems = checks.check_installed(facts, hostname=hostname, esp_count=1, raid=None,
+                                      efi_entries=False)
+    if problems:
+        raise ScenarioFailed("kexec: " + "; ".join(problems))
+
+
 # name: (function, default Debian release, images it needs as templates of the release)
 SCENARIOS = {
     "plan": (plan, "13", ["debian:{release}"]),
@@ -296,6 +328,7 @@ SCENARIOS = {
     "degraded": (degraded, "12", ["debian:{release}"]),
     "reentry": (reentry, "13", ["debian:{release}"]),
     "bootable-offline": (bootable_offline, "13", ["debian:{release}-bootable"]),
+    "kexec": (kexec, "13", ["debian:{release}-bootable"]),
 }
 
 RELEASES = ("12", "13")
