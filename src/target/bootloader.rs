@@ -118,8 +118,38 @@ pub fn kernel_versions(root: &Path) -> Vec<String> {
                 .map(str::to_string)
         })
         .collect();
-    versions.sort();
+    versions.sort_by(|a, b| natural_cmp(a, b));
     versions
+}
+
+/// Orders version strings with runs of digits compared as numbers, so that `6.1.0-10`
+/// comes after `6.1.0-9`.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn runs(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (ra, rb) = (runs(a), runs(b));
+    for ((digits_a, x), (digits_b, y)) in ra.iter().zip(&rb) {
+        let order = if *digits_a && *digits_b {
+            let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+            x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+        } else {
+            x.cmp(y)
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+    ra.len().cmp(&rb.len())
 }
 
 /// FAT is case-insensitive but our view of it is through names: look each component up
@@ -140,6 +170,28 @@ pub fn find_case_insensitive(base: &Path, components: &[&str]) -> Option<std::pa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_versions_sort_by_number_not_by_text() {
+        let mut versions = vec![
+            "6.1.0-9-amd64",
+            "6.12.38+deb13-amd64",
+            "6.1.0-10-amd64",
+            "5.10.0-28-amd64",
+            "6.1.0-10-cloud-amd64",
+        ];
+        versions.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            versions,
+            [
+                "5.10.0-28-amd64",
+                "6.1.0-9-amd64",
+                "6.1.0-10-amd64",
+                "6.1.0-10-cloud-amd64",
+                "6.12.38+deb13-amd64"
+            ]
+        );
+    }
 
     #[test]
     fn grub_install_never_touches_nvram_and_adds_the_fallback() {
