@@ -27,6 +27,19 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let mut phases = Phases::default();
 
+    // Before anything needs the registry: an installed machine reboots into its system
+    // even when the registry is out of reach.
+    let orders_hash = reentry::orders_hash(orders);
+    if !orders.force && already_deployed(plan, orders, &orders_hash) {
+        notify_status("already deployed: booting the installed system", false);
+        match efi::boot_next_to_ours(&plan.boot_entries) {
+            Ok(Some(n)) => tracing::info!("BootNext set to Boot{n}"),
+            Ok(None) => tracing::warn!("no boot entry of ours; relying on the firmware's order"),
+            Err(err) => tracing::warn!("setting BootNext: {err:#}"),
+        }
+        return power_action(&runtime, orders.reboot.value, None);
+    }
+
     let pull_options = pull_options(orders, &plan.platform)?;
     let resolved = phases.run("validate", || {
         refuse_busy_targets(plan)?;
@@ -35,37 +48,6 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
     tracing::info!("image {} is {}", plan.image, resolved.manifest_digest);
 
     let started = std::time::SystemTime::now();
-    let orders_hash = reentry::orders_hash(orders);
-    if !orders.force {
-        let primary_esp = &plan.layout[0].partitions[0].device;
-        if let Some(marker) = reentry::read_marker(primary_esp) {
-            if marker.is_same_deployment(orders.node_uuid.as_deref(), &orders_hash) {
-                tracing::info!(
-                    "this deployment ({} {}, finished {}) is already installed on {}: \
-                     booting it instead of reinstalling (ocimetal.force reinstalls)",
-                    marker.image.reference,
-                    marker.image.digest,
-                    marker.finished_at,
-                    plan.disks.join(", ")
-                );
-                notify_status("already deployed: booting the installed system", false);
-                match efi::boot_next_to_ours(&plan.boot_entries) {
-                    Ok(Some(n)) => tracing::info!("BootNext set to Boot{n}"),
-                    Ok(None) => {
-                        tracing::warn!("no boot entry of ours; relying on the firmware's order")
-                    }
-                    Err(err) => tracing::warn!("setting BootNext: {err:#}"),
-                }
-                return power_action(&runtime, orders.reboot.value, None);
-            }
-            tracing::info!(
-                "the disks hold another deployment ({}, {}); reinstalling",
-                marker.image.reference,
-                marker.orders_hash
-            );
-        }
-    }
-
     let mut storage = StorageGuard::new(plan);
     // Layers download while the disks are prepared; they are applied once the root
     // filesystem is mounted. An early return drops `target_ready`, which ends the pull.
@@ -233,6 +215,32 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
     );
     notify_status("installed", true);
     power_action(&runtime, orders.reboot.value, kexec_loaded)
+}
+
+/// Whether the primary ESP's marker records this very deployment (same node UUID, or the
+/// same orders when there is none).
+fn already_deployed(plan: &Plan, orders: &crate::config::Orders, orders_hash: &str) -> bool {
+    let primary_esp = &plan.layout[0].partitions[0].device;
+    let Some(marker) = reentry::read_marker(primary_esp) else {
+        return false;
+    };
+    if marker.is_same_deployment(orders.node_uuid.as_deref(), orders_hash) {
+        tracing::info!(
+            "this deployment ({} {}, finished {}) is already installed on {}: \
+             booting it instead of reinstalling (ocimetal.force reinstalls)",
+            marker.image.reference,
+            marker.image.digest,
+            marker.finished_at,
+            plan.disks.join(", ")
+        );
+        return true;
+    }
+    tracing::info!(
+        "the disks hold another deployment ({}, {}); reinstalling",
+        marker.image.reference,
+        marker.orders_hash
+    );
+    false
 }
 
 /// Compressed bytes each layer may download ahead of its application while the disks are
