@@ -248,14 +248,16 @@ def no_autoassembly(ctx):
 
 
 def reentry(ctx):
-    """The ramdisk boots again on a deployed machine (Ironic leaves the boot device as is):
-    nothing is wiped and the installed system boots with the same identity."""
+    """The ramdisk boots again on a deployed machine (Ironic leaves the boot device as is),
+    this time with no route to the registry: nothing is wiped and the installed system boots
+    with the same identity."""
     if ctx.key("single") not in ctx.done:
         single(ctx)
     state = ctx.done[ctx.key("single")]
     workdir = state["workdir"]
+    # No network at all this time: an installed machine must not need the registry.
     with ctx.ramdisk_guest("reentry", workdir, state["disks"], ctx.cmdline(), [state["cd"]],
-                           vars_path=state["vars"]) as guest:
+                           vars_path=state["vars"], netdev="user,id=n0,restrict=on") as guest:
         with ctx.phase("reentry:boot"):
             guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
         with ctx.phase("reentry:installer"):
