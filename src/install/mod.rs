@@ -112,7 +112,8 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
             .into_iter()
             .filter(|p| installed.contains(p))
             .collect();
-        let (install, skipped) = apt::packages_to_install(&missing, plan.raid);
+        let (install, skipped) =
+            apt::packages_to_install(&missing, plan.raid, apt::secure_boot_enabled());
         if !skipped.is_empty() {
             tracing::info!(
                 "packages: the image boots as it is; not installing {} (no apt needed)",

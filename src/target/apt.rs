@@ -78,12 +78,15 @@ pub fn missing_packages(
 
 /// Without these the installed system cannot boot as planned: kernel, GRUB's EFI build, the
 /// initramfs generator, LVM, an init, cloud-init for the seed; with RAID1 also mdadm and the
-/// rsync the ESP mirroring needs. Signed GRUB and shim only matter with Secure Boot.
-pub fn is_boot_critical(name: &str, raid: bool) -> bool {
-    let grub_efi = name.starts_with("grub-efi-") && !name.ends_with("-signed");
+/// rsync the ESP mirroring needs; with Secure Boot on, shim and the signed GRUB too.
+pub fn is_boot_critical(name: &str, raid: bool, secure_boot: bool) -> bool {
+    let signed = name.ends_with("-signed");
+    let grub_efi = name.starts_with("grub-efi-") && (!signed || secure_boot);
+    let shim = name.starts_with("shim-signed") && secure_boot;
     let always = ["initramfs-tools", "lvm2", "cloud-init", "systemd-sysv"];
     let with_raid = ["mdadm", "rsync"];
     grub_efi
+        || shim
         || is_kernel_package(name)
         || always.contains(&name)
         || (raid && with_raid.contains(&name))
@@ -92,12 +95,26 @@ pub fn is_boot_critical(name: &str, raid: bool) -> bool {
 /// What apt has to install. When the image already holds everything boot-critical the
 /// install needs no apt at all (no network, no mirror): the remaining conveniences are
 /// returned as skipped, for the log. Otherwise everything missing is installed.
-pub fn packages_to_install(missing: &[String], raid: bool) -> (Vec<String>, Vec<String>) {
-    if missing.iter().any(|p| is_boot_critical(p, raid)) {
+pub fn packages_to_install(
+    missing: &[String],
+    raid: bool,
+    secure_boot: bool,
+) -> (Vec<String>, Vec<String>) {
+    if missing
+        .iter()
+        .any(|p| is_boot_critical(p, raid, secure_boot))
+    {
         (missing.to_vec(), Vec::new())
     } else {
         (Vec::new(), missing.to_vec())
     }
+}
+
+/// Whether the firmware booted this machine with Secure Boot enforcing (the `SecureBoot`
+/// EFI variable: four attribute bytes, then 1 for on).
+pub fn secure_boot_enabled() -> bool {
+    std::fs::read("/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c")
+        .is_ok_and(|bytes| bytes.get(4) == Some(&1))
 }
 
 fn is_kernel_package(name: &str) -> bool {
@@ -277,19 +294,33 @@ Status: install ok installed
         let conveniences: Vec<String> = ["curl", "sudo", "netplan.io", "shim-signed"]
             .map(String::from)
             .to_vec();
-        let (install, skipped) = packages_to_install(&conveniences, false);
+        let (install, skipped) = packages_to_install(&conveniences, false, false);
         assert!(install.is_empty());
         assert_eq!(skipped, conveniences);
         let mut with_grub = conveniences.clone();
         with_grub.push("grub-efi-amd64".into());
-        let (install, skipped) = packages_to_install(&with_grub, false);
+        let (install, skipped) = packages_to_install(&with_grub, false, false);
         assert_eq!(install, with_grub);
         assert!(skipped.is_empty());
         let rsync = vec!["rsync".to_string()];
-        assert!(packages_to_install(&rsync, false).0.is_empty());
-        assert_eq!(packages_to_install(&rsync, true).0, rsync);
-        assert!(is_boot_critical("linux-generic-hwe-24.04", false));
-        assert!(!is_boot_critical("grub-efi-amd64-signed", true));
+        assert!(packages_to_install(&rsync, false, false).0.is_empty());
+        assert_eq!(packages_to_install(&rsync, true, false).0, rsync);
+        assert!(is_boot_critical("linux-generic-hwe-24.04", false, false));
+        assert!(!is_boot_critical("grub-efi-amd64-signed", true, false));
+    }
+
+    #[test]
+    fn with_secure_boot_shim_and_signed_grub_are_essential() {
+        for name in [
+            "shim-signed",
+            "grub-efi-amd64-signed",
+            "grub-efi-arm64-signed",
+        ] {
+            assert!(is_boot_critical(name, false, true), "{name}");
+            assert!(!is_boot_critical(name, false, false), "{name}");
+        }
+        let missing = vec!["curl".to_string(), "shim-signed".to_string()];
+        assert_eq!(packages_to_install(&missing, false, true).0, missing);
     }
 
     #[test]
