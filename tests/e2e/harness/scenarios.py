@@ -160,7 +160,7 @@ def _disk_pair(workdir):
 
 
 def single(ctx):
-    """One disk, orders from config-2 meta_data (Metal3 annotations), Debian 13."""
+    """One disk, orders from config-2 meta_data (Metal3 annotations)."""
     workdir = ctx.workdir("single")
     disks = _disk_pair(workdir)
     hostname = "e2e-single"
@@ -177,7 +177,7 @@ def single(ctx):
 
 
 def raid1(ctx):
-    """Two disks in RAID1, orders from a node JSON fetched over HTTP, Debian 12."""
+    """Two disks in RAID1, orders from a node JSON fetched over HTTP."""
     workdir = ctx.workdir("raid1")
     disks = _disk_pair(workdir)
     hostname = "e2e-raid1"
