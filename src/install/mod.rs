@@ -84,9 +84,9 @@ pub fn execute(decision: &Decision) -> anyhow::Result<()> {
     // Layers go onto the bare root filesystem: the applier never crosses a mount point, so
     // the ESP is mounted only afterwards.
     let report = phases.run("pull", || {
-        target_ready
-            .send(root.clone())
-            .context("the pull stopped before the target was ready")?;
+        // A pull that already ended (it failed) no longer listens; its own error is the one
+        // to report, so it is awaited either way.
+        let _ = target_ready.send(root.clone());
         runtime.block_on(pull).context("the pull task failed")?
     })?;
     mount_esp(&mut mounts, plan, &root)?;

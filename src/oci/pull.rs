@@ -56,9 +56,8 @@ pub async fn pull_into(
     opts: &PullOptions,
     root: &Path,
 ) -> anyhow::Result<PullReport> {
-    let applier = Applier::open(root)
-        .with_context(|| format!("cannot open {} to apply layers", root.display()))?;
-    pull_with(resolved, opts, Box::new(move || Ok(Box::new(applier)))).await
+    let applier = open_applier(root)?;
+    pull_with(resolved, opts, Box::new(move || Ok(applier))).await
 }
 
 /// Like [`pull_into`], but the downloads start at once while the target is still being
@@ -73,11 +72,16 @@ pub async fn pull_when_ready(
         let root = root
             .recv()
             .map_err(|_| anyhow::anyhow!("the target filesystem was never made ready"))?;
-        let applier = Applier::open(&root)
-            .with_context(|| format!("cannot open {} to apply layers", root.display()))?;
-        Ok(Box::new(applier))
+        open_applier(&root)
     });
     pull_with(resolved, opts, open).await
+}
+
+/// The confined applier on `root`, as the sink of a pull.
+fn open_applier(root: &Path) -> anyhow::Result<Box<dyn LayerSink>> {
+    let applier = Applier::open(root)
+        .with_context(|| format!("cannot open {} to apply layers", root.display()))?;
+    Ok(Box::new(applier))
 }
 
 /// Like [`pull_into`], with any [`LayerSink`] in place of the confined applier.

@@ -171,8 +171,8 @@ pub fn install(
     Ok(())
 }
 
-/// Puts policy-rc.d, the update-initramfs diversion and the apt proxy in place; removes them
-/// again on drop.
+/// Puts policy-rc.d, the update-initramfs diversion, dpkg's unsafe-io setting and the apt
+/// proxy in place; removes them again on drop.
 struct AptGuard<'a> {
     chroot: &'a Chroot,
     proxy_file: Option<std::path::PathBuf>,
@@ -181,34 +181,23 @@ struct AptGuard<'a> {
 impl<'a> AptGuard<'a> {
     fn arm(chroot: &'a Chroot, apt_proxy: Option<&str>) -> anyhow::Result<Self> {
         let root = chroot.root();
-        let policy = root.join(POLICY_RC_D);
-        std::fs::create_dir_all(policy.parent().unwrap_or(root))?;
-        std::fs::write(
-            &policy,
+        put(
+            &root.join(POLICY_RC_D),
             "#!/bin/sh\n# ocimetal: no service starts in the chroot\nexit 101\n",
+            Some(0o755),
         )?;
-        set_mode(&policy, 0o755)?;
-        run(chroot.command("dpkg-divert").args([
-            "--local",
-            "--rename",
-            "--divert",
-            UPDATE_INITRAMFS_DIVERTED,
-            "--add",
-            UPDATE_INITRAMFS,
-        ]))?;
-        let stub = root.join(UPDATE_INITRAMFS.trim_start_matches('/'));
-        std::fs::write(
-            &stub,
+        run(&mut divert_update_initramfs(chroot, "--add"))?;
+        put(
+            &root.join(UPDATE_INITRAMFS.trim_start_matches('/')),
             "#!/bin/sh\n# ocimetal: deferred until the install's end\nexit 0\n",
+            Some(0o755),
         )?;
-        set_mode(&stub, 0o755)?;
         // The target is unmounted (hence flushed) at the end and remade if the install fails,
         // so dpkg's fsync after every unpacked file buys nothing and costs minutes.
-        let unsafe_io = root.join(DPKG_UNSAFE_IO);
-        std::fs::create_dir_all(unsafe_io.parent().unwrap_or(root))?;
-        std::fs::write(
-            &unsafe_io,
+        put(
+            &root.join(DPKG_UNSAFE_IO),
             "# ocimetal: removed again at the end of the install\nforce-unsafe-io\n",
+            None,
         )?;
         let proxy_file = match apt_proxy {
             Some(proxy) => {
@@ -228,17 +217,38 @@ impl Drop for AptGuard<'_> {
         let _ = std::fs::remove_file(root.join(POLICY_RC_D));
         let _ = std::fs::remove_file(root.join(DPKG_UNSAFE_IO));
         let _ = std::fs::remove_file(root.join(UPDATE_INITRAMFS.trim_start_matches('/')));
-        run_tolerant(self.chroot.command("dpkg-divert").args([
-            "--local",
-            "--rename",
-            "--divert",
-            UPDATE_INITRAMFS_DIVERTED,
-            "--remove",
-            UPDATE_INITRAMFS,
-        ]));
+        run_tolerant(&mut divert_update_initramfs(self.chroot, "--remove"));
         if let Some(path) = &self.proxy_file {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// `dpkg-divert` adding (`--add`) or removing (`--remove`) the diversion that parks the real
+/// update-initramfs while apt runs.
+fn divert_update_initramfs(chroot: &Chroot, action: &str) -> std::process::Command {
+    let mut divert = chroot.command("dpkg-divert");
+    divert.args([
+        "--local",
+        "--rename",
+        "--divert",
+        UPDATE_INITRAMFS_DIVERTED,
+        action,
+        UPDATE_INITRAMFS,
+    ]);
+    divert
+}
+
+/// Writes a file of the installer's into the target, creating its directory, with `mode`
+/// when given.
+fn put(path: &Path, text: &str, mode: Option<u32>) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    match mode {
+        Some(mode) => set_mode(path, mode),
+        None => Ok(()),
     }
 }
 

@@ -145,13 +145,19 @@ def _check_boot(ctx, label, workdir, disks, boot_disk, vars_path, **expect):
             guest.wait_for(r"E2E-FACT done", CHECK_TIMEOUT, fail_on_failure_tag=False)
             guest.wait_exit(120, fail_on_failure_tag=False)
         facts = checks.collect_facts(guest)
+    _report_and_check(label, facts, **expect)
+    return facts
+
+
+def _report_and_check(label, facts, **expect):
+    """Prints the main facts of an installed system and fails the scenario on any problem
+    `checks.check_installed` finds."""
     for key in ("hostname", "root-source", "mdstat", "esp"):
         for value in facts.get(key, []):
             print(f"    {label} {key}: {value}", flush=True)
     problems = checks.check_installed(facts, **expect)
     if problems:
         raise ScenarioFailed(f"{label}: " + "; ".join(problems))
-    return facts
 
 
 def _disk_pair(workdir):
@@ -311,14 +317,9 @@ def kexec(ctx):
             guest.wait_for(r"E2E-FACT done", CHECK_TIMEOUT, start=index, fail_on_failure_tag=False)
             guest.wait_exit(120, fail_on_failure_tag=False)
         facts = checks.collect_facts(guest)
-    for key in ("hostname", "root-source", "esp"):
-        for value in facts.get(key, []):
-            print(f"    kexec {key}: {value}", flush=True)
     # The firmware did not boot this kernel, so BootCurrent names the ramdisk's entry.
-    problems = checks.check_installed(facts, hostname=hostname, esp_count=1, raid=None,
-                                      efi_entries=False)
-    if problems:
-        raise ScenarioFailed("kexec: " + "; ".join(problems))
+    _report_and_check("kexec", facts, hostname=hostname, esp_count=1, raid=None,
+                      efi_entries=False)
 
 
 # name: (function, default Debian release, images it needs as templates of the release)
