@@ -33,7 +33,9 @@ pub const DEFAULT_PARALLEL_DOWNLOADS: usize = 3;
 /// Compressed bytes a layer's download may run ahead of its application by default.
 pub const DEFAULT_LAYER_BUFFER: usize = 8 << 20;
 
-/// How to reach the registry and which platform to pick.
+/// How to reach the registry and which platform to pick. [`resolve`] sets up the registry
+/// client from these; the pull reuses that client and takes only the download settings
+/// (`parallel_downloads`, `layer_buffer`) from the options it is given.
 #[derive(Debug, Clone)]
 pub struct PullOptions {
     /// Platform to select from multi-platform images; defaults to the machine's own.

@@ -11,14 +11,12 @@ use super::download::{Abort, LayerDownload};
 use super::pipe::{pipe, Chunk, PipeReceiver};
 use super::progress::Progress;
 use super::pull_error::PullError;
-use super::reference::parse_reference;
-use super::registry::Registry;
 use super::resolve::{Compression, LayerDesc, ResolvedImage};
 use super::PullOptions;
 use anyhow::Context;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,8 +97,7 @@ async fn pull_with(
     open: OpenSink,
 ) -> anyhow::Result<PullReport> {
     let started = Instant::now();
-    let reference = parse_reference(&resolved.reference)?;
-    let registry = Registry::connect(&reference, opts)?;
+    let registry = &resolved.registry;
     // The source that resolved the image first, then the ones after it (the origin last):
     // a mirror that fails mid-pull hands the rest of the blob to the next source.
     let first = registry
@@ -147,7 +144,7 @@ async fn pull_with(
         .enumerate()
         .map(|(index, (layer, tx))| {
             LayerDownload {
-                registry: &registry,
+                registry,
                 endpoints,
                 layer,
                 index,
@@ -233,10 +230,15 @@ fn apply_one(
     raw: &mut ChannelReader<'_>,
 ) -> anyhow::Result<LayerStats> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Block>(BLOCKS_IN_FLIGHT);
+    // Consumed blocks go back to the decompressor, which then need not allocate and zero
+    // a fresh one for every 256 KiB.
+    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
-        let decompressor = scope.spawn(move || decompress(layer.compression, raw, tx));
+        let decompressor =
+            scope.spawn(move || decompress(layer.compression, raw, Blocks { tx, recycled }));
         let mut tar = BlockReader {
             rx,
+            recycle,
             current: Vec::new(),
             pos: 0,
         };
@@ -256,16 +258,34 @@ fn apply_one(
     })
 }
 
+/// The decompressor's side of the block channel.
+struct Blocks {
+    tx: std::sync::mpsc::SyncSender<Block>,
+    recycled: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl Blocks {
+    /// An empty block of [`BLOCK_SIZE`] bytes, reused when the applier has given one back.
+    fn take(&self) -> Vec<u8> {
+        let mut block = self
+            .recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BLOCK_SIZE));
+        block.resize(BLOCK_SIZE, 0);
+        block
+    }
+}
+
 /// Decompresses `raw` into blocks, then reads `raw` to its verified end; the first error is
 /// also passed on to the applier.
 fn decompress(
     compression: Compression,
     raw: &mut ChannelReader<'_>,
-    tx: std::sync::mpsc::SyncSender<Block>,
+    blocks: Blocks,
 ) -> anyhow::Result<()> {
-    let result = decompress_into(compression, raw, &tx);
+    let result = decompress_into(compression, raw, &blocks);
     if let Err(err) = &result {
-        let _ = tx.send(Err(io::Error::other(format!("{err:#}"))));
+        let _ = blocks.tx.send(Err(io::Error::other(format!("{err:#}"))));
     }
     result
 }
@@ -273,22 +293,23 @@ fn decompress(
 fn decompress_into(
     compression: Compression,
     raw: &mut ChannelReader<'_>,
-    tx: &std::sync::mpsc::SyncSender<Block>,
+    blocks: &Blocks,
 ) -> anyhow::Result<()> {
-    let input = BufReader::with_capacity(BLOCK_SIZE, &mut *raw);
     let mut tar: Box<dyn Read + '_> = match compression {
-        Compression::None => Box::new(input),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::with_buffer(input).context("cannot start zstd")?)
-        }
+        Compression::None => Box::new(&mut *raw),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(&mut *raw)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(&mut *raw).context("cannot start zstd")?,
+        ),
     };
     loop {
-        let block = read_block(&mut tar)?;
-        if block.is_empty() {
+        let mut block = blocks.take();
+        let filled = fill(&mut tar, &mut block)?;
+        if filled == 0 {
             break;
         }
-        if tx.send(Ok(block)).is_err() {
+        block.truncate(filled);
+        if blocks.tx.send(Ok(block)).is_err() {
             // The applier stopped; its own error is the one reported.
             return Ok(());
         }
@@ -298,11 +319,10 @@ fn decompress_into(
     Ok(())
 }
 
-/// Reads up to [`BLOCK_SIZE`] bytes; empty at the end.
-fn read_block(input: &mut dyn Read) -> io::Result<Vec<u8>> {
-    let mut block = vec![0u8; BLOCK_SIZE];
+/// Fills `block` as far as the input goes; the count is short only at the end.
+fn fill(input: &mut dyn Read, block: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
-    while filled < BLOCK_SIZE {
+    while filled < block.len() {
         match input.read(&mut block[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
@@ -310,13 +330,13 @@ fn read_block(input: &mut dyn Read) -> io::Result<Vec<u8>> {
             Err(err) => return Err(err),
         }
     }
-    block.truncate(filled);
-    Ok(block)
+    Ok(filled)
 }
 
 /// The applier's side of the block channel; the end of the channel is the end of the tar.
 struct BlockReader {
     rx: std::sync::mpsc::Receiver<Block>,
+    recycle: std::sync::mpsc::Sender<Vec<u8>>,
     current: Vec<u8>,
     pos: usize,
 }
@@ -326,7 +346,11 @@ impl Read for BlockReader {
         while self.pos == self.current.len() {
             match self.rx.recv() {
                 Ok(block) => {
-                    self.current = block?;
+                    let used = std::mem::replace(&mut self.current, block?);
+                    if used.capacity() > 0 {
+                        // The decompressor may be gone already; then the block is dropped.
+                        let _ = self.recycle.send(used);
+                    }
                     self.pos = 0;
                 }
                 Err(_) => return Ok(0),
@@ -349,11 +373,11 @@ struct ChannelReader<'a> {
     abort: &'a Abort,
 }
 
-impl Read for ChannelReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl BufRead for ChannelReader<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.current.is_empty() {
             if self.ended {
-                return Ok(0);
+                return Ok(&[]);
             }
             if let Some(why) = self.abort.reason() {
                 return Err(io::Error::other(why));
@@ -368,8 +392,20 @@ impl Read for ChannelReader<'_> {
                 None => return Err(io::Error::other("layer download stopped before its end")),
             }
         }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(&self.current)
+    }
+
+    fn consume(&mut self, amount: usize) {
+        let _ = self.current.split_to(amount.min(self.current.len()));
+    }
+}
+
+impl Read for ChannelReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = buf.len().min(available.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
         Ok(n)
     }
 }

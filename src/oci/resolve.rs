@@ -7,6 +7,7 @@ use super::reference::parse_reference;
 use super::registry::{Endpoint, Registry};
 use super::PullOptions;
 use oci_client::manifest::{OciDescriptor, OciImageManifest, OciManifest};
+use std::sync::Arc;
 
 /// How a layer blob is compressed, from its media type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +52,7 @@ pub struct LayerDesc {
 }
 
 /// An image resolved to one platform's manifest: what `pull_into` will fetch.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ResolvedImage {
     /// Normalised reference, e.g. `docker.io/library/ubuntu:24.04`.
     pub reference: String,
@@ -67,6 +68,23 @@ pub struct ResolvedImage {
     pub platform: Platform,
     /// Host[:port] that served the manifest (a mirror or the origin); blobs come from there.
     pub source: String,
+    /// The client that resolved the image: the pull reuses its connections and tokens
+    /// (and does not set up TLS a second time).
+    pub(crate) registry: Arc<Registry>,
+}
+
+impl std::fmt::Debug for ResolvedImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedImage")
+            .field("reference", &self.reference)
+            .field("manifest_digest", &self.manifest_digest)
+            .field("index_digest", &self.index_digest)
+            .field("config_digest", &self.config_digest)
+            .field("layers", &self.layers)
+            .field("platform", &self.platform)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ResolvedImage {
@@ -82,7 +100,7 @@ const MAX_CONFIG_BYTES: i64 = 4 * 1024 * 1024;
 /// Resolves `image` for `opts.platform`: mirrors first, then the origin registry.
 pub async fn resolve(image: &str, opts: &PullOptions) -> anyhow::Result<ResolvedImage> {
     let reference = parse_reference(image)?;
-    let registry = Registry::connect(&reference, opts)?;
+    let registry = Arc::new(Registry::connect(&reference, opts)?);
     let Some((origin, mirrors)) = registry.endpoints.split_last() else {
         anyhow::bail!("no registry to pull {} from", reference.whole());
     };
@@ -98,7 +116,7 @@ pub async fn resolve(image: &str, opts: &PullOptions) -> anyhow::Result<Resolved
 }
 
 async fn resolve_at(
-    registry: &Registry,
+    registry: &Arc<Registry>,
     endpoint: &Endpoint,
     wanted: &Platform,
 ) -> Result<ResolvedImage, PullError> {
@@ -153,6 +171,7 @@ async fn resolve_at(
         layers,
         platform,
         source: endpoint.host.clone(),
+        registry: Arc::clone(registry),
     })
 }
 
