@@ -11,7 +11,7 @@ use registry::{noise, tar_layer, Entry, Flavour, Layer, Pusher, TestRegistry, Un
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -28,6 +28,11 @@ enum Fault {
     },
     /// Forward with one body byte flipped (same length), every time.
     Corrupt,
+    /// A token-authenticated registry (Docker Hub style): `/v2/` and every request without
+    /// the current bearer token get 401 and a challenge naming `/token` on this proxy,
+    /// which hands out `token-N`. Every `rotate_after` authorised requests the token
+    /// changes, so a client holding the old one is refused once.
+    BearerGate { rotate_after: usize },
 }
 
 impl Fault {
@@ -44,6 +49,9 @@ impl Fault {
 struct Seen {
     path: String,
     range: Option<String>,
+    authorization: Option<String>,
+    status: Option<u16>,
+    at: Instant,
 }
 
 struct Proxy {
@@ -112,15 +120,51 @@ async fn serve(
         .unwrap_or_default()
         .to_string();
     let headers: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
-    let range = headers
-        .iter()
-        .find(|h| h.to_ascii_lowercase().starts_with("range:"))
-        .map(|h| h[6..].trim().to_string());
-    seen.lock().unwrap().push(Seen {
-        path: path.clone(),
-        range,
-    });
-    let hit = if path.contains(target) {
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.to_ascii_lowercase().starts_with(name))
+            .map(|h| h[name.len()..].trim().to_string())
+    };
+    let range = header("range:");
+    let authorization = header("authorization:");
+    let record = |status: Option<u16>| {
+        seen.lock().unwrap().push(Seen {
+            path: path.clone(),
+            range: range.clone(),
+            authorization: authorization.clone(),
+            status,
+            at: Instant::now(),
+        });
+    };
+
+    if let Fault::BearerGate { rotate_after } = fault {
+        let me = conn.local_addr()?;
+        let served = hits.load(Ordering::SeqCst);
+        let current = format!("token-{}", served / rotate_after);
+        if path.starts_with("/token") {
+            record(Some(200));
+            let body = format!(r#"{{"token":"{current}"}}"#);
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(response.as_bytes()).await?;
+            return conn.shutdown().await;
+        }
+        if path == "/v2/" || authorization.as_deref() != Some(&format!("Bearer {current}")) {
+            record(Some(401));
+            let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"token needed"}]}"#;
+            let response = format!(
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{me}/token\",service=\"gate\",scope=\"repository:test/faults:pull\"\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(response.as_bytes()).await?;
+            return conn.shutdown().await;
+        }
+        hits.fetch_add(1, Ordering::SeqCst);
+    }
+    let hit = if path.contains(target) && !matches!(fault, Fault::BearerGate { .. }) {
         Some(hits.fetch_add(1, Ordering::SeqCst))
     } else {
         None
@@ -136,6 +180,7 @@ async fn serve(
     ) = (hit, fault)
     {
         if n < times {
+            record(Some(code));
             let body = if code == 429 {
                 r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#
             } else {
@@ -153,11 +198,13 @@ async fn serve(
         }
     }
 
+    record(None);
     let mut request = format!("{request_line}\r\n");
-    for h in headers
-        .iter()
-        .filter(|h| !h.to_ascii_lowercase().starts_with("connection:"))
-    {
+    // The registry behind the proxy is open: the proxy is the one that checks tokens.
+    for h in headers.iter().filter(|h| {
+        let h = h.to_ascii_lowercase();
+        !h.starts_with("connection:") && !h.starts_with("authorization:")
+    }) {
         request.push_str(h);
         request.push_str("\r\n");
     }
@@ -236,6 +283,22 @@ async fn registry_with_image() -> (TestRegistry, Vec<Layer>) {
     (registry, layers)
 }
 
+/// The image's big gzip layer arrived intact under `root`.
+fn assert_big_pulled(root: &tempfile::TempDir) {
+    assert_eq!(
+        std::fs::read(root.path().join("big")).unwrap(),
+        noise(1_500_000, 7)
+    );
+}
+
+/// The image's small plain layer arrived intact under `root`.
+fn assert_small_pulled(root: &tempfile::TempDir) {
+    assert_eq!(
+        std::fs::read(root.path().join("small")).unwrap(),
+        noise(20_000, 8)
+    );
+}
+
 async fn pull_via(proxy: &Proxy, opts: &PullOptions) -> (anyhow::Result<()>, tempfile::TempDir) {
     let root = tempfile::tempdir().unwrap();
     let image = format!("{}/test/faults:1", proxy.host());
@@ -262,10 +325,7 @@ async fn a_dropped_connection_resumes_with_a_range_request() {
     .await;
     let (result, root) = pull_via(&proxy, &fast_retries(vec![proxy.host()])).await;
     result.unwrap();
-    assert_eq!(
-        std::fs::read(root.path().join("big")).unwrap(),
-        noise(1_500_000, 7)
-    );
+    assert_big_pulled(&root);
 
     let requests = proxy.seen(&digest);
     assert_eq!(requests.len(), 3, "{requests:?}");
@@ -306,10 +366,7 @@ async fn server_errors_and_rate_limits_are_retried() {
     .await;
     let (result, root) = pull_via(&manifests, &opts_for(&manifests)).await;
     result.unwrap();
-    assert_eq!(
-        std::fs::read(root.path().join("small")).unwrap(),
-        noise(20_000, 8)
-    );
+    assert_small_pulled(&root);
     assert!(manifests.seen("/manifests/").len() >= 3);
 
     let digest = layers[1].digest();
@@ -325,10 +382,7 @@ async fn server_errors_and_rate_limits_are_retried() {
     .await;
     let (result, root) = pull_via(&blobs, &opts_for(&blobs)).await;
     result.unwrap();
-    assert_eq!(
-        std::fs::read(root.path().join("small")).unwrap(),
-        noise(20_000, 8)
-    );
+    assert_small_pulled(&root);
     assert_eq!(blobs.seen(&digest).len(), 3);
 }
 
@@ -427,10 +481,7 @@ async fn a_mirror_that_fails_a_blob_hands_it_to_the_origin() {
         root: root.path().to_path_buf(),
     });
     pull_into_sink(&resolved, &opts, sink).await.unwrap();
-    assert_eq!(
-        std::fs::read(root.path().join("big")).unwrap(),
-        noise(1_500_000, 7)
-    );
+    assert_big_pulled(&root);
     assert_eq!(mirror.seen(&digest).len(), 3, "the mirror had its retries");
 }
 
@@ -464,14 +515,8 @@ async fn downloads_start_before_the_target_is_ready() {
     let root = tempfile::tempdir().unwrap();
     root_tx.send(root.path().to_path_buf()).unwrap();
     pull.await.unwrap().unwrap();
-    assert_eq!(
-        std::fs::read(root.path().join("big")).unwrap(),
-        noise(1_500_000, 7)
-    );
-    assert_eq!(
-        std::fs::read(root.path().join("small")).unwrap(),
-        noise(20_000, 8)
-    );
+    assert_big_pulled(&root);
+    assert_small_pulled(&root);
 }
 
 #[tokio::test]
@@ -491,4 +536,63 @@ async fn a_target_that_never_comes_ends_the_pull_with_an_error() {
     .expect("the pull ends")
     .unwrap_err();
     assert!(format!("{err:#}").contains("never made ready"), "{err:#}");
+}
+
+#[tokio::test]
+async fn a_rate_limited_blob_waits_as_long_as_retry_after_says() {
+    let (registry, layers) = registry_with_image().await;
+    for code in [429, 503] {
+        let digest = layers[1].digest();
+        let proxy = Proxy::start(
+            registry.addr,
+            digest.clone(),
+            Fault::Status {
+                code,
+                retry_after: Some(2),
+                times: 1,
+            },
+        )
+        .await;
+        // The backoff alone would retry after 20 ms.
+        let (result, root) = pull_via(&proxy, &fast_retries(vec![proxy.host()])).await;
+        result.unwrap();
+        assert_small_pulled(&root);
+        let requests = proxy.seen(&digest);
+        assert_eq!(requests.len(), 2, "{requests:?}");
+        assert_eq!(requests[0].status, Some(code));
+        let waited = requests[1].at - requests[0].at;
+        assert!(
+            waited >= Duration::from_millis(1900),
+            "HTTP {code} with Retry-After: 2 retried after {waited:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_token_registry_gets_bearer_tokens_and_a_fresh_one_when_it_expires() {
+    let (registry, layers) = registry_with_image().await;
+    // The manifest and the config use the first token; the layers find it expired.
+    let proxy = Proxy::start(
+        registry.addr,
+        String::new(),
+        Fault::BearerGate { rotate_after: 2 },
+    )
+    .await;
+    let (result, root) = pull_via(&proxy, &fast_retries(vec![proxy.host()])).await;
+    result.unwrap();
+    assert_big_pulled(&root);
+    assert_small_pulled(&root);
+
+    for layer in &layers {
+        let requests = proxy.seen(&layer.digest());
+        assert_eq!(
+            requests.first().and_then(|r| r.status),
+            Some(401),
+            "{requests:?}"
+        );
+        let served = requests.last().unwrap();
+        assert_eq!(served.status, None, "{requests:?}");
+        assert_eq!(served.authorization.as_deref(), Some("Bearer token-1"));
+    }
+    assert!(proxy.seen("/token").len() >= 2);
 }

@@ -4,13 +4,13 @@
 use super::pipe::{Chunk, PipeSender};
 use super::progress::Progress;
 use super::pull_error::PullError;
+use super::registry::Failure;
 use super::registry::{one_line, Endpoint, Registry};
 use super::resolve::LayerDesc;
 use super::verify::BlobVerifier;
-use futures_util::StreamExt;
-use oci_client::client::BlobResponse;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The first failure of any download or of the applier, so that everyone else stops early;
 /// and the layer being applied, whose download finishes verifying even after a failure.
@@ -54,7 +54,8 @@ impl Abort {
 
 /// Why one streaming attempt stopped.
 enum Interrupted {
-    Transient(String),
+    /// Worth resuming; the registry may have said when.
+    Transient(String, Option<Duration>),
     Fatal(PullError),
     /// The applier hung up (it failed or finished): nothing more to do.
     ConsumerGone,
@@ -131,7 +132,7 @@ impl LayerDownload<'_> {
                 Ok(()) => {}
                 Err(Interrupted::ConsumerGone) => return Ok(()),
                 Err(Interrupted::Fatal(err)) => return Err(err),
-                Err(Interrupted::Transient(cause)) => {
+                Err(Interrupted::Transient(cause, retry_after)) => {
                     if self.abort.reason().is_some() {
                         return Ok(());
                     }
@@ -146,7 +147,7 @@ impl LayerDownload<'_> {
                             cause: format!("layer {}: {cause}", self.layer.digest),
                         });
                     }
-                    let delay = policy.delay(attempt);
+                    let delay = policy.wait(attempt, retry_after);
                     tracing::warn!(
                         layer = %self.layer.digest,
                         at = verifier.received(),
@@ -169,28 +170,22 @@ impl LayerDownload<'_> {
         tx: &PipeSender,
     ) -> Result<(), Interrupted> {
         let offset = verifier.received();
-        let client = &self.registry.client;
+        let registry = self.registry;
         let digest = self.layer.digest.as_str();
         let remaining = verifier.remaining();
-        // Always a ranged request: a 206 stream is not hashed again inside oci-client.
-        let response = self
-            .registry
-            .with_retries(endpoint, || {
-                client.pull_blob_stream_partial(
-                    &endpoint.reference,
-                    digest,
-                    offset,
-                    Some(remaining),
-                )
-            })
-            .await
-            // Opening the stream has had its own retries.
-            .map_err(Interrupted::Fatal)?;
-        let (mut stream, mut skip) = match response {
-            BlobResponse::Partial(stream) => (stream, 0),
-            // The registry ignored the range: drop what was already applied.
-            BlobResponse::Full(stream) => (stream, offset),
+        let opened = registry
+            .blobs
+            .get_range(&registry.client, endpoint, digest, offset, remaining)
+            .await;
+        let mut response = match opened {
+            Ok(response) => response,
+            Err(Failure::Transient(cause, retry_after)) => {
+                return Err(Interrupted::Transient(cause, retry_after))
+            }
+            Err(Failure::Fatal(err)) => return Err(Interrupted::Fatal(err)),
         };
+        // A registry that ignores the range sends the whole blob: skip what was applied.
+        let mut skip = if response.partial { 0 } else { offset };
         let mut sending = true;
         while verifier.remaining() > 0 {
             // When the applier failed on this very layer (say, a gzip error), read the blob
@@ -201,15 +196,18 @@ impl LayerDownload<'_> {
                 }
                 sending = false;
             }
-            let mut bytes = match stream.next().await {
-                Some(Ok(bytes)) => bytes,
-                Some(Err(err)) => return Err(Interrupted::Transient(one_line(&err))),
-                None => {
-                    return Err(Interrupted::Transient(format!(
-                        "connection closed after {} of {} bytes",
-                        verifier.received(),
-                        self.layer.size
-                    )))
+            let mut bytes = match response.response.chunk().await {
+                Ok(Some(bytes)) => bytes,
+                Err(err) => return Err(Interrupted::Transient(one_line(&err), None)),
+                Ok(None) => {
+                    return Err(Interrupted::Transient(
+                        format!(
+                            "connection closed after {} of {} bytes",
+                            verifier.received(),
+                            self.layer.size
+                        ),
+                        None,
+                    ))
                 }
             };
             if skip > 0 {

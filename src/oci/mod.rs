@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod auth;
+mod blob;
 pub mod cli;
 mod download;
 mod pipe;
@@ -26,6 +27,9 @@ pub use resolve::{resolve, Compression, LayerDesc, ResolvedImage};
 
 use crate::config::{RegistryMirror, Secret};
 use std::path::PathBuf;
+
+/// How ocimetal introduces itself to registries.
+pub(crate) const USER_AGENT: &str = concat!("ocimetal/", env!("CARGO_PKG_VERSION"));
 
 /// Layers downloaded at once by default.
 pub const DEFAULT_PARALLEL_DOWNLOADS: usize = 3;

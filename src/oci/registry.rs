@@ -2,7 +2,9 @@
 //! endpoints, credentials per endpoint, and retries with backoff.
 
 use super::auth::{same_registry, Credentials};
+use super::blob::BlobHttp;
 use super::pull_error::PullError;
+use super::verify::BlobVerifier;
 use super::PullOptions;
 use crate::error::OrderError;
 use anyhow::Context;
@@ -57,14 +59,25 @@ pub(crate) struct Endpoint {
 /// A configured client plus the endpoints to try, mirrors first.
 pub(crate) struct Registry {
     pub client: Client,
+    /// Blob requests (ranged, with `Retry-After` honoured).
+    pub blobs: BlobHttp,
     pub endpoints: Vec<Endpoint>,
     pub retry: RetryPolicy,
 }
 
 /// What went wrong with one request: worth retrying or not.
-enum Failure {
-    Transient(String),
+pub(crate) enum Failure {
+    /// Worth another attempt; the registry may have said when (`Retry-After`).
+    Transient(String, Option<Duration>),
     Fatal(PullError),
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `attempt + 1`: the backoff, or longer when the registry
+    /// asked for it.
+    pub(crate) fn wait(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        self.delay(attempt).max(retry_after.unwrap_or_default())
+    }
 }
 
 impl Registry {
@@ -97,25 +110,65 @@ impl Registry {
             host: reference.resolve_registry().to_string(),
             auth: credentials.for_registry(&origin, &origin),
         });
+        let extra_roots = load_ca_file(opts.ca_file.as_deref())?;
+        let blobs = BlobHttp::new(
+            plain_http.clone(),
+            extra_roots.clone(),
+            CONNECT_TIMEOUT,
+            READ_TIMEOUT,
+        );
         let config = ClientConfig {
             protocol: ClientProtocol::HttpsExcept(plain_http),
-            extra_root_certificates: load_ca_file(opts.ca_file.as_deref())?,
+            extra_root_certificates: extra_roots,
             // Platform selection is ours, so that a miss can list what the index offers.
             platform_resolver: None,
-            connect_timeout: Some(Duration::from_secs(20)),
-            read_timeout: Some(Duration::from_secs(60)),
-            user_agent: concat!("ocimetal/", env!("CARGO_PKG_VERSION")),
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
+            user_agent: super::USER_AGENT,
             ..ClientConfig::default()
         };
         let client = Client::try_from(config).context("cannot set up the registry client")?;
         Ok(Self {
             client,
+            blobs,
             endpoints,
             retry: opts.retry.clone(),
         })
     }
 
-    /// Runs `op` against `endpoint`, retrying transient failures with backoff.
+    /// A small blob (an image config), whole and verified.
+    pub async fn read_blob(
+        &self,
+        endpoint: &Endpoint,
+        what: &'static str,
+        digest: &str,
+        size: u64,
+    ) -> Result<Vec<u8>, Failure> {
+        let mut verifier = BlobVerifier::new(what, digest, size).map_err(Failure::Fatal)?;
+        let mut blob = self
+            .blobs
+            .get_range(&self.client, endpoint, digest, 0, size)
+            .await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = blob
+            .response
+            .chunk()
+            .await
+            .map_err(|e| Failure::Transient(one_line(&e), None))?
+        {
+            verifier.update(&chunk).map_err(Failure::Fatal)?;
+            out.extend_from_slice(&chunk);
+        }
+        if verifier.remaining() > 0 {
+            let cause = format!("connection closed after {} of {size} bytes", out.len());
+            return Err(Failure::Transient(cause, None));
+        }
+        verifier.finish().map_err(Failure::Fatal)?;
+        Ok(out)
+    }
+
+    /// Runs the oci-client request `op` against `endpoint`, retrying transient failures
+    /// with backoff.
     pub async fn with_retries<T, F, Fut>(
         &self,
         endpoint: &Endpoint,
@@ -125,21 +178,32 @@ impl Registry {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, OciDistributionError>>,
     {
+        self.retrying(endpoint, || {
+            let attempt = op();
+            async move { attempt.await.map_err(|err| classify(err, endpoint)) }
+        })
+        .await
+    }
+
+    /// Runs `op` against `endpoint`, retrying transient failures with backoff, or after
+    /// the time the registry asked for.
+    pub async fn retrying<T, F, Fut>(&self, endpoint: &Endpoint, mut op: F) -> Result<T, PullError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
         let mut attempt = 1;
         loop {
-            let err = match op().await {
+            match op().await {
                 Ok(value) => return Ok(value),
-                Err(err) => err,
-            };
-            match classify(err, endpoint) {
-                Failure::Fatal(err) => return Err(err),
-                Failure::Transient(cause) if attempt < self.retry.attempts => {
-                    let delay = self.retry.delay(attempt);
+                Err(Failure::Fatal(err)) => return Err(err),
+                Err(Failure::Transient(cause, retry_after)) if attempt < self.retry.attempts => {
+                    let delay = self.retry.wait(attempt, retry_after);
                     tracing::warn!(registry = %endpoint.host, attempt, ?delay, "{cause}; retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
-                Failure::Transient(cause) => {
+                Err(Failure::Transient(cause, _)) => {
                     return Err(PullError::Unavailable {
                         registry: endpoint.host.clone(),
                         attempts: attempt,
@@ -151,10 +215,14 @@ impl Registry {
     }
 }
 
+/// Limits of one registry connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Classifies a failure from oci-client as transient (network, 5xx, 429) or fatal.
-/// oci-client does not hand back response headers, so `Retry-After` cannot be read here;
-/// the exponential backoff stands in for it.
-fn classify(err: OciDistributionError, endpoint: &Endpoint) -> Failure {
+/// oci-client does not hand back response headers, so a `Retry-After` on a manifest or
+/// token request cannot be read; the exponential backoff stands in for it there.
+pub(crate) fn classify(err: OciDistributionError, endpoint: &Endpoint) -> Failure {
     let reference = endpoint.reference.whole();
     let registry = endpoint.host.clone();
     let not_found = || {
@@ -177,10 +245,10 @@ fn classify(err: OciDistributionError, endpoint: &Endpoint) -> Failure {
                 registry,
             })
         }
-        OciDistributionError::RequestError(e) => Failure::Transient(one_line(&e)),
-        OciDistributionError::IoError(e) => Failure::Transient(one_line(&e)),
+        OciDistributionError::RequestError(e) => Failure::Transient(one_line(&e), None),
+        OciDistributionError::IoError(e) => Failure::Transient(one_line(&e), None),
         OciDistributionError::ServerError { code, message, .. } => match code {
-            429 | 500..=599 => Failure::Transient(format!("HTTP {code}")),
+            429 | 500..=599 => Failure::Transient(format!("HTTP {code}"), None),
             404 => not_found(),
             401 | 403 => unauthorized(),
             _ => Failure::Fatal(PullError::Other {
@@ -193,7 +261,7 @@ fn classify(err: OciDistributionError, endpoint: &Endpoint) -> Failure {
             let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
             let has = |c: OciErrorCode| codes.contains(&&c);
             if has(OciErrorCode::Toomanyrequests) {
-                Failure::Transient("HTTP 429 too many requests".to_string())
+                Failure::Transient("HTTP 429 too many requests".to_string(), None)
             } else if has(OciErrorCode::Unauthorized) || has(OciErrorCode::Denied) {
                 unauthorized()
             } else if has(OciErrorCode::ManifestUnknown)

@@ -235,24 +235,19 @@ async fn config_platform(
         variant: Option<String>,
     }
     let reference = endpoint.reference.whole();
-    if config.size > MAX_CONFIG_BYTES {
+    if !(1..=MAX_CONFIG_BYTES).contains(&config.size) {
         return Err(PullError::Other {
             reference,
             registry: endpoint.host.clone(),
             cause: format!(
-                "config blob {} is {} bytes, too large",
+                "config blob {} declares {} bytes (expected 1 to {MAX_CONFIG_BYTES})",
                 config.digest, config.size
             ),
         });
     }
     let bytes = registry
-        .with_retries(endpoint, || async {
-            let mut out = Vec::new();
-            registry
-                .client
-                .pull_blob(&endpoint.reference, config.digest.as_str(), &mut out)
-                .await
-                .map(|()| out)
+        .retrying(endpoint, || {
+            registry.read_blob(endpoint, "config", &config.digest, config.size as u64)
         })
         .await?;
     let parsed: ConfigPlatform = serde_json::from_slice(&bytes).map_err(|e| PullError::Other {

@@ -1,0 +1,280 @@
+//! Ranged blob requests. oci-client negotiates authentication (the challenge, the token
+//! exchange) and fetches manifests; the blob GET itself is made here, with oci-client's
+//! token, because its answer's headers decide what happens next: `Retry-After` on 429 and
+//! 503, and whether the registry honoured the range.
+
+use super::pull_error::PullError;
+use super::registry::{one_line, Endpoint, Failure};
+use base64::Engine as _;
+use oci_client::client::Certificate;
+use oci_client::secrets::RegistryAuth;
+use oci_client::RegistryOperation;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_RANGE, RANGE, RETRY_AFTER};
+use reqwest::StatusCode;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+/// The longest wait a `Retry-After` answer is granted; a registry asking for more is
+/// retried after this long.
+pub(crate) const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
+
+/// How blob requests reach the registries; the HTTP client is set up on first use.
+pub(crate) struct BlobHttp {
+    client: OnceLock<Result<reqwest::Client, String>>,
+    plain_http: Vec<String>,
+    extra_roots: Vec<Certificate>,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    /// The `Authorization` value per host (`None`: anonymous), fetched once and again
+    /// when the registry answers 401 (an expired token).
+    authorization: tokio::sync::Mutex<HashMap<String, Option<HeaderValue>>>,
+}
+
+/// An open blob response.
+pub(crate) struct BlobResponse {
+    pub response: reqwest::Response,
+    /// The registry sent the requested range (206); otherwise the whole blob (200).
+    pub partial: bool,
+}
+
+impl BlobHttp {
+    /// Blob requests with the same TLS trust, plain-HTTP hosts and timeouts as oci-client.
+    pub fn new(
+        plain_http: Vec<String>,
+        extra_roots: Vec<Certificate>,
+        connect_timeout: Duration,
+        read_timeout: Duration,
+    ) -> Self {
+        Self {
+            client: OnceLock::new(),
+            plain_http,
+            extra_roots,
+            connect_timeout,
+            read_timeout,
+            authorization: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn http(&self, endpoint: &Endpoint) -> Result<&reqwest::Client, Failure> {
+        let built = self.client.get_or_init(|| {
+            let mut builder = reqwest::Client::builder()
+                .user_agent(super::USER_AGENT)
+                .connect_timeout(self.connect_timeout)
+                .read_timeout(self.read_timeout);
+            for root in &self.extra_roots {
+                let cert = reqwest::Certificate::from_pem(&root.data).map_err(|e| one_line(&e))?;
+                builder = builder.add_root_certificate(cert);
+            }
+            builder.build().map_err(|e| one_line(&e))
+        });
+        built.as_ref().map_err(|cause| {
+            Failure::Fatal(PullError::Other {
+                reference: endpoint.reference.whole(),
+                registry: endpoint.host.clone(),
+                cause: format!("cannot set up the HTTP client: {cause}"),
+            })
+        })
+    }
+
+    /// GET of bytes `offset..offset + length` of `digest` from `endpoint`.
+    pub async fn get_range(
+        &self,
+        oci: &oci_client::Client,
+        endpoint: &Endpoint,
+        digest: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<BlobResponse, Failure> {
+        let host = endpoint.reference.resolve_registry();
+        let scheme = if self.plain_http.iter().any(|h| h == host) {
+            "http"
+        } else {
+            "https"
+        };
+        let url = format!(
+            "{scheme}://{host}/v2/{}/blobs/{digest}",
+            endpoint.reference.repository()
+        );
+        let last = offset + length.max(1) - 1;
+        let fatal = |cause: String| {
+            Failure::Fatal(PullError::Other {
+                reference: endpoint.reference.whole(),
+                registry: endpoint.host.clone(),
+                cause,
+            })
+        };
+        let mut renewed = false;
+        loop {
+            let authorization = self.authorization(oci, endpoint, renewed).await?;
+            let mut request = self
+                .http(endpoint)?
+                .get(&url)
+                .header(RANGE, format!("bytes={offset}-{last}"));
+            if let Some(value) = authorization {
+                request = request.header(AUTHORIZATION, value);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| Failure::Transient(one_line(&e), None))?;
+            let status = response.status();
+            match status {
+                StatusCode::OK => {
+                    return Ok(BlobResponse {
+                        response,
+                        partial: false,
+                    })
+                }
+                StatusCode::PARTIAL_CONTENT => {
+                    let start = range_start(response.headers());
+                    if start != Some(offset) {
+                        return Err(fatal(format!(
+                            "blob {digest}: asked for bytes from {offset}, the registry sent a range from {}",
+                            start.map_or_else(|| "an unknown offset".to_string(), |s| s.to_string())
+                        )));
+                    }
+                    return Ok(BlobResponse {
+                        response,
+                        partial: true,
+                    });
+                }
+                StatusCode::UNAUTHORIZED if !renewed => renewed = true,
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    return Err(Failure::Fatal(PullError::Unauthorized {
+                        reference: endpoint.reference.whole(),
+                        registry: endpoint.host.clone(),
+                    }))
+                }
+                StatusCode::NOT_FOUND => {
+                    return Err(Failure::Fatal(PullError::NotFound {
+                        reference: endpoint.reference.whole(),
+                        registry: endpoint.host.clone(),
+                    }))
+                }
+                s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
+                    let wait = retry_after(response.headers(), SystemTime::now());
+                    return Err(Failure::Transient(format!("HTTP {}", s.as_u16()), wait));
+                }
+                s => {
+                    let body = response.text().await.unwrap_or_default();
+                    return Err(fatal(format!(
+                        "blob {digest}: HTTP {}: {}",
+                        s.as_u16(),
+                        body.lines().next().unwrap_or_default()
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The `Authorization` header for `endpoint`'s host: oci-client's bearer token when
+    /// the registry issues tokens, the configured basic credentials otherwise.
+    async fn authorization(
+        &self,
+        oci: &oci_client::Client,
+        endpoint: &Endpoint,
+        renew: bool,
+    ) -> Result<Option<HeaderValue>, Failure> {
+        let host = endpoint.reference.resolve_registry().to_string();
+        let mut cache = self.authorization.lock().await;
+        if !renew {
+            if let Some(value) = cache.get(&host) {
+                return Ok(value.clone());
+            }
+        }
+        let token = oci
+            .auth(&endpoint.reference, &endpoint.auth, RegistryOperation::Pull)
+            .await
+            .map_err(|e| super::registry::classify(e, endpoint))?;
+        let value = match (token, &endpoint.auth) {
+            (Some(token), _) => Some(format!("Bearer {token}")),
+            (None, RegistryAuth::Basic(user, password)) => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )),
+            (None, _) => None,
+        };
+        let value = value
+            .map(|v| {
+                let mut header = HeaderValue::from_str(&v).map_err(|_| {
+                    Failure::Fatal(PullError::Unauthorized {
+                        reference: endpoint.reference.whole(),
+                        registry: endpoint.host.clone(),
+                    })
+                })?;
+                header.set_sensitive(true);
+                Ok(header)
+            })
+            .transpose()?;
+        cache.insert(host, value.clone());
+        Ok(value)
+    }
+}
+
+/// The first byte of a `Content-Range: bytes START-END/TOTAL` answer.
+fn range_start(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(CONTENT_RANGE)?.to_str().ok()?;
+    let range = value.trim().strip_prefix("bytes ")?;
+    range.split('-').next()?.trim().parse().ok()
+}
+
+/// How long `Retry-After` asks to wait (delta seconds or an HTTP date), at most
+/// [`RETRY_AFTER_CAP`].
+pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(wait.min(RETRY_AFTER_CAP))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(name: reqwest::header::HeaderName, value: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(name, HeaderValue::from_str(value).unwrap());
+        map
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates_and_is_capped() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            retry_after(&headers(RETRY_AFTER, "7"), now),
+            Some(Duration::from_secs(7))
+        );
+        let in_ninety = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(
+            retry_after(&headers(RETRY_AFTER, &in_ninety), now),
+            Some(Duration::from_secs(90))
+        );
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(
+            retry_after(&headers(RETRY_AFTER, &past), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            retry_after(&headers(RETRY_AFTER, "86400"), now),
+            Some(RETRY_AFTER_CAP)
+        );
+        assert_eq!(retry_after(&headers(RETRY_AFTER, "soon"), now), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn reads_where_a_partial_answer_starts() {
+        assert_eq!(
+            range_start(&headers(CONTENT_RANGE, "bytes 100-199/1000")),
+            Some(100)
+        );
+        assert_eq!(range_start(&headers(CONTENT_RANGE, "bytes */1000")), None);
+        assert_eq!(range_start(&HeaderMap::new()), None);
+    }
+}
