@@ -12,20 +12,19 @@ use oci_client::RegistryOperation;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_RANGE, RANGE, RETRY_AFTER};
 use reqwest::StatusCode;
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 /// The longest wait a `Retry-After` answer is granted; a registry asking for more is
 /// retried after this long.
 pub(crate) const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 
-/// How blob requests reach the registries; the HTTP client is set up on first use.
+/// How blob requests reach the registries.
 pub(crate) struct BlobHttp {
-    client: OnceLock<Result<reqwest::Client, String>>,
+    /// Set up on a thread of its own from the start: loading the system's CA bundle takes
+    /// tens of milliseconds of CPU, which the manifest requests then hide.
+    client: Arc<LazyClient>,
     plain_http: Vec<String>,
-    extra_roots: Vec<Certificate>,
-    connect_timeout: Duration,
-    read_timeout: Duration,
     /// The `Authorization` value per host (`None`: anonymous), fetched once and again
     /// when the registry answers 401 (an expired token).
     authorization: tokio::sync::Mutex<HashMap<String, Option<HeaderValue>>>,
@@ -38,6 +37,40 @@ pub(crate) struct BlobResponse {
     pub partial: bool,
 }
 
+/// The client, and what it is built from.
+struct LazyClient {
+    built: OnceLock<Result<reqwest::Client, String>>,
+    settings: HttpSettings,
+}
+
+impl LazyClient {
+    /// The client; built here unless the setup thread has done it (or is doing it).
+    fn get(&self) -> &Result<reqwest::Client, String> {
+        self.built.get_or_init(|| self.settings.build())
+    }
+}
+
+/// What the blob client is built from: the same trust and limits as oci-client's.
+struct HttpSettings {
+    extra_roots: Vec<Certificate>,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+}
+
+impl HttpSettings {
+    fn build(&self) -> Result<reqwest::Client, String> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(super::USER_AGENT)
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.read_timeout);
+        for root in &self.extra_roots {
+            let cert = reqwest::Certificate::from_pem(&root.data).map_err(|e| one_line(&e))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        builder.build().map_err(|e| one_line(&e))
+    }
+}
+
 impl BlobHttp {
     /// Blob requests with the same TLS trust, plain-HTTP hosts and timeouts as oci-client.
     pub fn new(
@@ -46,29 +79,32 @@ impl BlobHttp {
         connect_timeout: Duration,
         read_timeout: Duration,
     ) -> Self {
-        Self {
-            client: OnceLock::new(),
-            plain_http,
+        let settings = HttpSettings {
             extra_roots,
             connect_timeout,
             read_timeout,
+        };
+        let client = Arc::new(LazyClient {
+            built: OnceLock::new(),
+            settings,
+        });
+        let early = Arc::clone(&client);
+        // Whoever comes first builds it, the other waits. Without the thread, the first
+        // blob request builds it.
+        let _ = std::thread::Builder::new()
+            .name("blob-http-setup".into())
+            .spawn(move || {
+                early.get();
+            });
+        Self {
+            client,
+            plain_http,
             authorization: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
     fn http(&self, endpoint: &Endpoint) -> Result<&reqwest::Client, Failure> {
-        let built = self.client.get_or_init(|| {
-            let mut builder = reqwest::Client::builder()
-                .user_agent(super::USER_AGENT)
-                .connect_timeout(self.connect_timeout)
-                .read_timeout(self.read_timeout);
-            for root in &self.extra_roots {
-                let cert = reqwest::Certificate::from_pem(&root.data).map_err(|e| one_line(&e))?;
-                builder = builder.add_root_certificate(cert);
-            }
-            builder.build().map_err(|e| one_line(&e))
-        });
-        built.as_ref().map_err(|cause| {
+        self.client.get().as_ref().map_err(|cause| {
             Failure::Fatal(PullError::Other {
                 reference: endpoint.reference.whole(),
                 registry: endpoint.host.clone(),
