@@ -128,8 +128,14 @@ impl BlobHttp {
         } else {
             "https"
         };
+        // A mirror is told which registry the repository belongs to, as oci-client does.
+        let namespace = endpoint
+            .reference
+            .namespace()
+            .map(|ns| format!("?ns={ns}"))
+            .unwrap_or_default();
         let url = format!(
-            "{scheme}://{host}/v2/{}/blobs/{digest}",
+            "{scheme}://{host}/v2/{}/blobs/{digest}{namespace}",
             endpoint.reference.repository()
         );
         let last = offset + length.max(1) - 1;
