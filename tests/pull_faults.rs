@@ -541,11 +541,10 @@ async fn a_target_that_never_comes_ends_the_pull_with_an_error() {
 #[tokio::test]
 async fn a_rate_limited_blob_waits_as_long_as_retry_after_says() {
     let (registry, layers) = registry_with_image().await;
-    for code in [429, 503] {
-        let digest = layers[1].digest();
+    for (target, code) in [(layers[1].digest(), 429), ("/manifests/".to_string(), 503)] {
         let proxy = Proxy::start(
             registry.addr,
-            digest.clone(),
+            target.clone(),
             Fault::Status {
                 code,
                 retry_after: Some(2),
@@ -557,13 +556,13 @@ async fn a_rate_limited_blob_waits_as_long_as_retry_after_says() {
         let (result, root) = pull_via(&proxy, &fast_retries(vec![proxy.host()])).await;
         result.unwrap();
         assert_small_pulled(&root);
-        let requests = proxy.seen(&digest);
+        let requests = proxy.seen(&target);
         assert_eq!(requests.len(), 2, "{requests:?}");
         assert_eq!(requests[0].status, Some(code));
         let waited = requests[1].at - requests[0].at;
         assert!(
             waited >= Duration::from_millis(1900),
-            "HTTP {code} with Retry-After: 2 retried after {waited:?}"
+            "{target}: HTTP {code} with Retry-After: 2 retried after {waited:?}"
         );
     }
 }
@@ -595,4 +594,25 @@ async fn a_token_registry_gets_bearer_tokens_and_a_fresh_one_when_it_expires() {
         assert_eq!(served.authorization.as_deref(), Some("Bearer token-1"));
     }
     assert!(proxy.seen("/token").len() >= 2);
+}
+
+#[tokio::test]
+async fn a_tampered_manifest_fails_verification() {
+    let (registry, _layers) = registry_with_image().await;
+    let proxy = Proxy::start(registry.addr, "/manifests/".into(), Fault::Corrupt).await;
+    let (result, _root) = pull_via(&proxy, &fast_retries(vec![proxy.host()])).await;
+    let err = result.unwrap_err();
+    let pull_error = err.downcast_ref::<PullError>().expect("a PullError");
+    assert!(
+        matches!(
+            pull_error,
+            PullError::Verification {
+                what: "manifest",
+                ..
+            }
+        ),
+        "{err:#}"
+    );
+    assert!(err.to_string().contains("Docker-Content-Digest"), "{err:#}");
+    assert!(!err.to_string().contains('\n'));
 }

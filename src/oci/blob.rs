@@ -1,15 +1,21 @@
-//! Ranged blob requests. oci-client negotiates authentication (the challenge, the token
-//! exchange) and fetches manifests; the blob GET itself is made here, with oci-client's
-//! token, because its answer's headers decide what happens next: `Retry-After` on 429 and
-//! 503, and whether the registry honoured the range.
+//! Manifest and blob requests. oci-client parses references and negotiates authentication
+//! (the challenge, the token exchange); the GETs themselves are made here, with oci-client's
+//! token, because their answers' headers decide what happens next: `Retry-After` on 429 and
+//! 503, `Content-Range` on a resumed blob, `Docker-Content-Digest` on a manifest.
 
 use super::pull_error::PullError;
 use super::registry::{one_line, Endpoint, Failure};
 use base64::Engine as _;
 use oci_client::client::Certificate;
+use oci_client::manifest::{
+    IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
+    OCI_IMAGE_MEDIA_TYPE,
+};
 use oci_client::secrets::RegistryAuth;
 use oci_client::RegistryOperation;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_RANGE, RANGE, RETRY_AFTER};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_RANGE, RANGE, RETRY_AFTER,
+};
 use reqwest::StatusCode;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -19,7 +25,19 @@ use std::time::{Duration, SystemTime};
 /// retried after this long.
 pub(crate) const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 
-/// How blob requests reach the registries.
+/// Every manifest type a pull can use; registries (docker-registry 2.8 among them) answer
+/// 404 for a manifest whose type the request does not accept.
+pub(crate) const MANIFEST_MEDIA_TYPES: [&str; 4] = [
+    OCI_IMAGE_MEDIA_TYPE,
+    OCI_IMAGE_INDEX_MEDIA_TYPE,
+    IMAGE_MANIFEST_MEDIA_TYPE,
+    IMAGE_MANIFEST_LIST_MEDIA_TYPE,
+];
+
+/// Largest manifest accepted (registries commonly refuse to store more than 4 MiB).
+pub(crate) const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
+/// How manifest and blob requests reach the registries.
 pub(crate) struct BlobHttp {
     /// Set up on a thread of its own from the start: loading the system's CA bundle takes
     /// tens of milliseconds of CPU, which the manifest requests then hide.
@@ -122,6 +140,84 @@ impl BlobHttp {
         offset: u64,
         length: u64,
     ) -> Result<BlobResponse, Failure> {
+        let last = offset + length.max(1) - 1;
+        let mut headers = HeaderMap::new();
+        headers.insert(RANGE, header_value(&format!("bytes={offset}-{last}")));
+        let response = self
+            .get(oci, endpoint, &format!("blobs/{digest}"), headers)
+            .await?;
+        if response.status() != StatusCode::PARTIAL_CONTENT {
+            return Ok(BlobResponse {
+                response,
+                partial: false,
+            });
+        }
+        let start = range_start(response.headers());
+        if start != Some(offset) {
+            return Err(other(
+                endpoint,
+                format!(
+                    "blob {digest}: asked for bytes from {offset}, the registry sent a range from {}",
+                    start.map_or_else(|| "an unknown offset".to_string(), |s| s.to_string())
+                ),
+            ));
+        }
+        Ok(BlobResponse {
+            response,
+            partial: true,
+        })
+    }
+
+    /// GET of the manifest `tag_or_digest` from `endpoint`: the body (at most
+    /// [`MAX_MANIFEST_BYTES`]) and the `Docker-Content-Digest` the registry gave.
+    pub async fn get_manifest(
+        &self,
+        oci: &oci_client::Client,
+        endpoint: &Endpoint,
+        tag_or_digest: &str,
+    ) -> Result<(Vec<u8>, Option<String>), Failure> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, header_value(&MANIFEST_MEDIA_TYPES.join(", ")));
+        let mut response = self
+            .get(
+                oci,
+                endpoint,
+                &format!("manifests/{tag_or_digest}"),
+                headers,
+            )
+            .await?;
+        let digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_string());
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| Failure::Transient(one_line(&e), None))?
+        {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_MANIFEST_BYTES {
+                return Err(other(
+                    endpoint,
+                    format!("manifest {tag_or_digest} is larger than {MAX_MANIFEST_BYTES} bytes"),
+                ));
+            }
+        }
+        Ok((body, digest))
+    }
+
+    /// GET of `/v2/<repository>/<path>` with the endpoint's credentials (renewed once on
+    /// 401); any answer but 2xx becomes a [`Failure`], transient ones with the wait the
+    /// registry asked for.
+    async fn get(
+        &self,
+        oci: &oci_client::Client,
+        endpoint: &Endpoint,
+        path: &str,
+        headers: HeaderMap,
+    ) -> Result<reqwest::Response, Failure> {
         let host = endpoint.reference.resolve_registry();
         let scheme = if self.plain_http.iter().any(|h| h == host) {
             "http"
@@ -135,24 +231,13 @@ impl BlobHttp {
             .map(|ns| format!("?ns={ns}"))
             .unwrap_or_default();
         let url = format!(
-            "{scheme}://{host}/v2/{}/blobs/{digest}{namespace}",
+            "{scheme}://{host}/v2/{}/{path}{namespace}",
             endpoint.reference.repository()
         );
-        let last = offset + length.max(1) - 1;
-        let fatal = |cause: String| {
-            Failure::Fatal(PullError::Other {
-                reference: endpoint.reference.whole(),
-                registry: endpoint.host.clone(),
-                cause,
-            })
-        };
         let mut renewed = false;
         loop {
             let authorization = self.authorization(oci, endpoint, renewed).await?;
-            let mut request = self
-                .http(endpoint)?
-                .get(&url)
-                .header(RANGE, format!("bytes={offset}-{last}"));
+            let mut request = self.http(endpoint)?.get(&url).headers(headers.clone());
             if let Some(value) = authorization {
                 request = request.header(AUTHORIZATION, value);
             }
@@ -160,27 +245,8 @@ impl BlobHttp {
                 .send()
                 .await
                 .map_err(|e| Failure::Transient(one_line(&e), None))?;
-            let status = response.status();
-            match status {
-                StatusCode::OK => {
-                    return Ok(BlobResponse {
-                        response,
-                        partial: false,
-                    })
-                }
-                StatusCode::PARTIAL_CONTENT => {
-                    let start = range_start(response.headers());
-                    if start != Some(offset) {
-                        return Err(fatal(format!(
-                            "blob {digest}: asked for bytes from {offset}, the registry sent a range from {}",
-                            start.map_or_else(|| "an unknown offset".to_string(), |s| s.to_string())
-                        )));
-                    }
-                    return Ok(BlobResponse {
-                        response,
-                        partial: true,
-                    });
-                }
+            match response.status() {
+                s if s.is_success() => return Ok(response),
                 StatusCode::UNAUTHORIZED if !renewed => renewed = true,
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                     return Err(Failure::Fatal(PullError::Unauthorized {
@@ -200,11 +266,14 @@ impl BlobHttp {
                 }
                 s => {
                     let body = response.text().await.unwrap_or_default();
-                    return Err(fatal(format!(
-                        "blob {digest}: HTTP {}: {}",
-                        s.as_u16(),
-                        body.lines().next().unwrap_or_default()
-                    )));
+                    return Err(other(
+                        endpoint,
+                        format!(
+                            "{path}: HTTP {}: {}",
+                            s.as_u16(),
+                            body.lines().next().unwrap_or_default()
+                        ),
+                    ));
                 }
             }
         }
@@ -252,6 +321,19 @@ impl BlobHttp {
         cache.insert(host, value.clone());
         Ok(value)
     }
+}
+
+fn other(endpoint: &Endpoint, cause: String) -> Failure {
+    Failure::Fatal(PullError::Other {
+        reference: endpoint.reference.whole(),
+        registry: endpoint.host.clone(),
+        cause,
+    })
+}
+
+/// A header value from text this module composed (always visible ASCII).
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The first byte of a `Content-Range: bytes START-END/TOTAL` answer.

@@ -167,24 +167,6 @@ impl Registry {
         Ok(out)
     }
 
-    /// Runs the oci-client request `op` against `endpoint`, retrying transient failures
-    /// with backoff.
-    pub async fn with_retries<T, F, Fut>(
-        &self,
-        endpoint: &Endpoint,
-        mut op: F,
-    ) -> Result<T, PullError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, OciDistributionError>>,
-    {
-        self.retrying(endpoint, || {
-            let attempt = op();
-            async move { attempt.await.map_err(|err| classify(err, endpoint)) }
-        })
-        .await
-    }
-
     /// Runs `op` against `endpoint`, retrying transient failures with backoff, or after
     /// the time the registry asked for.
     pub async fn retrying<T, F, Fut>(&self, endpoint: &Endpoint, mut op: F) -> Result<T, PullError>
@@ -219,9 +201,9 @@ impl Registry {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Classifies a failure from oci-client as transient (network, 5xx, 429) or fatal.
-/// oci-client does not hand back response headers, so a `Retry-After` on a manifest or
-/// token request cannot be read; the exponential backoff stands in for it there.
+/// Classifies a failure of oci-client's authentication (the `/v2/` challenge and the token
+/// exchange) as transient (network, 5xx, 429) or fatal. oci-client does not hand back
+/// response headers, so a `Retry-After` there cannot be read; the backoff stands in for it.
 pub(crate) fn classify(err: OciDistributionError, endpoint: &Endpoint) -> Failure {
     let reference = endpoint.reference.whole();
     let registry = endpoint.host.clone();

@@ -1,12 +1,15 @@
 //! Resolution: reference → manifest (through the platform's index entry) → layer list,
 //! validated before anything destructive happens. No layer is downloaded here.
 
+use super::blob::MANIFEST_MEDIA_TYPES;
 use super::platform::{self, Platform};
 use super::pull_error::PullError;
 use super::reference::parse_reference;
 use super::registry::{Endpoint, Registry};
+use super::verify::BlobVerifier;
 use super::PullOptions;
 use oci_client::manifest::{OciDescriptor, OciImageManifest, OciManifest};
+use oci_client::Reference;
 use std::sync::Arc;
 
 /// How a layer blob is compressed, from its media type.
@@ -120,14 +123,7 @@ async fn resolve_at(
     endpoint: &Endpoint,
     wanted: &Platform,
 ) -> Result<ResolvedImage, PullError> {
-    let client = &registry.client;
-    let top = registry
-        .with_retries(endpoint, || {
-            client.pull_manifest(&endpoint.reference, &endpoint.auth)
-        })
-        .await?;
-    let (manifest, top_digest) = top;
-    check_digest("manifest", endpoint.reference.digest(), &top_digest)?;
+    let (manifest, top_digest) = fetch_manifest(registry, endpoint, &endpoint.reference).await?;
     // A mirrored reference still prints the origin registry: that is the image's name.
     let reference = endpoint.reference.whole();
 
@@ -146,12 +142,7 @@ async fn resolve_at(
                     }
                 })?;
             let by_digest = endpoint.reference.clone_with_digest(entry.digest.clone());
-            let (inner, inner_digest) = registry
-                .with_retries(endpoint, || {
-                    client.pull_manifest(&by_digest, &endpoint.auth)
-                })
-                .await?;
-            check_digest("manifest", Some(&entry.digest), &inner_digest)?;
+            let (inner, inner_digest) = fetch_manifest(registry, endpoint, &by_digest).await?;
             let OciManifest::Image(inner) = inner else {
                 return Err(PullError::Other {
                     reference,
@@ -175,15 +166,83 @@ async fn resolve_at(
     })
 }
 
-fn check_digest(what: &'static str, wanted: Option<&str>, got: &str) -> Result<(), PullError> {
-    match wanted {
-        Some(wanted) if wanted != got => Err(PullError::Verification {
-            what,
-            digest: wanted.to_string(),
-            problem: format!("registry served {got} (digest mismatch)"),
-        }),
-        _ => Ok(()),
+/// The manifest `by` names, checked against the digest it was asked by and the one the
+/// registry named (`Docker-Content-Digest`); returns it with its digest.
+async fn fetch_manifest(
+    registry: &Registry,
+    endpoint: &Endpoint,
+    by: &Reference,
+) -> Result<(OciManifest, String), PullError> {
+    let tag_or_digest = by.digest().or(by.tag()).unwrap_or("latest");
+    let (body, named) = registry
+        .retrying(endpoint, || {
+            registry
+                .blobs
+                .get_manifest(&registry.client, endpoint, tag_or_digest)
+        })
+        .await?;
+    let check = |digest: &str| {
+        let mut verifier = BlobVerifier::new("manifest", digest, body.len() as u64)?;
+        verifier.update(&body)?;
+        verifier.finish()
+    };
+    if let Some(asked) = by.digest() {
+        check(asked)?;
     }
+    // A registry's own digest in an algorithm we do not know is left unchecked.
+    let named = named.filter(|d| BlobVerifier::supports(d));
+    if let Some(named) = &named {
+        check(named).map_err(|err| match err {
+            PullError::Verification { what, digest, .. } => PullError::Verification {
+                what,
+                digest,
+                problem: "the registry's Docker-Content-Digest does not match the manifest"
+                    .to_string(),
+            },
+            other => other,
+        })?;
+    }
+    let digest = match (by.digest(), named) {
+        (Some(asked), _) => asked.to_string(),
+        (None, Some(named)) => named,
+        (None, None) => sha256_digest(&body),
+    };
+    let manifest = parse_manifest(&body).map_err(|cause| PullError::Other {
+        reference: endpoint.reference.whole(),
+        registry: endpoint.host.clone(),
+        cause: format!("manifest {digest}: {cause}"),
+    })?;
+    Ok((manifest, digest))
+}
+
+/// An image manifest or index of schema 2, in one of the four media types.
+fn parse_manifest(body: &[u8]) -> Result<OciManifest, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Versioned {
+        schema_version: i64,
+        media_type: Option<String>,
+    }
+    let versioned: Versioned =
+        serde_json::from_slice(body).map_err(|e| format!("not a manifest: {e}"))?;
+    if versioned.schema_version != 2 {
+        return Err(format!(
+            "schema version {} is not supported (only 2)",
+            versioned.schema_version
+        ));
+    }
+    if let Some(media_type) = versioned.media_type {
+        if !MANIFEST_MEDIA_TYPES.contains(&media_type.as_str()) {
+            return Err(format!(
+                "media type {media_type} is not a manifest or an index"
+            ));
+        }
+    }
+    serde_json::from_slice(body).map_err(|e| format!("cannot read it: {e}"))
+}
+
+fn sha256_digest(body: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(openssl::sha::sha256(body)))
 }
 
 fn layer_list(
@@ -310,10 +369,30 @@ mod tests {
     }
 
     #[test]
-    fn digest_check_names_the_wanted_digest() {
-        let wanted = format!("sha256:{}", "1".repeat(64));
-        let err = check_digest("manifest", Some(&wanted), "sha256:other").unwrap_err();
-        assert!(err.to_string().contains(&wanted));
-        check_digest("manifest", None, "sha256:any").unwrap();
+    fn manifests_of_schema_2_in_the_four_types_only() {
+        let image = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+            "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:aa","size":2},
+            "layers":[]}"#;
+        assert!(matches!(
+            parse_manifest(image.as_bytes()),
+            Ok(OciManifest::Image(_))
+        ));
+        let index = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json",
+            "manifests":[]}"#;
+        assert!(matches!(
+            parse_manifest(index.as_bytes()),
+            Ok(OciManifest::ImageIndex(_))
+        ));
+        let schema1 = r#"{"schemaVersion":1,"name":"x","tag":"1","fsLayers":[]}"#;
+        assert!(parse_manifest(schema1.as_bytes())
+            .unwrap_err()
+            .contains("schema version 1"));
+        let artifact = r#"{"schemaVersion":2,"mediaType":"application/vnd.example+json"}"#;
+        assert!(parse_manifest(artifact.as_bytes())
+            .unwrap_err()
+            .contains("application/vnd.example+json"));
+        assert!(parse_manifest(b"<html>")
+            .unwrap_err()
+            .contains("not a manifest"));
     }
 }

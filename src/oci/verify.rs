@@ -47,6 +47,11 @@ impl BlobVerifier {
         })
     }
 
+    /// Whether `digest` names an algorithm (and length) this verifier checks.
+    pub fn supports(digest: &str) -> bool {
+        Self::new("blob", digest, 0).is_ok()
+    }
+
     /// Bytes accepted so far.
     pub fn received(&self) -> u64 {
         self.received
