@@ -174,7 +174,7 @@ impl LayerDownload<'_> {
         let digest = self.layer.digest.as_str();
         let remaining = verifier.remaining();
         let opened = registry
-            .blobs
+            .http
             .get_range(&registry.client, endpoint, digest, offset, remaining)
             .await;
         let mut response = match opened {

@@ -5,9 +5,9 @@
 
 pub mod apply;
 pub mod auth;
-mod blob;
 pub mod cli;
 mod download;
+mod http;
 mod pipe;
 pub mod platform;
 mod progress;

@@ -110,13 +110,6 @@ async fn pull_with(
         .get(first..)
         .filter(|rest| !rest.is_empty())
         .context("no registry to pull from")?;
-    // Blob requests only authenticate with credentials the client already holds.
-    for endpoint in endpoints {
-        registry
-            .client
-            .store_auth_if_needed(endpoint.reference.resolve_registry(), &endpoint.auth)
-            .await;
-    }
 
     let layers = resolved.layers.clone();
     let progress = Progress::new(layers.iter().map(|l| l.size).collect());

@@ -1,8 +1,9 @@
-//! Talking to registries through oci-client: client setup (TLS, insecure hosts), mirror
-//! endpoints, credentials per endpoint, and retries with backoff.
+//! Talking to registries: the oci-client set-up (TLS, insecure hosts; it answers the
+//! authentication challenges), mirror endpoints, credentials per endpoint, and retries with
+//! backoff or after the wait a registry asked for.
 
 use super::auth::{same_registry, Credentials};
-use super::blob::BlobHttp;
+use super::http::RegistryHttp;
 use super::pull_error::PullError;
 use super::verify::BlobVerifier;
 use super::PullOptions;
@@ -59,8 +60,8 @@ pub(crate) struct Endpoint {
 /// A configured client plus the endpoints to try, mirrors first.
 pub(crate) struct Registry {
     pub client: Client,
-    /// Blob requests (ranged, with `Retry-After` honoured).
-    pub blobs: BlobHttp,
+    /// Manifest and blob requests (`Retry-After` honoured, ranges checked).
+    pub http: RegistryHttp,
     pub endpoints: Vec<Endpoint>,
     pub retry: RetryPolicy,
 }
@@ -111,7 +112,7 @@ impl Registry {
             auth: credentials.for_registry(&origin, &origin),
         });
         let extra_roots = load_ca_file(opts.ca_file.as_deref())?;
-        let blobs = BlobHttp::new(
+        let http = RegistryHttp::new(
             plain_http.clone(),
             extra_roots.clone(),
             CONNECT_TIMEOUT,
@@ -130,7 +131,7 @@ impl Registry {
         let client = Client::try_from(config).context("cannot set up the registry client")?;
         Ok(Self {
             client,
-            blobs,
+            http,
             endpoints,
             retry: opts.retry.clone(),
         })
@@ -146,7 +147,7 @@ impl Registry {
     ) -> Result<Vec<u8>, Failure> {
         let mut verifier = BlobVerifier::new(what, digest, size).map_err(Failure::Fatal)?;
         let mut blob = self
-            .blobs
+            .http
             .get_range(&self.client, endpoint, digest, 0, size)
             .await?;
         let mut out = Vec::new();

@@ -1,7 +1,7 @@
 //! Resolution: reference → manifest (through the platform's index entry) → layer list,
 //! validated before anything destructive happens. No layer is downloaded here.
 
-use super::blob::MANIFEST_MEDIA_TYPES;
+use super::http::MANIFEST_MEDIA_TYPES;
 use super::platform::{self, Platform};
 use super::pull_error::PullError;
 use super::reference::parse_reference;
@@ -177,7 +177,7 @@ async fn fetch_manifest(
     let (body, named) = registry
         .retrying(endpoint, || {
             registry
-                .blobs
+                .http
                 .get_manifest(&registry.client, endpoint, tag_or_digest)
         })
         .await?;

@@ -38,7 +38,7 @@ pub(crate) const MANIFEST_MEDIA_TYPES: [&str; 4] = [
 pub(crate) const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
 /// How manifest and blob requests reach the registries.
-pub(crate) struct BlobHttp {
+pub(crate) struct RegistryHttp {
     /// Set up on a thread of its own from the start: loading the system's CA bundle takes
     /// tens of milliseconds of CPU, which the manifest requests then hide.
     client: Arc<LazyClient>,
@@ -89,7 +89,7 @@ impl HttpSettings {
     }
 }
 
-impl BlobHttp {
+impl RegistryHttp {
     /// Blob requests with the same TLS trust, plain-HTTP hosts and timeouts as oci-client.
     pub fn new(
         plain_http: Vec<String>,
@@ -110,7 +110,7 @@ impl BlobHttp {
         // Whoever comes first builds it, the other waits. Without the thread, the first
         // blob request builds it.
         let _ = std::thread::Builder::new()
-            .name("blob-http-setup".into())
+            .name("registry-http-setup".into())
             .spawn(move || {
                 early.get();
             });
