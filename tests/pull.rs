@@ -377,6 +377,40 @@ async fn mirrors_are_tried_first_and_the_origin_is_the_fallback() {
 }
 
 #[tokio::test]
+async fn https_registries_are_verified_against_the_system_bundle_and_the_ca_file() {
+    let (registry, _pki, ca) = TestRegistry::start_with_tls();
+    let image = format!("{}/test/tls:1", registry.host());
+    Pusher::with_ca(&ca)
+        .push_image(
+            &image,
+            &[Layer::gzip(tar_layer(&[Entry::File("f", b"over https")]))],
+            ("linux", "amd64"),
+            Flavour::Oci,
+        )
+        .await;
+    let trusting = PullOptions {
+        insecure_registries: vec![],
+        ca_file: Some(ca),
+        ..options(&registry)
+    };
+    let root = tempfile::tempdir().unwrap();
+    pull(&image, &trusting, root.path()).await.unwrap();
+    assert_eq!(read(root.path(), "f"), "over https");
+
+    // The same registry, without the CA file: its certificate is not trusted.
+    let untrusting = PullOptions {
+        insecure_registries: vec![],
+        ..options(&registry)
+    };
+    let err = resolve(&image, &untrusting).await.unwrap_err();
+    assert!(
+        matches!(pull_error(&err), PullError::Unavailable { .. }),
+        "{err:#}"
+    );
+    assert!(err.to_string().contains("certificate"), "{err:#}");
+}
+
+#[tokio::test]
 async fn plain_http_only_for_registries_named_insecure() {
     let registry = TestRegistry::start();
     let image = format!("{}/test/tls:1", registry.host());

@@ -57,7 +57,83 @@ impl TestRegistry {
         Self::start_inner(Some(user))
     }
 
+    /// Starts an anonymous registry serving HTTPS only, with a certificate for 127.0.0.1
+    /// made by a CA of its own; returns the registry and the CA's PEM file.
+    pub fn start_with_tls() -> (Self, tempfile::TempDir, PathBuf) {
+        let pki = tempfile::tempdir().expect("temp dir");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(pki.path())
+                .output()
+                .expect("the openssl command is needed for TLS tests");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(pki.path().join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ]);
+        let tls = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            pki.path().join("server.pem").display(),
+            pki.path().join("server.key").display()
+        );
+        let registry = Self::start_with(None, Some(&tls));
+        let ca = pki.path().join("ca.pem");
+        (registry, pki, ca)
+    }
+
     fn start_inner(user: Option<BasicUser<'_>>) -> Self {
+        Self::start_with(user, None)
+    }
+
+    /// `http_extra` goes under `http:` in the registry's configuration.
+    fn start_with(user: Option<BasicUser<'_>>, http_extra: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let storage = dir.path().join("storage");
@@ -66,6 +142,10 @@ impl TestRegistry {
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             storage.display()
         );
+        let tls = http_extra.is_some();
+        if let Some(extra) = http_extra {
+            config.push_str(extra);
+        }
         if let Some(user) = user {
             let htpasswd = dir.path().join("htpasswd");
             let out = Command::new("htpasswd")
@@ -94,7 +174,7 @@ impl TestRegistry {
             dir,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         };
-        registry.wait_ready(Duration::from_secs(30));
+        registry.wait_ready(Duration::from_secs(30), tls);
         registry
     }
 
@@ -108,15 +188,16 @@ impl TestRegistry {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
-    /// Polls `GET /v2/` until it answers 200 or 401, or panics at the deadline.
-    fn wait_ready(&mut self, timeout: Duration) {
+    /// Polls `GET /v2/` until it answers 200 or 401 (400 from a TLS registry asked in plain
+    /// HTTP), or panics at the deadline.
+    fn wait_ready(&mut self, timeout: Duration, tls: bool) {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("docker-registry exited with {status}: {}", self.log());
             }
             if let Some(code) = http_status(self.addr, "/v2/") {
-                if code == 200 || code == 401 {
+                if code == 200 || code == 401 || (tls && code == 400) {
                     return;
                 }
             }
@@ -312,6 +393,22 @@ impl Pusher {
     /// A pusher speaking plain HTTP to `host`, anonymous.
     pub fn new(host: &str) -> Self {
         Self::with_auth(host, RegistryAuth::Anonymous)
+    }
+
+    /// A pusher speaking HTTPS to a registry whose certificate `ca_pem` issued.
+    pub fn with_ca(ca_pem: &Path) -> Self {
+        let client = Client::new(ClientConfig {
+            protocol: ClientProtocol::Https,
+            extra_root_certificates: vec![oci_client::client::Certificate {
+                encoding: oci_client::client::CertificateEncoding::Pem,
+                data: std::fs::read(ca_pem).unwrap(),
+            }],
+            ..ClientConfig::default()
+        });
+        Self {
+            client,
+            auth: RegistryAuth::Anonymous,
+        }
     }
 
     /// A pusher with credentials.
