@@ -43,8 +43,8 @@ pub(crate) struct RegistryHttp {
     /// tens of milliseconds of CPU, which the manifest requests then hide.
     client: Arc<LazyClient>,
     plain_http: Vec<String>,
-    /// The `Authorization` value per host (`None`: anonymous), fetched once and again
-    /// when the registry answers 401 (an expired token).
+    /// The `Authorization` value per registry and repository (`None`: anonymous), fetched
+    /// once and again when the registry answers 401 (an expired token).
     authorization: tokio::sync::Mutex<HashMap<String, Option<HeaderValue>>>,
 }
 
@@ -287,10 +287,15 @@ impl RegistryHttp {
         endpoint: &Endpoint,
         renew: bool,
     ) -> Result<Option<HeaderValue>, Failure> {
-        let host = endpoint.reference.resolve_registry().to_string();
+        // Tokens are scoped to one repository on one registry.
+        let scope = format!(
+            "{}/{}",
+            endpoint.reference.resolve_registry(),
+            endpoint.reference.repository()
+        );
         let mut cache = self.authorization.lock().await;
         if !renew {
-            if let Some(value) = cache.get(&host) {
+            if let Some(value) = cache.get(&scope) {
                 return Ok(value.clone());
             }
         }
@@ -318,7 +323,7 @@ impl RegistryHttp {
                 Ok(header)
             })
             .transpose()?;
-        cache.insert(host, value.clone());
+        cache.insert(scope, value.clone());
         Ok(value)
     }
 }

@@ -13,9 +13,10 @@ pub enum PullError {
         /// Registry (or mirror) asked.
         registry: String,
     },
-    /// The registry refused the credentials (or wants some).
+    /// The registry refused the credentials (or wants some). Docker Hub answers so for a
+    /// repository that does not exist, too.
     #[error(
-        "registry {registry} refused access to {reference}: check the auth file or pull secret"
+        "registry {registry} refused access to {reference}: check the image name, and the auth file or pull secret"
     )]
     Unauthorized {
         /// Normalised reference.
