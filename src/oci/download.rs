@@ -4,8 +4,7 @@
 use super::pipe::{Chunk, PipeSender};
 use super::progress::Progress;
 use super::pull_error::PullError;
-use super::registry::Failure;
-use super::registry::{one_line, Endpoint, Registry};
+use super::registry::{one_line, Endpoint, Failure, Registry};
 use super::resolve::LayerDesc;
 use super::verify::BlobVerifier;
 use std::sync::atomic::{AtomicUsize, Ordering};
