@@ -1,10 +1,11 @@
 //! Streams one layer blob from the registry into a bounded channel, verifying size and
 //! digest on the way and resuming with a Range request after a dropped connection.
 
+use super::http::next_chunk;
 use super::pipe::{Chunk, PipeSender};
 use super::progress::Progress;
 use super::pull_error::PullError;
-use super::registry::{one_line, Endpoint, Failure, Registry};
+use super::registry::{Endpoint, Failure, Registry};
 use super::resolve::LayerDesc;
 use super::verify::BlobVerifier;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,6 +59,15 @@ enum Interrupted {
     Fatal(PullError),
     /// The applier hung up (it failed or finished): nothing more to do.
     ConsumerGone,
+}
+
+impl From<Failure> for Interrupted {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Transient(cause, retry_after) => Self::Transient(cause, retry_after),
+            Failure::Fatal(err) => Self::Fatal(err),
+        }
+    }
 }
 
 /// Where one layer comes from and where its bytes go.
@@ -172,17 +182,10 @@ impl LayerDownload<'_> {
         let registry = self.registry;
         let digest = self.layer.digest.as_str();
         let remaining = verifier.remaining();
-        let opened = registry
+        let mut response = registry
             .http
             .get_range(&registry.client, endpoint, digest, offset, remaining)
-            .await;
-        let mut response = match opened {
-            Ok(response) => response,
-            Err(Failure::Transient(cause, retry_after)) => {
-                return Err(Interrupted::Transient(cause, retry_after))
-            }
-            Err(Failure::Fatal(err)) => return Err(Interrupted::Fatal(err)),
-        };
+            .await?;
         // A registry that ignores the range sends the whole blob: skip what was applied.
         let mut skip = if response.partial { 0 } else { offset };
         let mut sending = true;
@@ -195,10 +198,9 @@ impl LayerDownload<'_> {
                 }
                 sending = false;
             }
-            let mut bytes = match response.response.chunk().await {
-                Ok(Some(bytes)) => bytes,
-                Err(err) => return Err(Interrupted::Transient(one_line(&err), None)),
-                Ok(None) => {
+            let mut bytes = match next_chunk(&mut response.response).await? {
+                Some(bytes) => bytes,
+                None => {
                     return Err(Interrupted::Transient(
                         format!(
                             "connection closed after {} of {} bytes",

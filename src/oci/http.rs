@@ -6,6 +6,7 @@
 use super::pull_error::PullError;
 use super::registry::{one_line, Endpoint, Failure};
 use base64::Engine as _;
+use bytes::Bytes;
 use oci_client::client::Certificate;
 use oci_client::manifest::{
     IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
@@ -68,7 +69,7 @@ impl LazyClient {
     }
 }
 
-/// What the blob client is built from: the same trust and limits as oci-client's.
+/// What the HTTP client is built from: the same trust and limits as oci-client's.
 struct HttpSettings {
     extra_roots: Vec<Certificate>,
     connect_timeout: Duration,
@@ -90,7 +91,7 @@ impl HttpSettings {
 }
 
 impl RegistryHttp {
-    /// Blob requests with the same TLS trust, plain-HTTP hosts and timeouts as oci-client.
+    /// Requests with the same TLS trust, plain-HTTP hosts and timeouts as oci-client.
     pub fn new(
         plain_http: Vec<String>,
         extra_roots: Vec<Certificate>,
@@ -108,7 +109,7 @@ impl RegistryHttp {
         });
         let early = Arc::clone(&client);
         // Whoever comes first builds it, the other waits. Without the thread, the first
-        // blob request builds it.
+        // request builds it.
         let _ = std::thread::Builder::new()
             .name("registry-http-setup".into())
             .spawn(move || {
@@ -122,13 +123,10 @@ impl RegistryHttp {
     }
 
     fn http(&self, endpoint: &Endpoint) -> Result<&reqwest::Client, Failure> {
-        self.client.get().as_ref().map_err(|cause| {
-            Failure::Fatal(PullError::Other {
-                reference: endpoint.reference.whole(),
-                registry: endpoint.host.clone(),
-                cause: format!("cannot set up the HTTP client: {cause}"),
-            })
-        })
+        self.client
+            .get()
+            .as_ref()
+            .map_err(|cause| other(endpoint, format!("cannot set up the HTTP client: {cause}")))
     }
 
     /// GET of bytes `offset..offset + length` of `digest` from `endpoint`.
@@ -192,11 +190,7 @@ impl RegistryHttp {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.trim().to_string());
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| Failure::Transient(one_line(&e), None))?
-        {
+        while let Some(chunk) = next_chunk(&mut response).await? {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_MANIFEST_BYTES {
                 return Err(other(
@@ -326,6 +320,14 @@ impl RegistryHttp {
         cache.insert(scope, value.clone());
         Ok(value)
     }
+}
+
+/// The next piece of a response body; a connection lost meanwhile is worth a retry.
+pub(crate) async fn next_chunk(response: &mut reqwest::Response) -> Result<Option<Bytes>, Failure> {
+    response
+        .chunk()
+        .await
+        .map_err(|e| Failure::Transient(one_line(&e), None))
 }
 
 fn other(endpoint: &Endpoint, cause: String) -> Failure {

@@ -3,7 +3,7 @@
 //! backoff or after the wait a registry asked for.
 
 use super::auth::{same_registry, Credentials};
-use super::http::RegistryHttp;
+use super::http::{next_chunk, RegistryHttp};
 use super::pull_error::PullError;
 use super::verify::BlobVerifier;
 use super::PullOptions;
@@ -64,6 +64,16 @@ pub(crate) struct Registry {
     pub http: RegistryHttp,
     pub endpoints: Vec<Endpoint>,
     pub retry: RetryPolicy,
+}
+
+/// Only the endpoints: the clients hold credentials and nothing worth printing.
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hosts: Vec<&str> = self.endpoints.iter().map(|e| e.host.as_str()).collect();
+        f.debug_struct("Registry")
+            .field("endpoints", &hosts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What went wrong with one request: worth retrying or not.
@@ -151,12 +161,7 @@ impl Registry {
             .get_range(&self.client, endpoint, digest, 0, size)
             .await?;
         let mut out = Vec::new();
-        while let Some(chunk) = blob
-            .response
-            .chunk()
-            .await
-            .map_err(|e| Failure::Transient(one_line(&e), None))?
-        {
+        while let Some(chunk) = next_chunk(&mut blob.response).await? {
             verifier.update(&chunk).map_err(Failure::Fatal)?;
             out.extend_from_slice(&chunk);
         }

@@ -55,7 +55,7 @@ pub struct LayerDesc {
 }
 
 /// An image resolved to one platform's manifest: what `pull_into` will fetch.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ResolvedImage {
     /// Normalised reference, e.g. `docker.io/library/ubuntu:24.04`.
     pub reference: String,
@@ -74,20 +74,6 @@ pub struct ResolvedImage {
     /// The client that resolved the image: the pull reuses its connections and tokens
     /// (and does not set up TLS a second time).
     pub(crate) registry: Arc<Registry>,
-}
-
-impl std::fmt::Debug for ResolvedImage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResolvedImage")
-            .field("reference", &self.reference)
-            .field("manifest_digest", &self.manifest_digest)
-            .field("index_digest", &self.index_digest)
-            .field("config_digest", &self.config_digest)
-            .field("layers", &self.layers)
-            .field("platform", &self.platform)
-            .field("source", &self.source)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ResolvedImage {
@@ -181,11 +167,7 @@ async fn fetch_manifest(
                 .get_manifest(&registry.client, endpoint, tag_or_digest)
         })
         .await?;
-    let check = |digest: &str| {
-        let mut verifier = BlobVerifier::new("manifest", digest, body.len() as u64)?;
-        verifier.update(&body)?;
-        verifier.finish()
-    };
+    let check = |digest: &str| BlobVerifier::check_whole("manifest", digest, &body);
     if let Some(asked) = by.digest() {
         check(asked)?;
     }

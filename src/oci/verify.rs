@@ -47,6 +47,13 @@ impl BlobVerifier {
         })
     }
 
+    /// Checks a blob held whole in memory (a manifest).
+    pub fn check_whole(what: &'static str, digest: &str, blob: &[u8]) -> Result<(), PullError> {
+        let mut verifier = Self::new(what, digest, blob.len() as u64)?;
+        verifier.update(blob)?;
+        verifier.finish()
+    }
+
     /// Whether `digest` names an algorithm (and length) this verifier checks.
     pub fn supports(digest: &str) -> bool {
         Self::new("blob", digest, 0).is_ok()

@@ -563,7 +563,6 @@ impl<'a> LayerWriter<'a> {
     }
 }
 
-/// Explains why a directory path could not be opened.
 /// Files at least this large have their write-back started as soon as they are written.
 const WRITEBACK_FROM: u64 = 256 * 1024;
 
@@ -578,6 +577,7 @@ fn start_writeback(file: &File) {
     }
 }
 
+/// Explains why a directory path could not be opened.
 fn resolve_error(e: Errno, path: &[u8]) -> anyhow::Error {
     match e {
         Errno::ENOTDIR => anyhow!("`{}` is not a directory", lossy(path)),
