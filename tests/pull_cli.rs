@@ -26,6 +26,8 @@ fn invalid_orders_exit_2_with_one_line() {
         vec!["Bad Reference", dest],
         vec!["--platform", "amd64", "debian", dest],
         vec!["--registry-mirror", "nonsense", "debian", dest],
+        vec!["--ca-file", "/nonexistent/ca.pem", "debian", dest],
+        vec!["--auth-file", "/nonexistent/config.json", "debian", dest],
     ] {
         let (code, stderr) = ocimetal_pull(&args);
         assert_eq!(code, 2, "{args:?}: {stderr}");

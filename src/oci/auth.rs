@@ -2,7 +2,7 @@
 //! `instance_info.image_pull_secret`. Values are never logged; only where they came from.
 
 use crate::config::Secret;
-use anyhow::Context;
+use crate::error::OrderError;
 use base64::Engine;
 use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
@@ -48,15 +48,22 @@ impl Credentials {
     pub fn load(auth_file: Option<&Path>, pull_secret: Option<&Secret>) -> anyhow::Result<Self> {
         let auth_file = match auth_file {
             Some(path) => {
-                let text = std::fs::read(path)
-                    .with_context(|| format!("cannot read auth file {}", path.display()))?;
+                let text = std::fs::read(path).map_err(|e| {
+                    OrderError::new(
+                        "auth_file",
+                        format!("cannot read auth file {}: {e}", path.display()),
+                    )
+                })?;
                 // serde_json's messages may quote values, so only the position is reported.
                 serde_json::from_slice(&text).map_err(|e| {
-                    anyhow::anyhow!(
-                        "auth file {} is not a docker config.json (invalid at line {} column {})",
-                        path.display(),
-                        e.line(),
-                        e.column()
+                    OrderError::new(
+                        "auth_file",
+                        format!(
+                            "{} is not a docker config.json (invalid at line {} column {})",
+                            path.display(),
+                            e.line(),
+                            e.column()
+                        ),
                     )
                 })?
             }
@@ -244,9 +251,14 @@ mod tests {
         std::fs::write(&path, r#"{"auths": "hunter2-secret"}"#).unwrap();
         let err = Credentials::load(Some(&path), None).err().unwrap();
         assert!(!format!("{err:#}").contains("hunter2"));
+        assert!(err.downcast_ref::<OrderError>().is_some(), "{err:#}");
         let missing = Credentials::load(Some(&dir.path().join("none")), None)
             .err()
             .unwrap();
         assert!(format!("{missing:#}").contains("cannot read auth file"));
+        assert!(
+            missing.downcast_ref::<OrderError>().is_some(),
+            "{missing:#}"
+        );
     }
 }

@@ -336,8 +336,12 @@ fn load_ca_file(path: Option<&std::path::Path>) -> anyhow::Result<Vec<Certificat
     let Some(path) = path else {
         return Ok(Vec::new());
     };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read CA file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        OrderError::new(
+            "ca_file",
+            format!("cannot read CA file {}: {e}", path.display()),
+        )
+    })?;
     const END: &str = "-----END CERTIFICATE-----";
     let certs: Vec<Certificate> = text
         .split_inclusive(END)
@@ -353,7 +357,11 @@ fn load_ca_file(path: Option<&std::path::Path>) -> anyhow::Result<Vec<Certificat
         })
         .collect();
     if certs.is_empty() {
-        anyhow::bail!("CA file {} holds no PEM certificate", path.display());
+        return Err(OrderError::new(
+            "ca_file",
+            format!("{} holds no PEM certificate", path.display()),
+        )
+        .into());
     }
     Ok(certs)
 }
@@ -418,8 +426,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, "not a certificate").unwrap();
-        assert!(load_ca_file(Some(&path)).is_err());
-        assert!(load_ca_file(Some(&dir.path().join("missing"))).is_err());
+        for bad in [path, dir.path().join("missing")] {
+            let err = load_ca_file(Some(&bad)).unwrap_err();
+            let order = err.downcast_ref::<OrderError>().expect("an order error");
+            assert_eq!(order.field, "ca_file");
+        }
         assert!(load_ca_file(None).unwrap().is_empty());
     }
 }
