@@ -1,14 +1,14 @@
 //! Differential test: our network_data conversion against cloud-init's own.
 //!
 //! Every fixture under `tests/fixtures/network_data/` is converted by
-//! `ocimetal::target::network` and by cloud-init's `convert_net_json` (run through
+//! `ocimetal::plan::system::network` and by cloud-init's `convert_net_json` (run through
 //! `tests/cloud_init_ref/convert.py`), and the two structures must be equal. cloud-init is
 //! not installed for this: `tests/cloud_init_ref/fetch.sh` unpacks Debian's package into
 //! `target/cloud-init-ref`. The YAML text we write is also read back with cloud-init's YAML
 //! reader (PyYAML, YAML 1.1) and must give the same structure. Without it (or without a Python that can import it) the test says
 //! why and passes without comparing.
 
-use ocimetal::target::network::convert_network_data;
+use ocimetal::plan::system::network::convert_network_data;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -211,8 +211,8 @@ fn cloud_init_renders_our_config_to_netplan_matching_nics_by_mac() {
 #[test]
 fn cloud_init_nocloud_reads_our_seed_as_the_configdrive_meant_it() {
     use ocimetal::config::Secret;
-    use ocimetal::target::cloud_init::{nocloud_seed, SeedInput};
-    use ocimetal::target::files::Hostname;
+    use ocimetal::plan::system::cloud_init::{nocloud_seed, SeedInput};
+    use ocimetal::plan::system::files::Hostname;
 
     if let Some(reason) = reference_unavailable() {
         println!("SKIPPED cloud_init_nocloud_reads_our_seed_as_the_configdrive_meant_it: {reason}");
@@ -348,6 +348,6 @@ fn awkward_strings_and_keys_read_back_identically_in_cloud_init() {
         serde_json::json!({"a": [{"b": [[]], "c": {}}], "": "empty key"}),
     );
     let value = Value::Object(map);
-    let yaml = ocimetal::target::yaml::to_yaml(&value).expect("yaml");
+    let yaml = ocimetal::plan::system::yaml::to_yaml(&value).expect("yaml");
     assert_eq!(cloud_init_reads(&yaml), value, "{yaml}");
 }

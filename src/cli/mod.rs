@@ -1,10 +1,11 @@
 //! The `plan`, `devices` and `install` subcommands: gather inputs, plan, print or execute.
 
+use crate::arch::Arch;
 use crate::config::{self, GatherOptions, Orders};
 use crate::error::OrderError;
+use crate::host::Host;
 use crate::inventory::{self, BlockDevice, Excluded};
 use crate::plan::{self, Plan, PlanInput};
-use crate::target::packages::Arch;
 use anyhow::Context;
 use std::path::PathBuf;
 
@@ -87,7 +88,7 @@ pub fn decide(sources: &SourceArgs) -> anyhow::Result<Decision> {
         arch,
     })?;
     // Only now: invalid orders are refused with one line and nothing before it.
-    for warning in &orders.warnings {
+    for warning in orders.warnings.iter().chain(&plan.warnings) {
         tracing::warn!("{warning}");
     }
     Ok(Decision {
@@ -151,7 +152,8 @@ pub fn debug_requested() -> bool {
 
 /// `ocimetal install`: decide, log the plan, then execute it (or only print it on `dry_run`).
 pub fn run_install(args: &InstallArgs) -> anyhow::Result<()> {
-    crate::systemd::notify_status("reading orders", false);
+    let host = crate::host::System;
+    host.notify("reading orders", false);
     let decision = decide(&args.sources)?;
     tracing::info!("orders: {}", config::redacted_summary(&decision.orders));
     for line in plan::render_summary(&decision.plan).lines() {
@@ -160,8 +162,12 @@ pub fn run_install(args: &InstallArgs) -> anyhow::Result<()> {
     if decision.orders.dry_run {
         // One machine-readable line for harnesses reading the console.
         println!("ocimetal-plan: {}", serde_json::to_string(&decision.plan)?);
-        crate::systemd::notify_status("dry run: plan printed, nothing touched", true);
+        host.notify("dry run: plan printed, nothing touched", true);
         return Ok(());
     }
-    crate::install::execute(&decision)
+    crate::install::execute(
+        &decision.plan,
+        &host,
+        std::path::Path::new(crate::install::TARGET_ROOT),
+    )
 }

@@ -162,7 +162,11 @@ pub struct Orders {
     pub warnings: Vec<String>,
 }
 
-fn serialize_proxy<S: serde::Serializer>(proxy: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+/// Serialises an HTTP proxy URL without its password.
+pub fn serialize_proxy<S: serde::Serializer>(
+    proxy: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match proxy {
         Some(url) => s.serialize_some(&fetch::display_url(url)),
         None => s.serialize_none(),

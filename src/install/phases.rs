@@ -1,6 +1,6 @@
 //! Per-phase timing and status reporting for the executor.
 
-use crate::systemd::notify_status;
+use crate::host::Host;
 use anyhow::Context;
 use std::time::{Duration, Instant};
 
@@ -15,11 +15,12 @@ impl Phases {
     /// names it in the error when it fails.
     pub fn run<T>(
         &mut self,
+        host: &dyn Host,
         name: &str,
         phase: impl FnOnce() -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         tracing::info!("step {name}: start");
-        notify_status(&format!("step {name}"), true);
+        host.notify(&format!("step {name}"), true);
         let start = Instant::now();
         let result = phase().with_context(|| format!("step {name} failed"));
         let elapsed = start.elapsed();
@@ -51,9 +52,10 @@ mod tests {
     #[test]
     fn failures_name_the_phase_and_every_phase_is_timed() {
         let mut phases = Phases::default();
-        assert_eq!(phases.run("wipe", || Ok(7)).unwrap(), 7);
+        let host = crate::host::System;
+        assert_eq!(phases.run(&host, "wipe", || Ok(7)).unwrap(), 7);
         let err = phases
-            .run("partition", || -> anyhow::Result<()> {
+            .run(&host, "partition", || -> anyhow::Result<()> {
                 anyhow::bail!("sgdisk died")
             })
             .unwrap_err();

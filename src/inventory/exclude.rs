@@ -49,7 +49,7 @@ pub(super) fn reasons(roots: &ScanRoots, found: &[Found]) -> Vec<Vec<String>> {
         }
     }
 
-    for mount in crate::storage::sysfs::parse_mountinfo(&roots.mountinfo) {
+    for mount in crate::host::sysfs::parse_mountinfo(&roots.mountinfo) {
         let device = owners
             .by_devno
             .get(&mount.major_minor)
@@ -223,7 +223,7 @@ fn labelled(
             let Some(link) = entry
                 .file_name()
                 .to_str()
-                .map(super::udev::decode_hex_escapes)
+                .map(crate::host::udev::decode_hex_escapes)
             else {
                 continue;
             };

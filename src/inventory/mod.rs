@@ -8,12 +8,12 @@
 mod exclude;
 mod sysfs;
 mod table;
-mod udev;
 
 #[cfg(test)]
 mod tests;
 
 use crate::error::OrderError;
+use crate::host::udev;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;

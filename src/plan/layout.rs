@@ -51,6 +51,8 @@ pub struct DiskLayout {
     pub disk: String,
     /// Disk size in bytes.
     pub disk_size: u64,
+    /// Logical sector size in bytes (sgdisk counts in sectors).
+    pub sector_size: u64,
     /// Partitions in order.
     pub partitions: Vec<Partition>,
 }
@@ -103,6 +105,7 @@ pub fn layouts(
         .map(|(index, disk)| DiskLayout {
             disk: disk.name.clone(),
             disk_size: disk.size,
+            sector_size: disk.logical_sectors.unwrap_or(512),
             partitions: vec![
                 Partition {
                     number: 1,

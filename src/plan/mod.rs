@@ -2,21 +2,28 @@
 //!
 //! Every decision the installer makes (image, disks, wipe list, layout, storage stack, packages,
 //! files, bootloader, EFI entries, what happens at the end) is taken here, validated, and
-//! recorded in a serialisable [`Plan`] that `ocimetal plan` prints and `ocimetal install`
-//! executes. Nothing here touches a disk or the network.
+//! recorded as a list of typed [`Step`]s that `ocimetal plan` prints and `ocimetal install`
+//! runs, in that order. Nothing here touches a disk or the network.
 
 pub mod layout;
+mod refine;
 mod render;
+pub mod step;
+pub mod system;
 
 pub use layout::{partition_path, DiskLayout, Partition};
-pub use render::render_summary;
+pub use refine::{refine, ImageFacts};
+pub use render::{render_summary, step_detail};
+pub use step::*;
 
+use crate::arch::Arch;
 use crate::config::{Orders, RebootAction, Sourced, WipeMode};
 use crate::error::OrderError;
 use crate::hints::{select_targets, RootDeviceHints};
 use crate::inventory::BlockDevice;
-use crate::target::packages::{Arch, OsRelease};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
+use system::packages::OsRelease;
 
 /// The md array the seed creates for RAID1.
 pub const RAID_DEVICE: &str = "/dev/md0";
@@ -39,7 +46,8 @@ pub const ESP2_MOUNT: &str = "/boot/efi2";
 /// Prefix of our EFI boot entry labels; entries with these labels are ours to replace.
 pub const BOOT_ENTRY_PREFIX: &str = "ocimetal";
 
-/// Everything the install will do, decided up front.
+/// Everything the install will do, decided up front: the main decisions for the operator, then
+/// the steps that carry out every one of them.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     /// Normalised image reference, e.g. `docker.io/library/ubuntu:24.04`.
@@ -66,108 +74,24 @@ pub struct Plan {
     pub wipe_mode_source: String,
     /// Every device that gets wiped, in order.
     pub wipe: Vec<String>,
-    /// GPT per target disk.
-    pub layout: Vec<DiskLayout>,
-    /// The md mirror, for RAID1.
-    pub raid_array: Option<RaidArray>,
-    /// The LVM stack.
-    pub lvm: Lvm,
-    /// Filesystems to create, in order.
-    pub filesystems: Vec<Filesystem>,
     /// Hostname of the installed system.
     pub hostname: Option<String>,
-    /// Packages installed in the target, per distribution, for this architecture.
-    pub packages: Vec<PackageSet>,
-    /// Files written into the target (paths relative to its root).
-    pub files: Vec<String>,
-    /// GRUB installs, one per ESP.
-    pub bootloader: Vec<BootloaderInstall>,
-    /// EFI boot entries created in NVRAM, primary first.
-    pub boot_entries: Vec<BootEntry>,
     /// What happens after a successful install.
     pub reboot: RebootAction,
-    /// Reinstall even when the same deployment is on disk.
+    /// Reinstall even when the same deployment is on disk (no re-entry step).
     pub force: bool,
     /// The ordered steps the installer executes.
     pub steps: Vec<Step>,
+    /// Notes about the orders for the log (ignored keys, fallbacks), free of secrets.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
-/// The md RAID1 array.
-#[derive(Debug, Clone, Serialize)]
-pub struct RaidArray {
-    pub device: String,
-    pub level: u32,
-    pub metadata: String,
-    pub bitmap: String,
-    pub name: String,
-    pub homehost: String,
-    /// Member partitions, primary first.
-    pub members: Vec<String>,
-}
-
-/// The LVM stack on the physical volume.
-#[derive(Debug, Clone, Serialize)]
-pub struct Lvm {
-    pub pv: String,
-    pub vg: String,
-    pub lv: String,
-    /// The LV's device path, e.g. `/dev/vg_root/lv_root`.
-    pub lv_path: String,
-    /// Extents given to the LV.
-    pub extents: String,
-}
-
-/// A filesystem to create and where it is mounted in the target.
-#[derive(Debug, Clone, Serialize)]
-pub struct Filesystem {
-    pub device: String,
-    pub fstype: String,
-    pub label: String,
-    pub mountpoint: String,
-}
-
-/// The packages for one distribution family.
-#[derive(Debug, Clone, Serialize)]
-pub struct PackageSet {
-    /// `debian` or `ubuntu`.
-    pub distro: String,
-    /// Package names; `{VERSION_ID}` is replaced by the image's os-release value.
-    pub packages: Vec<String>,
-}
-
-/// One `grub-install` run.
-#[derive(Debug, Clone, Serialize)]
-pub struct BootloaderInstall {
-    /// ESP partition.
-    pub esp: String,
-    /// Mount point inside the target.
-    pub efi_directory: String,
-    /// GRUB target, e.g. `x86_64-efi`.
-    pub target: String,
-    /// Also install the removable fallback path (`\EFI\BOOT\BOOTX64.EFI`).
-    pub removable: bool,
-}
-
-/// One EFI boot entry.
-#[derive(Debug, Clone, Serialize)]
-pub struct BootEntry {
-    /// Label shown by the firmware; unique per ESP.
-    pub label: String,
-    /// Disk holding the ESP.
-    pub disk: String,
-    /// ESP partition number.
-    pub partition: u32,
-    /// Loader path on the ESP; `{OS_ID}` is the image's os-release ID (`debian`, `ubuntu`).
-    pub loader: String,
-}
-
-/// One step of the install, in execution order.
-#[derive(Debug, Clone, Serialize)]
-pub struct Step {
-    /// Stable step name (`wipe`, `partition`, `pull`...).
-    pub name: String,
-    /// What the step will do, for the operator.
-    pub detail: String,
+impl Plan {
+    /// The first step of a kind, e.g. `plan.find(|s| match s { Step::Raid(r) => Some(r), _ => None })`.
+    pub fn find<'a, T>(&'a self, pick: impl Fn(&'a Step) -> Option<&'a T>) -> Option<&'a T> {
+        self.steps.iter().find_map(pick)
+    }
 }
 
 /// The inputs of [`plan`]: orders, the eligible disks, and the architecture.
@@ -181,7 +105,9 @@ pub struct PlanInput<'a> {
 /// Decides everything; validates every order. Pure: no I/O.
 pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
     let orders = input.orders;
+    let arch = input.arch;
     let image = normalize_image(&orders.image)?;
+    let platform = arch.oci_platform().to_string();
     let selection = select_targets(orders.root_device_hints.as_ref(), input.devices)?;
     let hints_field = orders
         .root_device_hints
@@ -195,46 +121,167 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
         None if raid => (WipeMode::All, "default for RAID1".to_string()),
         None => (WipeMode::Target, "default for one disk".to_string()),
     };
-    let wipe = match wipe_mode {
+    let wipe: Vec<String> = match wipe_mode {
         WipeMode::All => input.devices.iter().map(|d| d.name.clone()).collect(),
         WipeMode::Target => disks.clone(),
     };
 
     let layout = layout::layouts(&selection.disks, raid, hints_field)?;
     let hostname = orders.hostname.as_ref().map(|h| h.value.clone());
+    let (order_files, warnings) = system::write::order_files(orders, raid)?;
+    let orders_hash = orders_hash(orders);
+    let esps: Vec<MountPoint> = layout
+        .iter()
+        .enumerate()
+        .map(|(index, disk)| MountPoint {
+            device: disk.partitions[0].device.clone(),
+            at: esp_mountpoint(index),
+            fstype: FsType::Vfat,
+            options: Some("umask=0077".to_string()),
+        })
+        .collect();
     let raid_array = raid.then(|| RaidArray {
         device: RAID_DEVICE.to_string(),
         level: 1,
         metadata: "1.2".to_string(),
         bitmap: "internal".to_string(),
-        name: RAID_NAME.to_string(),
+        md_name: RAID_NAME.to_string(),
         homehost: homehost(orders),
         members: layout
             .iter()
             .map(|l| l.partitions[1].device.clone())
             .collect(),
     });
-    let pv = match &raid_array {
-        Some(array) => array.device.clone(),
-        None => layout[0].partitions[1].device.clone(),
-    };
     let lvm = Lvm {
-        pv,
+        pv: match &raid_array {
+            Some(array) => array.device.clone(),
+            None => layout[0].partitions[1].device.clone(),
+        },
         vg: VG_NAME.to_string(),
         lv: LV_NAME.to_string(),
         lv_path: format!("/dev/{VG_NAME}/{LV_NAME}"),
         extents: "100%FREE".to_string(),
     };
-    let filesystems = filesystems(&layout, &lvm);
-    let packages = package_sets(input.arch)?;
-    let bootloader = bootloader_installs(&layout, input.arch);
-    let boot_entries = boot_entries(&layout, input.arch);
+    let boot_entries = boot_entries(&layout, arch);
 
-    let mut plan = Plan {
+    let mut steps = Vec::new();
+    if !orders.force {
+        steps.push(Step::Reentry(Reentry {
+            esp: layout[0].partitions[0].device.clone(),
+            node_uuid: orders.node_uuid.clone(),
+            orders_hash: orders_hash.clone(),
+            boot_entry: boot_entries[0].label.clone(),
+        }));
+    }
+    let mut not_in_use = wipe.clone();
+    not_in_use.extend(disks.iter().filter(|d| !wipe.contains(d)).cloned());
+    steps.push(Step::Validate(Validate {
+        image: image.clone(),
+        platform: platform.clone(),
+        registry: RegistryAccess {
+            insecure_registries: orders.insecure_registries.clone(),
+            mirrors: orders.registry_mirrors.clone(),
+            auth_file: orders.auth_file.clone(),
+            pull_secret: orders.image_pull_secret.clone(),
+            ca_file: orders.ca_file.clone(),
+        },
+        not_in_use,
+    }));
+    steps.push(Step::Wipe(Wipe {
+        devices: wipe.clone(),
+    }));
+    steps.push(Step::Partition(PartitionDisks {
+        disks: layout.clone(),
+    }));
+    if let Some(array) = &raid_array {
+        steps.push(Step::Raid(array.clone()));
+    }
+    steps.push(Step::Lvm(lvm.clone()));
+    steps.push(Step::Mkfs(Mkfs {
+        filesystems: filesystems(&lvm, &esps),
+    }));
+    steps.push(Step::Mount(Mount {
+        mounts: vec![MountPoint {
+            device: lvm.lv_path.clone(),
+            at: "/".to_string(),
+            fstype: FsType::Ext4,
+            options: None,
+        }],
+    }));
+    // Layers go onto the bare root filesystem: the applier never crosses a mount point, so
+    // the ESP is mounted only afterwards.
+    steps.push(Step::Pull(Pull {
+        image: image.clone(),
+        platform: platform.clone(),
+    }));
+    steps.push(Step::Mount(Mount {
+        mounts: esps[..1].to_vec(),
+    }));
+    steps.push(Step::Packages(Packages::DependsOnImage {
+        rules: package_sets(arch)?,
+        arch,
+        raid,
+        apt_proxy: orders.apt_proxy.clone(),
+    }));
+    let mut edits = vec![FileEdit::InitramfsModules, FileEdit::InitramfsConf];
+    edits.push(FileEdit::GrubDefault);
+    if raid {
+        edits.push(FileEdit::MdadmConf);
+    }
+    steps.push(Step::Files(Files {
+        files: order_files,
+        edits,
+        arch,
+        raid,
+    }));
+    steps.push(Step::Initramfs(Initramfs { raid }));
+    if esps.len() > 1 {
+        steps.push(Step::Mount(Mount {
+            mounts: esps[1..].to_vec(),
+        }));
+    }
+    steps.push(Step::Bootloader(Bootloader {
+        installs: esps
+            .iter()
+            .map(|esp| BootloaderInstall {
+                esp: esp.device.clone(),
+                efi_directory: esp.at.clone(),
+                target: arch.efi_target().to_string(),
+                removable: Some(arch.removable_efi_name().to_string()),
+            })
+            .collect(),
+        shim: arch.shim_loader_name().to_string(),
+    }));
+    if orders.reboot.value == RebootAction::Kexec {
+        steps.push(Step::KexecLoad(KexecLoad {
+            root: format!("LABEL={ROOT_LABEL}"),
+        }));
+    }
+    steps.push(Step::Record(Record {
+        node_uuid: orders.node_uuid.clone(),
+        orders_hash,
+        image: image.clone(),
+        platform: platform.clone(),
+        disks: selection.disks.iter().map(Into::into).collect(),
+        path: system::record::DEPLOYMENT_RECORD_PATH.to_string(),
+        markers: esps.iter().map(|esp| esp.at.clone()).collect(),
+    }));
+    steps.push(Step::Finish(Finish {
+        vg: lvm.vg.clone(),
+        raid: raid_array.as_ref().map(|a| a.device.clone()),
+    }));
+    steps.push(Step::EfiEntries(EfiEntries {
+        entries: boot_entries,
+    }));
+    steps.push(Step::Power(Power {
+        action: orders.reboot.value,
+    }));
+
+    Ok(Plan {
         image,
         image_source: orders.image.key.clone(),
-        platform: input.arch.oci_platform().to_string(),
-        arch: input.arch,
+        platform,
+        arch,
         disks,
         disk_details: selection.disks.clone(),
         hints: selection.hints.clone(),
@@ -243,22 +290,12 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
         wipe_mode,
         wipe_mode_source,
         wipe,
-        layout,
-        raid_array,
-        lvm,
-        filesystems,
         hostname,
-        packages,
-        files: Vec::new(),
-        bootloader,
-        boot_entries,
         reboot: orders.reboot.value,
         force: orders.force,
-        steps: Vec::new(),
-    };
-    plan.files = target_files(&plan, orders)?;
-    plan.steps = steps(&plan);
-    Ok(plan)
+        steps,
+        warnings,
+    })
 }
 
 /// Normalises an image reference the way Docker does (`ubuntu:24.04` →
@@ -278,6 +315,49 @@ pub fn normalize_image(image: &Sourced<String>) -> Result<String, OrderError> {
         })
 }
 
+/// A digest of the orders that shape the result (node, image, hints, wipe mode, hostname,
+/// meta_data, user_data, network_data): two runs with equal digests install the same system.
+/// Secrets enter only through the digest.
+pub fn orders_hash(orders: &Orders) -> String {
+    let mut hash = Sha256::new();
+    let hints = orders
+        .root_device_hints
+        .as_ref()
+        .map(|h| serde_json::to_string(&h.value).unwrap_or_default())
+        .unwrap_or_default();
+    let wipe = orders
+        .wipe_mode
+        .as_ref()
+        .map(|w| format!("{:?}", w.value))
+        .unwrap_or_default();
+    let meta = serde_json::to_string(&orders.meta_data).unwrap_or_default();
+    let network = orders
+        .network_data
+        .as_ref()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    let user_data = orders.user_data.as_ref().map(|u| u.expose()).unwrap_or(&[]);
+    for part in [
+        orders.node_uuid.as_deref().unwrap_or("").as_bytes(),
+        orders.image.value.as_bytes(),
+        hints.as_bytes(),
+        wipe.as_bytes(),
+        orders
+            .hostname
+            .as_ref()
+            .map(|h| h.value.as_bytes())
+            .unwrap_or(&[]),
+        meta.as_bytes(),
+        network.as_bytes(),
+        user_data,
+    ] {
+        // Length-prefix each part so that moving bytes between fields changes the digest.
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part);
+    }
+    format!("sha256:{}", hex::encode(hash.finalize()))
+}
+
 /// md `--homehost`: the seed uses metal3-name; fall back to the hostname, then a fixed name.
 fn homehost(orders: &Orders) -> String {
     orders
@@ -287,22 +367,20 @@ fn homehost(orders: &Orders) -> String {
         .unwrap_or_else(|| "ocimetal".to_string())
 }
 
-fn filesystems(layout: &[DiskLayout], lvm: &Lvm) -> Vec<Filesystem> {
-    let mut out = vec![Filesystem {
+fn filesystems(lvm: &Lvm, esps: &[MountPoint]) -> Vec<Filesystem> {
+    let root = Filesystem {
         device: lvm.lv_path.clone(),
-        fstype: "ext4".to_string(),
+        fstype: FsType::Ext4,
         label: ROOT_LABEL.to_string(),
         mountpoint: "/".to_string(),
-    }];
-    for (index, disk) in layout.iter().enumerate() {
-        out.push(Filesystem {
-            device: disk.partitions[0].device.clone(),
-            fstype: "vfat".to_string(),
-            label: layout::esp_label(index).to_string(),
-            mountpoint: esp_mountpoint(index),
-        });
-    }
-    out
+    };
+    let esps = esps.iter().enumerate().map(|(index, esp)| Filesystem {
+        device: esp.device.clone(),
+        fstype: FsType::Vfat,
+        label: layout::esp_label(index).to_string(),
+        mountpoint: esp.at.clone(),
+    });
+    std::iter::once(root).chain(esps).collect()
 }
 
 /// `/boot/efi` for the primary ESP, `/boot/efi2` for the second (the seed's names).
@@ -321,7 +399,7 @@ fn package_sets(arch: Arch) -> Result<Vec<PackageSet>, OrderError> {
         .iter()
         .map(|(distro, version)| {
             let os = OsRelease::parse(&format!("ID={distro}\nVERSION_ID=\"{version}\"\n"));
-            let packages = crate::target::packages::packages_for(&os, arch)?
+            let packages = system::packages::packages_for(&os, arch)?
                 .into_iter()
                 .map(|p| p.replace(version, "{VERSION_ID}"))
                 .collect();
@@ -329,19 +407,6 @@ fn package_sets(arch: Arch) -> Result<Vec<PackageSet>, OrderError> {
                 distro: distro.to_string(),
                 packages,
             })
-        })
-        .collect()
-}
-
-fn bootloader_installs(layout: &[DiskLayout], arch: Arch) -> Vec<BootloaderInstall> {
-    layout
-        .iter()
-        .enumerate()
-        .map(|(index, disk)| BootloaderInstall {
-            esp: disk.partitions[0].device.clone(),
-            efi_directory: esp_mountpoint(index),
-            target: arch.efi_target().to_string(),
-            removable: true,
         })
         .collect()
 }
@@ -355,139 +420,58 @@ fn boot_entries(layout: &[DiskLayout], arch: Arch) -> Vec<BootEntry> {
             disk: disk.disk.clone(),
             partition: 1,
             loader: format!("\\EFI\\{{OS_ID}}\\{}", arch.shim_loader_name()),
+            without_shim: Some(format!("\\EFI\\{{OS_ID}}\\{}", arch.grub_loader_name())),
         })
         .collect()
 }
 
-/// The files the installer will write, rendered now with empty image files: the same code
-/// path as the install, so network_data, hostname and proxy orders are validated here.
-fn target_files(plan: &Plan, orders: &Orders) -> Result<Vec<String>, OrderError> {
-    let empty = |_: &str| Some(String::new());
-    let files = crate::target::write::target_files(plan, orders, "", &empty).map_err(|err| {
-        err.downcast::<OrderError>()
-            .unwrap_or_else(|other| OrderError::new("configdrive", format!("{other:#}")))
-    })?;
-    let mut paths: Vec<String> = files
-        .iter()
-        .map(|f| format!("/{}", f.path.display()))
-        .collect();
-    paths.push(format!(
-        "/{}",
-        crate::target::record::DEPLOYMENT_RECORD_PATH
-    ));
-    Ok(paths)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Orders;
+    use crate::config::{RebootAction, Secret, Source, Sourced};
 
-fn steps(plan: &Plan) -> Vec<Step> {
-    let step = |name: &str, detail: String| Step {
-        name: name.to_string(),
-        detail,
-    };
-    let mut steps = vec![
-        step(
-            "validate",
-            format!(
-                "resolve {} for {} in the registry",
-                plan.image, plan.platform
-            ),
-        ),
-        step(
-            "wipe",
-            format!(
-                "tear down holders (LVM, md) and wipe signatures on {}",
-                plan.wipe.join(", ")
-            ),
-        ),
-        step(
-            "partition",
-            format!(
-                "GPT on {}: ESP 2 MiB..2050 MiB, data to the end",
-                plan.disks.join(", ")
-            ),
-        ),
-    ];
-    if let Some(array) = &plan.raid_array {
-        steps.push(step(
-            "raid",
-            format!(
-                "mdadm RAID1 {} (metadata {}, bitmap {}, homehost {}) on {}",
-                array.device,
-                array.metadata,
-                array.bitmap,
-                array.homehost,
-                array.members.join(" + ")
-            ),
-        ));
+    fn orders() -> Orders {
+        Orders {
+            node_uuid: None,
+            image: Sourced::new("debian:13".to_string(), Source::Default, "default"),
+            root_device_hints: None,
+            wipe_mode: None,
+            hostname: None,
+            metal3_name: None,
+            meta_data: Default::default(),
+            user_data: Some(Secret::new("#cloud-config\n")),
+            network_data: None,
+            insecure_registries: vec![],
+            registry_mirrors: vec![],
+            image_pull_secret: None,
+            auth_file: None,
+            ca_file: None,
+            apt_proxy: None,
+            reboot: Sourced::new(RebootAction::Reboot, Source::Default, "default"),
+            force: false,
+            debug: false,
+            dry_run: false,
+            configdrive_origin: None,
+            warnings: vec![],
+        }
     }
-    steps.extend([
-        step(
-            "lvm",
-            format!(
-                "PV {}, VG {}, LV {} {}",
-                plan.lvm.pv, plan.lvm.vg, plan.lvm.lv, plan.lvm.extents
-            ),
-        ),
-        step(
-            "mkfs",
-            plan.filesystems
-                .iter()
-                .map(|f| format!("{} {} ({})", f.fstype, f.device, f.label))
-                .collect::<Vec<_>>()
-                .join(", "),
-        ),
-        step(
-            "mount",
-            "root LV and ESP(s) under a private mount point".to_string(),
-        ),
-        step(
-            "pull",
-            format!(
-                "apply {} ({}) onto the root filesystem",
-                plan.image, plan.platform
-            ),
-        ),
-        step(
-            "packages",
-            "apt-get install what the image lacks; nothing (no network) when it already has \
-             the kernel, GRUB, initramfs-tools, LVM, cloud-init and an init (and mdadm, rsync \
-             for RAID1)"
-                .to_string(),
-        ),
-        step("files", format!("write {} files", plan.files.len())),
-        step(
-            "initramfs",
-            "update-initramfs once, after every file is written; an image's own initramfs \
-             that already activates LVM is kept on one disk"
-                .to_string(),
-        ),
-        step(
-            "bootloader",
-            format!(
-                "grub-install ({}) to {} with the removable fallback; update-grub",
-                plan.arch.efi_target(),
-                plan.bootloader
-                    .iter()
-                    .map(|b| b.esp.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ),
-        step(
-            "efi-entries",
-            format!(
-                "{}; first in BootOrder, BootNext = primary",
-                plan.boot_entries
-                    .iter()
-                    .map(|e| format!("{:?} on {} part {}", e.label, e.disk, e.partition))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ),
-        step(
-            "finish",
-            "unmount and deactivate in reverse order".to_string(),
-        ),
-        step("reboot", format!("{:?}", plan.reboot).to_lowercase()),
-    ]);
-    steps
+
+    #[test]
+    fn digest_changes_with_what_shapes_the_system_and_hides_secrets() {
+        let base = orders();
+        let same = orders_hash(&base);
+        assert_eq!(same, orders_hash(&orders()));
+        assert!(same.starts_with("sha256:") && same.len() == 7 + 64);
+        let mut other_image = orders();
+        other_image.image.value = "debian:12".into();
+        assert_ne!(same, orders_hash(&other_image));
+        let mut other_user_data = orders();
+        other_user_data.user_data = Some(Secret::new("#cloud-config\nx: 1\n"));
+        assert_ne!(same, orders_hash(&other_user_data));
+        let mut other_node = orders();
+        other_node.node_uuid = Some("1234".into());
+        assert_ne!(same, orders_hash(&other_node));
+        assert!(!same.contains("cloud-config"));
+    }
 }

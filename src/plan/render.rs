@@ -1,5 +1,7 @@
-//! The readable form of a plan, for `ocimetal plan` without `--json` and for the journal.
+//! The readable form of a plan, for `ocimetal plan` without `--json` and for the journal: the
+//! main decisions, then one line per step, rendered from the steps themselves.
 
+use super::step::*;
 use super::Plan;
 use std::fmt::Write;
 
@@ -39,9 +41,13 @@ pub fn render_summary(plan: &Plan) -> String {
             format!("hints from {s}")
         });
     line("disks", format!("{disks}; chosen by {chosen_by}"));
+    let raid = plan.find(|s| match s {
+        Step::Raid(array) => Some(array),
+        _ => None,
+    });
     line(
         "raid",
-        match &plan.raid_array {
+        match raid {
             Some(a) => format!(
                 "RAID1 {} metadata {} bitmap {} homehost {}",
                 a.device, a.metadata, a.bitmap, a.homehost
@@ -58,64 +64,172 @@ pub fn render_summary(plan: &Plan) -> String {
             plan.wipe.join(", ")
         ),
     );
-    for disk in &plan.layout {
-        let parts = disk
-            .partitions
-            .iter()
-            .map(|p| {
-                format!(
-                    "{} {} {}..{} MiB",
-                    p.device,
-                    p.type_code,
-                    p.start >> 20,
-                    (p.start + p.size) >> 20
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        line("gpt", format!("{}: {parts}", disk.disk));
-    }
-    line(
-        "lvm",
-        format!(
-            "{} on {} ({})",
-            plan.lvm.lv_path, plan.lvm.pv, plan.lvm.extents
-        ),
-    );
-    for fs in &plan.filesystems {
-        line(
-            "mkfs",
-            format!(
-                "{} {} label {} at {}",
-                fs.fstype, fs.device, fs.label, fs.mountpoint
-            ),
-        );
-    }
     line(
         "hostname",
         plan.hostname
             .clone()
             .unwrap_or_else(|| "(from the image)".to_string()),
     );
-    for set in &plan.packages {
-        line(
-            "packages",
-            format!("{}: {}", set.distro, set.packages.join(" ")),
-        );
-    }
-    for entry in &plan.boot_entries {
-        line(
-            "efi entry",
-            format!(
-                "{:?} {} part {} {}",
-                entry.label, entry.disk, entry.partition, entry.loader
-            ),
-        );
-    }
     line("then", format!("{:?}", plan.reboot).to_lowercase());
     let _ = writeln!(out, "steps:");
     for (n, step) in plan.steps.iter().enumerate() {
-        let _ = writeln!(out, "  {:>2}. {:<12} {}", n + 1, step.name, step.detail);
+        let _ = writeln!(
+            out,
+            "  {:>2}. {:<12} {}",
+            n + 1,
+            step.name(),
+            step_detail(step)
+        );
     }
     out
+}
+
+/// What one step will do, in one line.
+pub fn step_detail(step: &Step) -> String {
+    match step {
+        Step::Reentry(r) => format!(
+            "if {} holds this deployment's marker, point BootNext at {:?} and skip to the end \
+             (ocimetal.force reinstalls)",
+            r.esp, r.boot_entry
+        ),
+        Step::Validate(v) => format!(
+            "refuse targets in use ({}); resolve {} for {} in the registry and start the layer \
+             downloads",
+            v.not_in_use.join(", "),
+            v.image,
+            v.platform
+        ),
+        Step::Wipe(w) => format!(
+            "tear down holders (LVM, md) and wipe signatures on {}",
+            w.devices.join(", ")
+        ),
+        Step::Partition(p) => p
+            .disks
+            .iter()
+            .map(|disk| {
+                let parts = disk
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{} {} {}..{} MiB",
+                            p.device,
+                            p.type_code,
+                            p.start >> 20,
+                            (p.start + p.size) >> 20
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("GPT on {}: {parts}", disk.disk)
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Step::Raid(a) => format!(
+            "mdadm RAID{} {} (metadata {}, bitmap {}, homehost {}) on {}",
+            a.level,
+            a.device,
+            a.metadata,
+            a.bitmap,
+            a.homehost,
+            a.members.join(" + ")
+        ),
+        Step::Lvm(l) => format!("PV {}, VG {}, LV {} {}", l.pv, l.vg, l.lv, l.extents),
+        Step::Mkfs(m) => m
+            .filesystems
+            .iter()
+            .map(|f| format!("{} {} ({})", f.fstype.as_str(), f.device, f.label))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Step::Mount(m) => m
+            .mounts
+            .iter()
+            .map(|p| format!("{} on {} ({})", p.device, p.at, p.fstype.as_str()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Step::Pull(p) => format!(
+            "apply {} ({}) onto the root filesystem",
+            p.image, p.platform
+        ),
+        Step::Packages(Packages::DependsOnImage { rules, .. }) => format!(
+            "depends on the image: apt-get install what it lacks of the rule for its \
+             distribution ({}); nothing (no network) when it already has the kernel, GRUB, \
+             initramfs-tools, LVM, cloud-init and an init (and mdadm, rsync for RAID1)",
+            rules
+                .iter()
+                .map(|r| r.distro.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Step::Packages(Packages::Decided { install, purge, .. }) => {
+            match (install.is_empty(), purge.is_empty()) {
+                (true, true) => "nothing: the image has everything it needs".to_string(),
+                _ => format!("install: {}; purge: {}", or_none(install), or_none(purge)),
+            }
+        }
+        Step::Files(f) => {
+            let mut text = format!("write {} files", f.files.len());
+            if !f.edits.is_empty() {
+                let _ = write!(
+                    text,
+                    " and, depending on the image, {}",
+                    f.edits
+                        .iter()
+                        .map(|e| format!("/{}", super::system::write::edit_path(e)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            text
+        }
+        Step::Initramfs(_) => "update-initramfs once, after every file is written; an image's \
+                               own initramfs that already activates LVM is kept on one disk"
+            .to_string(),
+        Step::Bootloader(b) => format!(
+            "grub-install ({}) to {}{}; update-grub",
+            b.installs.first().map_or("", |i| i.target.as_str()),
+            b.installs
+                .iter()
+                .map(|i| i.esp.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            match b.installs.first().and_then(|i| i.removable.as_deref()) {
+                Some(name) => format!(" with the removable fallback \\EFI\\BOOT\\{name}"),
+                None => String::new(),
+            }
+        ),
+        Step::KexecLoad(k) => format!(
+            "kexec -l the newest installed kernel (root={}, this boot's consoles)",
+            k.root
+        ),
+        Step::Record(r) => format!(
+            "write /{} and, last of all, the marker on {}",
+            r.path,
+            r.markers.join(", ")
+        ),
+        Step::Finish(f) => match &f.raid {
+            Some(array) => format!("unmount everything, deactivate {} and stop {array}", f.vg),
+            None => format!("unmount everything and deactivate {}", f.vg),
+        },
+        Step::EfiEntries(e) => format!(
+            "{}; first in BootOrder, BootNext = primary",
+            e.entries
+                .iter()
+                .map(|e| format!(
+                    "{:?} on {} part {} {}",
+                    e.label, e.disk, e.partition, e.loader
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Step::Power(p) => format!("{:?}", p.action).to_lowercase(),
+    }
+}
+
+fn or_none(list: &[String]) -> String {
+    if list.is_empty() {
+        "none".to_string()
+    } else {
+        list.join(" ")
+    }
 }

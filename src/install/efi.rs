@@ -1,7 +1,8 @@
 //! EFI boot entries in NVRAM through efibootmgr: one per ESP with distinct labels, ours first
 //! in BootOrder, BootNext on the primary.
 
-use crate::exec::{cmd, run};
+use crate::host::exec::cmd;
+use crate::host::Host;
 use crate::plan::BootEntry;
 use anyhow::Context;
 
@@ -49,30 +50,30 @@ pub fn boot_order(ours: &[String], previous: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn read_state() -> anyhow::Result<BootState> {
+fn read_state(host: &dyn Host) -> anyhow::Result<BootState> {
     Ok(parse_efibootmgr(
-        &run(&mut cmd("efibootmgr", ["-v"]))?.stdout,
+        &host.run(&mut cmd("efibootmgr", ["-v"]))?.stdout,
     ))
 }
 
-/// Replaces our entries: removes every entry carrying one of our labels, creates one per ESP
-/// with `os_id` substituted in the loader path, orders ours first, and sets BootNext to the
-/// primary. Returns the new entry numbers, primary first.
-pub fn ensure_entries(entries: &[BootEntry], os_id: &str) -> anyhow::Result<Vec<String>> {
-    let before = read_state().context("reading EFI boot entries")?;
+/// Replaces our entries: removes every entry carrying one of our labels, creates one per ESP,
+/// orders ours first, and sets BootNext to the primary. Returns the new entry numbers,
+/// primary first.
+pub fn ensure_entries(host: &dyn Host, entries: &[BootEntry]) -> anyhow::Result<Vec<String>> {
+    let before = read_state(host).context("reading EFI boot entries")?;
     let labels: Vec<&str> = entries.iter().map(|e| e.label.as_str()).collect();
     for (number, label) in &before.entries {
         if labels.contains(&label.as_str()) {
             tracing::info!("efi: removing stale entry Boot{number} {label:?}");
-            run(&mut cmd("efibootmgr", ["-q", "-b", number.as_str(), "-B"]))?;
+            host.run(&mut cmd("efibootmgr", ["-q", "-b", number.as_str(), "-B"]))?;
         }
     }
     let mut created = Vec::new();
     for entry in entries {
-        let loader = entry.loader.replace("{OS_ID}", os_id);
+        let loader = &entry.loader;
         let partition = entry.partition.to_string();
-        let known: Vec<String> = read_state()?.entries.into_iter().map(|e| e.0).collect();
-        run(&mut cmd(
+        let known: Vec<String> = read_state(host)?.entries.into_iter().map(|e| e.0).collect();
+        host.run(&mut cmd(
             "efibootmgr",
             [
                 "-q",
@@ -88,7 +89,7 @@ pub fn ensure_entries(entries: &[BootEntry], os_id: &str) -> anyhow::Result<Vec<
             ],
         ))
         .with_context(|| format!("creating EFI entry {:?}", entry.label))?;
-        let after = read_state()?;
+        let after = read_state(host)?;
         let number = after
             .entries
             .iter()
@@ -102,25 +103,24 @@ pub fn ensure_entries(entries: &[BootEntry], os_id: &str) -> anyhow::Result<Vec<
         );
         created.push(number);
     }
-    let order = boot_order(&created, &read_state()?.order).join(",");
-    run(&mut cmd("efibootmgr", ["-q", "-o", order.as_str()]))?;
+    let order = boot_order(&created, &read_state(host)?.order).join(",");
+    host.run(&mut cmd("efibootmgr", ["-q", "-o", order.as_str()]))?;
     if let Some(primary) = created.first() {
-        run(&mut cmd("efibootmgr", ["-q", "-n", primary.as_str()]))?;
+        host.run(&mut cmd("efibootmgr", ["-q", "-n", primary.as_str()]))?;
     }
     Ok(created)
 }
 
-/// Sets BootNext to the first existing entry with one of our labels (re-entry path).
-pub fn boot_next_to_ours(entries: &[BootEntry]) -> anyhow::Result<Option<String>> {
-    let state = read_state()?;
-    let primary = entries.first().map(|e| e.label.as_str());
+/// Sets BootNext to the existing entry labelled `label` (re-entry path).
+pub fn boot_next_to(host: &dyn Host, label: &str) -> anyhow::Result<Option<String>> {
+    let state = read_state(host)?;
     let found = state
         .entries
         .iter()
-        .find(|(_, label)| Some(label.as_str()) == primary)
+        .find(|(_, l)| l == label)
         .map(|(n, _)| n.clone());
     if let Some(number) = &found {
-        run(&mut cmd("efibootmgr", ["-q", "-n", number.as_str()]))?;
+        host.run(&mut cmd("efibootmgr", ["-q", "-n", number.as_str()]))?;
     }
     Ok(found)
 }

@@ -3,7 +3,7 @@
 
 use super::file::TargetFile;
 use super::files::{ESP2_LABEL, ESP2_MOUNT, ESP_MOUNT};
-use super::packages::Arch;
+use crate::arch::Arch;
 use std::fmt::Write;
 
 /// `conf.d/resume`: there is no swap to resume from, and initramfs-tools would otherwise

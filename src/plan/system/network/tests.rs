@@ -4,20 +4,24 @@ use serde_json::json;
 fn fixture(name: &str) -> Value {
     let text = match name {
         "bond_with_vlans" => {
-            include_str!("../../../tests/fixtures/network_data/bond_with_vlans.json")
+            include_str!("../../../../tests/fixtures/network_data/bond_with_vlans.json")
         }
-        "ipv6_modes" => include_str!("../../../tests/fixtures/network_data/ipv6_modes.json"),
-        "link_types" => include_str!("../../../tests/fixtures/network_data/link_types.json"),
-        "metal3" => include_str!("../../../tests/fixtures/network_data/metal3_bond_mtu_dns.json"),
-        "nova" => include_str!("../../../tests/fixtures/network_data/nova_ovs_dhcp.json"),
+        "ipv6_modes" => include_str!("../../../../tests/fixtures/network_data/ipv6_modes.json"),
+        "link_types" => include_str!("../../../../tests/fixtures/network_data/link_types.json"),
+        "metal3" => {
+            include_str!("../../../../tests/fixtures/network_data/metal3_bond_mtu_dns.json")
+        }
+        "nova" => include_str!("../../../../tests/fixtures/network_data/nova_ovs_dhcp.json"),
         "dual_stack" => {
-            include_str!("../../../tests/fixtures/network_data/tap_null_type_dual_stack.json")
+            include_str!("../../../../tests/fixtures/network_data/tap_null_type_dual_stack.json")
         }
         "two_bonds" => {
-            include_str!("../../../tests/fixtures/network_data/two_bonds_forward_refs.json")
+            include_str!("../../../../tests/fixtures/network_data/two_bonds_forward_refs.json")
         }
-        "vif_static" => include_str!("../../../tests/fixtures/network_data/vif_static_routes.json"),
-        "vlan_on_nic" => include_str!("../../../tests/fixtures/network_data/vlan_on_nic.json"),
+        "vif_static" => {
+            include_str!("../../../../tests/fixtures/network_data/vif_static_routes.json")
+        }
+        "vlan_on_nic" => include_str!("../../../../tests/fixtures/network_data/vlan_on_nic.json"),
         other => panic!("no fixture {other}"),
     };
     serde_json::from_str(text).expect("fixture is JSON")

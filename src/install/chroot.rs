@@ -1,7 +1,9 @@
 //! Running commands inside the installed system: proc, sys, dev, run and efivarfs bound in,
 //! resolv.conf usable, everything undone on leave (also when dropped on an error path).
 
-use crate::storage::mount::MountStack;
+use crate::host::exec::Output;
+use crate::host::mount::MountStack;
+use crate::host::Host;
 use anyhow::Context;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -13,18 +15,20 @@ use std::process::Command;
 const RESOLV_BACKUP: &str = "etc/resolv.conf.ocimetal-orig";
 
 /// An entered chroot; [`Chroot::leave`] (or drop) undoes every mount and file change.
-pub struct Chroot {
+pub struct Chroot<'h> {
     root: PathBuf,
-    mounts: MountStack,
+    mounts: MountStack<'h>,
+    host: &'h dyn Host,
     resolv_replaced: bool,
 }
 
-impl Chroot {
+impl<'h> Chroot<'h> {
     /// Binds the API filesystems into `root` and makes name resolution work inside.
-    pub fn enter(root: &Path) -> anyhow::Result<Self> {
+    pub fn enter(host: &'h dyn Host, root: &Path) -> anyhow::Result<Self> {
         let mut chroot = Chroot {
             root: root.to_path_buf(),
-            mounts: MountStack::new(),
+            mounts: MountStack::new(host),
+            host,
             resolv_replaced: false,
         };
         chroot
@@ -48,6 +52,21 @@ impl Chroot {
     /// The target root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The host the commands run on.
+    pub fn host(&self) -> &'h dyn Host {
+        self.host
+    }
+
+    /// Runs a command made by [`Chroot::command`], output captured.
+    pub fn run(&self, cmd: &mut Command) -> anyhow::Result<Output> {
+        self.host.run(cmd)
+    }
+
+    /// Runs a command made by [`Chroot::command`], output streamed.
+    pub fn run_streamed(&self, cmd: &mut Command) -> anyhow::Result<()> {
+        self.host.run_streamed(cmd)
     }
 
     /// A command that runs `program` inside the chroot with a clean, non-interactive
@@ -90,7 +109,7 @@ impl Chroot {
     }
 }
 
-impl Drop for Chroot {
+impl Drop for Chroot<'_> {
     fn drop(&mut self) {
         if let Err(err) = self.restore() {
             tracing::warn!("leaving the chroot: {err:#}");
@@ -157,9 +176,11 @@ mod tests {
     #[test]
     fn commands_run_inside_the_root() {
         // A chroot needs no mounts to run a static check: use the host's own root as target.
+        let host = crate::host::System;
         let chroot = Chroot {
             root: PathBuf::from("/"),
-            mounts: MountStack::new(),
+            mounts: MountStack::new(&host),
+            host: &host,
             resolv_replaced: false,
         };
         let out = chroot

@@ -2,7 +2,7 @@
 //! and the single initramfs build.
 
 use super::chroot::Chroot;
-use crate::exec::{run, run_streamed};
+use crate::plan::{Bootloader, BootloaderInstall};
 use anyhow::Context;
 use std::path::Path;
 
@@ -21,32 +21,52 @@ pub fn grub_install_args(target: &str, efi_directory: &str, bootloader_id: &str)
 
 /// Installs GRUB to one mounted ESP, then checks that both the vendor directory and the
 /// removable fallback are there.
-pub fn grub_install(
+fn grub_install(
     chroot: &Chroot,
-    target: &str,
-    efi_directory: &str,
+    install: &BootloaderInstall,
     bootloader_id: &str,
-    removable_name: &str,
 ) -> anyhow::Result<()> {
+    let (target, efi_directory) = (&install.target, &install.efi_directory);
     tracing::info!("bootloader: grub-install {target} to {efi_directory}");
-    run(chroot.command("grub-install").args(grub_install_args(
-        target,
-        efi_directory,
-        bootloader_id,
-    )))
-    .with_context(|| format!("installing GRUB to {efi_directory}"))?;
-    let esp = chroot.root().join(efi_directory.trim_start_matches('/'));
-    let fallback = find_case_insensitive(&esp, &["EFI", "BOOT", removable_name]);
-    anyhow::ensure!(
-        fallback.is_some(),
-        "grub-install left no removable fallback \\EFI\\BOOT\\{removable_name} on {efi_directory}"
-    );
+    let mut args = grub_install_args(target, efi_directory, bootloader_id);
+    if install.removable.is_none() {
+        args.retain(|a| a != "--force-extra-removable");
+    }
+    chroot
+        .run(chroot.command("grub-install").args(args))
+        .with_context(|| format!("installing GRUB to {efi_directory}"))?;
+    if let Some(removable_name) = &install.removable {
+        let esp = chroot.root().join(efi_directory.trim_start_matches('/'));
+        let fallback = find_case_insensitive(&esp, &["EFI", "BOOT", removable_name]);
+        anyhow::ensure!(
+            fallback.is_some(),
+            "grub-install left no removable fallback \\EFI\\BOOT\\{removable_name} on {efi_directory}"
+        );
+    }
     Ok(())
+}
+
+/// The bootloader step: GRUB on every (mounted) ESP, then update-grub. Returns whether the
+/// primary ESP now holds shim for `os_id`, which decides the EFI entries' loader.
+pub fn run(chroot: &Chroot, step: &Bootloader, os_id: &str) -> anyhow::Result<bool> {
+    for install in &step.installs {
+        grub_install(chroot, install, os_id)?;
+    }
+    update_grub(chroot)?;
+    let Some(primary) = step.installs.first() else {
+        return Ok(false);
+    };
+    let esp = chroot
+        .root()
+        .join(primary.efi_directory.trim_start_matches('/'));
+    Ok(find_case_insensitive(&esp, &["EFI", os_id, &step.shim]).is_some())
 }
 
 /// update-grub in the target.
 pub fn update_grub(chroot: &Chroot) -> anyhow::Result<()> {
-    run_streamed(&mut chroot.command("update-grub")).context("update-grub")
+    chroot
+        .run_streamed(&mut chroot.command("update-grub"))
+        .context("update-grub")
 }
 
 /// Builds the initramfs for every installed kernel, once: create where missing; update where
@@ -75,7 +95,7 @@ pub fn build_initramfs(chroot: &Chroot, raid: bool) -> anyhow::Result<()> {
             "-u"
         };
         tracing::info!("initramfs: update-initramfs {mode} -k {version}");
-        run_streamed(
+        chroot.run_streamed(
             chroot
                 .command("update-initramfs")
                 .args([mode, "-k", &version]),
@@ -96,7 +116,7 @@ pub fn listing_is_sufficient(listing: &str) -> bool {
 }
 
 fn initramfs_is_sufficient(chroot: &Chroot, initrd: &str) -> bool {
-    match run(chroot.command("lsinitramfs").arg(initrd)) {
+    match chroot.run(chroot.command("lsinitramfs").arg(initrd)) {
         Ok(out) => listing_is_sufficient(&out.stdout),
         Err(err) => {
             tracing::info!("initramfs: cannot list {initrd} ({err:#}); rebuilding it");

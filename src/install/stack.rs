@@ -1,9 +1,9 @@
 //! The storage stack on the data partition(s): md RAID1, LVM, filesystems.
 
-use super::wait::wait_for_device;
 use super::wipe::erase_signatures;
-use crate::exec::{cmd, run};
-use crate::plan::{Filesystem, Lvm, RaidArray};
+use crate::host::exec::cmd;
+use crate::host::Host;
+use crate::plan::{Filesystem, FsType, Lvm, RaidArray};
 use anyhow::Context;
 use std::path::Path;
 use std::time::Duration;
@@ -18,7 +18,7 @@ pub fn mdadm_create_args(array: &RaidArray) -> Vec<String> {
         format!("--level={}", array.level),
         format!("--raid-devices={}", array.members.len()),
         format!("--metadata={}", array.metadata),
-        format!("--name={}", array.name),
+        format!("--name={}", array.md_name),
         format!("--bitmap={}", array.bitmap),
         format!("--homehost={}", array.homehost),
         "--run".to_string(),
@@ -32,45 +32,39 @@ pub fn mdadm_create_args(array: &RaidArray) -> Vec<String> {
 
 /// Creates the md RAID1 array after scrubbing old signatures from its members (a new partition
 /// at the same offset would otherwise bring an old superblock back).
-pub fn create_raid(array: &RaidArray) -> anyhow::Result<()> {
+pub fn create_raid(host: &dyn Host, array: &RaidArray) -> anyhow::Result<()> {
     for member in &array.members {
-        erase_signatures(member)?;
+        erase_signatures(host, member)?;
     }
     tracing::info!(
         "raid: creating {} on {}",
         array.device,
         array.members.join(" + ")
     );
-    run(&mut cmd("mdadm", mdadm_create_args(array)))
+    host.run(&mut cmd("mdadm", mdadm_create_args(array)))
         .with_context(|| format!("creating {}", array.device))?;
-    wait_for_device(Path::new(&array.device), DEVICE_TIMEOUT)?;
+    host.wait_for_device(Path::new(&array.device), DEVICE_TIMEOUT)?;
     Ok(())
 }
 
-/// The `ARRAY` lines for the target's mdadm.conf.
-pub fn mdadm_array_lines() -> anyhow::Result<Vec<String>> {
-    let out = run(&mut cmd("mdadm", ["--detail", "--scan"]))?;
-    Ok(out
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("ARRAY"))
-        .map(str::to_string)
-        .collect())
+/// `mdadm --detail --scan`: the `ARRAY` lines for the target's mdadm.conf.
+pub fn mdadm_scan(host: &dyn Host) -> anyhow::Result<String> {
+    Ok(host.run(&mut cmd("mdadm", ["--detail", "--scan"]))?.stdout)
 }
 
 /// PV, VG and the root LV over all free extents.
-pub fn create_lvm(lvm: &Lvm) -> anyhow::Result<()> {
+pub fn create_lvm(host: &dyn Host, lvm: &Lvm) -> anyhow::Result<()> {
     tracing::info!("lvm: {} on {}", lvm.lv_path, lvm.pv);
-    erase_signatures(&lvm.pv)?;
-    run(&mut cmd(
+    erase_signatures(host, &lvm.pv)?;
+    host.run(&mut cmd(
         "lvm",
         ["pvcreate", "-ff", "-y", "--zero", "y", lvm.pv.as_str()],
     ))?;
-    run(&mut cmd(
+    host.run(&mut cmd(
         "lvm",
         ["vgcreate", "-y", lvm.vg.as_str(), lvm.pv.as_str()],
     ))?;
-    run(&mut cmd(
+    host.run(&mut cmd(
         "lvm",
         [
             "lvcreate",
@@ -84,14 +78,14 @@ pub fn create_lvm(lvm: &Lvm) -> anyhow::Result<()> {
             lvm.vg.as_str(),
         ],
     ))?;
-    wait_for_device(Path::new(&lvm.lv_path), DEVICE_TIMEOUT)?;
+    host.wait_for_device(Path::new(&lvm.lv_path), DEVICE_TIMEOUT)?;
     Ok(())
 }
 
 /// mkfs command line for one planned filesystem.
-pub fn mkfs_command(fs: &Filesystem) -> anyhow::Result<(String, Vec<String>)> {
-    match fs.fstype.as_str() {
-        "ext4" => Ok((
+pub fn mkfs_command(fs: &Filesystem) -> (&'static str, Vec<String>) {
+    match fs.fstype {
+        FsType::Ext4 => (
             "mkfs.ext4".into(),
             vec![
                 "-F".into(),
@@ -100,8 +94,8 @@ pub fn mkfs_command(fs: &Filesystem) -> anyhow::Result<(String, Vec<String>)> {
                 fs.label.clone(),
                 fs.device.clone(),
             ],
-        )),
-        "vfat" => Ok((
+        ),
+        FsType::Vfat => (
             "mkfs.vfat".into(),
             vec![
                 "-F".into(),
@@ -110,18 +104,18 @@ pub fn mkfs_command(fs: &Filesystem) -> anyhow::Result<(String, Vec<String>)> {
                 fs.label.clone(),
                 fs.device.clone(),
             ],
-        )),
-        other => anyhow::bail!("no mkfs for filesystem type {other}"),
+        ),
     }
 }
 
 /// Creates every planned filesystem.
-pub fn make_filesystems(filesystems: &[Filesystem]) -> anyhow::Result<()> {
+pub fn make_filesystems(host: &dyn Host, filesystems: &[Filesystem]) -> anyhow::Result<()> {
     for fs in filesystems {
-        let (program, args) = mkfs_command(fs)?;
-        tracing::info!("mkfs: {} {} ({})", fs.fstype, fs.device, fs.label);
-        run(&mut cmd(&program, &args))
-            .with_context(|| format!("creating {} on {}", fs.fstype, fs.device))?;
+        let (program, args) = mkfs_command(fs);
+        let fstype = fs.fstype.as_str();
+        tracing::info!("mkfs: {fstype} {} ({})", fs.device, fs.label);
+        host.run(&mut cmd(program, &args))
+            .with_context(|| format!("creating {fstype} on {}", fs.device))?;
     }
     Ok(())
 }
@@ -137,7 +131,7 @@ mod tests {
             level: 1,
             metadata: "1.2".into(),
             bitmap: "internal".into(),
-            name: "root".into(),
+            md_name: "root".into(),
             homehost: "node-1".into(),
             members: vec!["/dev/vda2".into(), "/dev/sda2".into()],
         };
@@ -153,17 +147,27 @@ mod tests {
     fn mkfs_uses_labels_and_fat32() {
         let esp = Filesystem {
             device: "/dev/vda1".into(),
-            fstype: "vfat".into(),
+            fstype: FsType::Vfat,
             label: "EFI".into(),
             mountpoint: "/boot/efi".into(),
         };
-        let (program, args) = mkfs_command(&esp).unwrap();
+        let (program, args) = mkfs_command(&esp);
         assert_eq!(program, "mkfs.vfat");
         assert_eq!(args, ["-F", "32", "-n", "EFI", "/dev/vda1"]);
-        let bad = Filesystem {
-            fstype: "zfs".into(),
-            ..esp
+        let root = Filesystem {
+            device: "/dev/vg_root/lv_root".into(),
+            fstype: FsType::Ext4,
+            label: "ROOTFS".into(),
+            mountpoint: "/".into(),
         };
-        assert!(mkfs_command(&bad).is_err());
+        assert_eq!(
+            mkfs_command(&root),
+            (
+                "mkfs.ext4",
+                ["-F", "-q", "-L", "ROOTFS", "/dev/vg_root/lv_root"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
     }
 }

@@ -104,8 +104,11 @@ pub fn mdadm_conf_file(detail_scan: &str) -> TargetFile {
         text.push_str(line.trim_end());
         text.push('\n');
     }
-    TargetFile::plain("etc/mdadm/mdadm.conf", text, 0o644)
+    TargetFile::plain(MDADM_CONF_PATH, text, 0o644)
 }
+
+/// Path of the target's mdadm.conf.
+pub const MDADM_CONF_PATH: &str = "etc/mdadm/mdadm.conf";
 
 /// `/usr/sbin/policy-rc.d` refusing every service start, so package scripts run in the
 /// chroot do not start daemons inside the installer. The installer removes it afterwards.

@@ -1,0 +1,188 @@
+//! Installing packages in the target with apt, only what the image lacks, with services and
+//! initramfs generation held back until every file is in place.
+
+use super::chroot::Chroot;
+use crate::plan::system::dpkg::config_only_packages;
+use crate::plan::Packages;
+use anyhow::Context;
+use std::path::Path;
+
+/// `/usr/sbin/policy-rc.d` that keeps package scripts from starting services in the chroot.
+const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
+/// Diverted so each kernel/package trigger does not rebuild the initramfs (minutes under
+/// emulation); the installer runs it once at the end.
+const UPDATE_INITRAMFS: &str = "/usr/sbin/update-initramfs";
+const UPDATE_INITRAMFS_DIVERTED: &str = "/usr/sbin/update-initramfs.ocimetal";
+/// dpkg configuration that skips fsync while the installer runs apt in the target.
+const DPKG_UNSAFE_IO: &str = "etc/dpkg/dpkg.cfg.d/ocimetal-unsafe-io";
+
+/// True when the target already has a kernel image with its modules.
+pub fn has_kernel(root: &Path) -> bool {
+    super::bootloader::kernel_versions(root)
+        .into_iter()
+        .any(|version| {
+            ["usr/lib/modules", "lib/modules"]
+                .iter()
+                .any(|dir| root.join(dir).join(&version).is_dir())
+        })
+}
+
+/// The packages step, as refined from the image: apt only when there is something to do.
+pub fn run(chroot: &Chroot, step: &Packages) -> anyhow::Result<()> {
+    let Packages::Decided {
+        install: wanted,
+        purge,
+        skipped,
+        apt_proxy,
+    } = step
+    else {
+        anyhow::bail!("the packages step was not refined from the image");
+    };
+    if !skipped.is_empty() {
+        tracing::info!(
+            "packages: the image boots as it is; not installing {} (no apt needed)",
+            skipped.join(" ")
+        );
+    }
+    install(chroot, wanted, purge, apt_proxy.as_deref())
+}
+
+/// Installs `missing` (and removes `unwanted` when installed), with service starts blocked
+/// and initramfs generation deferred. Does nothing at all — no apt, no network — when
+/// nothing is missing or unwanted.
+pub fn install(
+    chroot: &Chroot,
+    missing: &[String],
+    unwanted: &[String],
+    apt_proxy: Option<&str>,
+) -> anyhow::Result<()> {
+    if missing.is_empty() && unwanted.is_empty() {
+        tracing::info!("packages: the image has everything; apt not needed");
+        return Ok(());
+    }
+    let root = chroot.root();
+    let _guard = AptGuard::arm(chroot, apt_proxy)?;
+    if !unwanted.is_empty() {
+        tracing::info!("packages: purging {}", unwanted.join(" "));
+        let mut purge = chroot.command("apt-get");
+        purge.args(["purge", "-y"]).args(unwanted);
+        chroot.run_streamed(&mut purge)?;
+    }
+    if !missing.is_empty() {
+        tracing::info!("packages: installing {}", missing.join(" "));
+        chroot.run_streamed(chroot.command("apt-get").args(["update", "-q"]))?;
+        let mut install = chroot.command("apt-get");
+        install
+            .args([
+                "install",
+                "-y",
+                "-q",
+                "-o",
+                "Dpkg::Options::=--force-confold",
+            ])
+            .args(missing);
+        chroot
+            .run_streamed(&mut install)
+            .context("installing packages in the target")?;
+    }
+    let status = std::fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap_or_default();
+    let leftovers = config_only_packages(&status);
+    if !leftovers.is_empty() {
+        chroot.run_streamed(chroot.command("dpkg").arg("--purge").args(&leftovers))?;
+    }
+    chroot.run_streamed(
+        chroot
+            .command("apt-get")
+            .args(["autoremove", "--purge", "-y", "-q"]),
+    )?;
+    chroot
+        .host()
+        .run_tolerant(chroot.command("apt-get").arg("clean"));
+    Ok(())
+}
+
+/// Puts policy-rc.d, the update-initramfs diversion, dpkg's unsafe-io setting and the apt
+/// proxy in place; removes them again on drop.
+struct AptGuard<'a, 'h> {
+    chroot: &'a Chroot<'h>,
+    proxy_file: Option<std::path::PathBuf>,
+}
+
+impl<'a, 'h> AptGuard<'a, 'h> {
+    fn arm(chroot: &'a Chroot<'h>, apt_proxy: Option<&str>) -> anyhow::Result<Self> {
+        let root = chroot.root();
+        let host = chroot.host();
+        host.write_file(
+            &root.join(POLICY_RC_D),
+            b"#!/bin/sh\n# ocimetal: no service starts in the chroot\nexit 101\n",
+            0o755,
+        )?;
+        chroot.run(&mut divert_update_initramfs(chroot, "--add"))?;
+        host.write_file(
+            &root.join(UPDATE_INITRAMFS.trim_start_matches('/')),
+            b"#!/bin/sh\n# ocimetal: deferred until the install's end\nexit 0\n",
+            0o755,
+        )?;
+        // The target is unmounted (hence flushed) at the end and remade if the install fails,
+        // so dpkg's fsync after every unpacked file buys nothing and costs minutes.
+        host.write_file(
+            &root.join(DPKG_UNSAFE_IO),
+            b"# ocimetal: removed again at the end of the install\nforce-unsafe-io\n",
+            0o644,
+        )?;
+        let proxy_file = match apt_proxy {
+            Some(proxy) => {
+                let path = root.join("etc/apt/apt.conf.d/00ocimetal-install-proxy");
+                let setting = format!("Acquire::http::Proxy \"{proxy}\";\n");
+                host.write_file(&path, setting.as_bytes(), 0o644)?;
+                Some(path)
+            }
+            None => None,
+        };
+        Ok(Self { chroot, proxy_file })
+    }
+}
+
+impl Drop for AptGuard<'_, '_> {
+    fn drop(&mut self) {
+        let root = self.chroot.root();
+        let host = self.chroot.host();
+        host.remove_file(&root.join(POLICY_RC_D));
+        host.remove_file(&root.join(DPKG_UNSAFE_IO));
+        host.remove_file(&root.join(UPDATE_INITRAMFS.trim_start_matches('/')));
+        host.run_tolerant(&mut divert_update_initramfs(self.chroot, "--remove"));
+        if let Some(path) = &self.proxy_file {
+            host.remove_file(path);
+        }
+    }
+}
+
+/// `dpkg-divert` adding (`--add`) or removing (`--remove`) the diversion that parks the real
+/// update-initramfs while apt runs.
+fn divert_update_initramfs(chroot: &Chroot, action: &str) -> std::process::Command {
+    let mut divert = chroot.command("dpkg-divert");
+    divert.args([
+        "--local",
+        "--rename",
+        "--divert",
+        UPDATE_INITRAMFS_DIVERTED,
+        action,
+        UPDATE_INITRAMFS,
+    ]);
+    divert
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kernel_needs_its_modules_to_count() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("boot")).unwrap();
+        std::fs::write(root.path().join("boot/vmlinuz-6.12.1-amd64"), "k").unwrap();
+        assert!(!has_kernel(root.path()));
+        std::fs::create_dir_all(root.path().join("usr/lib/modules/6.12.1-amd64")).unwrap();
+        assert!(has_kernel(root.path()));
+    }
+}

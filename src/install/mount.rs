@@ -1,0 +1,18 @@
+//! The mount step: filesystems mounted under the target root.
+
+use super::context::Context;
+use crate::plan::Mount;
+
+/// Mounts every planned filesystem under the target root, in order.
+pub fn run(ctx: &mut Context<'_>, step: &Mount) -> anyhow::Result<()> {
+    for point in &step.mounts {
+        let at = ctx.root.join(point.at.trim_start_matches('/'));
+        ctx.mounts.mount_fs(
+            &point.device,
+            &at,
+            point.fstype.as_str(),
+            point.options.as_deref(),
+        )?;
+    }
+    Ok(())
+}

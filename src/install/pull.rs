@@ -1,0 +1,142 @@
+//! The validate and pull steps: the image resolved and its layers downloading while the disks
+//! are prepared, then applied onto the mounted root filesystem.
+
+use super::context::{Context, PendingPull};
+use crate::host::{sysfs, Host};
+use crate::oci::PullOptions;
+use crate::plan::{Pull, Validate};
+use anyhow::Context as _;
+
+/// Refuses targets in use, resolves the image and starts its downloads.
+pub fn validate(ctx: &mut Context<'_>, step: &Validate) -> anyhow::Result<()> {
+    refuse_busy_targets(ctx.host, &step.not_in_use)?;
+    let options = pull_options(step)?;
+    let resolved = ctx
+        .runtime
+        .block_on(crate::oci::resolve(&step.image, &options))?;
+    tracing::info!("image {} is {}", step.image, resolved.manifest_digest);
+    // Layers download while the disks are prepared; they are applied once the root
+    // filesystem is mounted. A failed install drops `target_ready`, which ends the pull.
+    let (target_ready, target) = std::sync::mpsc::channel();
+    let task = ctx.runtime.spawn({
+        let resolved = resolved.clone();
+        let options = PullOptions {
+            layer_buffer: prefetch_buffer(available_memory(), options.parallel_downloads),
+            ..options
+        };
+        async move { crate::oci::pull_when_ready(&resolved, &options, target).await }
+    });
+    ctx.resolved = Some(resolved);
+    ctx.pull = Some(PendingPull { target_ready, task });
+    Ok(())
+}
+
+/// Hands the mounted root to the pull started by validate and waits for it.
+pub fn apply(ctx: &mut Context<'_>, _step: &Pull) -> anyhow::Result<()> {
+    let pull = ctx
+        .pull
+        .take()
+        .context("the pull was not started: the plan has no validate step before it")?;
+    // A pull that already ended (it failed) no longer listens; its own error is the one to
+    // report, so it is awaited either way.
+    let _ = pull.target_ready.send(ctx.root.clone());
+    let report = ctx
+        .runtime
+        .block_on(pull.task)
+        .context("the pull task failed")??;
+    tracing::info!(
+        "pull: {} layers, {} MiB downloaded, {} entries, {} MiB written in {:.1} s \
+         (downloads started with the disk preparation)",
+        report.layers.len(),
+        report.downloaded_bytes >> 20,
+        report.layers.iter().map(|l| l.entries).sum::<u64>(),
+        report.layers.iter().map(|l| l.bytes).sum::<u64>() >> 20,
+        report.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// How the pull reaches the registry, from the step.
+fn pull_options(step: &Validate) -> anyhow::Result<PullOptions> {
+    let registry = &step.registry;
+    Ok(PullOptions {
+        platform: step.platform.parse()?,
+        insecure_registries: registry.insecure_registries.clone(),
+        mirrors: registry.mirrors.clone(),
+        auth_file: registry.auth_file.clone(),
+        pull_secret: registry.pull_secret.clone(),
+        ca_file: registry.ca_file.clone(),
+        ..PullOptions::default()
+    })
+}
+
+/// Refuses targets that hold a mounted filesystem: that would be the running system or the
+/// installer's own media, which the inventory normally keeps out.
+fn refuse_busy_targets(host: &dyn Host, disks: &[String]) -> anyhow::Result<()> {
+    let sys = host.sys();
+    let mountinfo = host.mountinfo();
+    for disk in disks {
+        let name = sysfs::kernel_name(disk);
+        for dev in sysfs::partitions(&sys, &name)
+            .iter()
+            .chain(std::iter::once(&name))
+        {
+            let Some(number) = sysfs::dev_number(&sys, dev) else {
+                continue;
+            };
+            if let Some(point) = sysfs::mountpoints_of(&mountinfo, &number).first() {
+                anyhow::bail!(
+                    "refusing to touch {disk}: /dev/{dev} is mounted on {point} (the running \
+                     system or the installer's media); nothing was wiped"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Compressed bytes each layer may download ahead of its application while the disks are
+/// being prepared: a quarter of the available memory shared by the parallel downloads,
+/// between the default and 256 MiB per layer.
+fn prefetch_buffer(available: usize, parallel: usize) -> usize {
+    (available / 4 / parallel.max(1)).clamp(crate::oci::DEFAULT_LAYER_BUFFER, 256 << 20)
+}
+
+/// Memory available now, from /proc/meminfo (0 when unreadable).
+fn available_memory() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| mem_available(&text))
+        .unwrap_or(0)
+}
+
+/// `MemAvailable` from /proc/meminfo, in bytes.
+fn mem_available(meminfo: &str) -> Option<usize> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_available_is_read_in_bytes() {
+        let meminfo = "MemTotal:        3000000 kB\nMemFree:  100 kB\nMemAvailable:    2048 kB\n";
+        assert_eq!(mem_available(meminfo), Some(2048 * 1024));
+        assert_eq!(mem_available("MemTotal: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn the_prefetch_buffer_is_a_share_of_a_quarter_of_the_memory_within_bounds() {
+        const MIB: usize = 1 << 20;
+        assert_eq!(prefetch_buffer(1200 * MIB, 3), 100 * MIB);
+        assert_eq!(
+            prefetch_buffer(64 * MIB, 3),
+            crate::oci::DEFAULT_LAYER_BUFFER
+        );
+        assert_eq!(prefetch_buffer(64 * 1024 * MIB, 3), 256 * MIB);
+        assert_eq!(prefetch_buffer(0, 0), crate::oci::DEFAULT_LAYER_BUFFER);
+    }
+}
