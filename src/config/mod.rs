@@ -105,7 +105,8 @@ pub enum RebootAction {
 pub struct RegistryMirror {
     /// Registry host as it appears in normalised references, e.g. `docker.io`.
     pub registry: String,
-    /// Mirror base URL, e.g. `http://10.0.2.2:5000`.
+    /// Mirror base URL, e.g. `http://10.0.2.2:5000`; printed without a password.
+    #[serde(serialize_with = "serialize_url")]
     pub endpoint: String,
 }
 
@@ -168,9 +169,14 @@ pub fn serialize_proxy<S: serde::Serializer>(
     s: S,
 ) -> Result<S::Ok, S::Error> {
     match proxy {
-        Some(url) => s.serialize_some(&fetch::display_url(url)),
+        Some(url) => serialize_url(url, s),
         None => s.serialize_none(),
     }
+}
+
+/// Serialises a URL without its password.
+fn serialize_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&fetch::display_url(url))
 }
 
 impl std::fmt::Debug for Orders {

@@ -3,8 +3,8 @@
 //! summary; what `ocimetal devices` lists.
 
 use super::support::{
-    build_iso, fixture, have_xorriso, ironic_string, ocimetal, strings, write_tree, DriveForm,
-    Orders,
+    build_iso, file_paths, fixture, have_xorriso, ironic_string, ocimetal, step, strings,
+    write_tree, DriveForm, Orders,
 };
 use serde_json::{json, Value};
 
@@ -136,12 +136,7 @@ fn image_references_are_normalised() {
         .with_meta(json!({"uuid": UUID}));
         let plan = orders.plan();
         assert_eq!(plan["image"], normalised, "{image}");
-        let pull = plan["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == "pull")
-            .unwrap();
+        let pull = step(&plan, "pull");
         assert!(
             pull["detail"].as_str().unwrap().contains(&normalised),
             "the pull step uses the normalised reference: {pull}"
@@ -315,16 +310,16 @@ fn hostname_keys_in_order() {
         }
         let plan = Orders::meta(meta).plan();
         assert_eq!(plan["hostname"], format!("host-{index}"), "{key}");
-        assert!(strings(&plan["files"]).contains(&"/etc/hostname".to_string()));
+        assert!(file_paths(&plan).contains(&"/etc/hostname".to_string()));
     }
     let plan = Orders::meta(json!({"uuid": UUID, "root_device_hints": "serial=S-ALPHA"})).plan();
     assert_eq!(plan["hostname"], Value::Null);
-    assert!(!strings(&plan["files"]).contains(&"/etc/hostname".to_string()));
+    assert!(!file_paths(&plan).contains(&"/etc/hostname".to_string()));
 }
 
 #[test]
 fn raid_homehost_is_metal3_name_then_hostname() {
-    let homehost = |meta: Value| Orders::meta(meta).plan()["raid_array"]["homehost"].clone();
+    let homehost = |meta: Value| step(&Orders::meta(meta).plan(), "raid")["homehost"].clone();
     let base = json!({"uuid": UUID, "root_device_hints": "serial=S-ALPHA S-BRAVO"});
     let mut meta = base.clone();
     meta["metal3-name"] = json!("bmh-7");
@@ -351,7 +346,7 @@ fn reboot_action_from_the_command_line() {
         let last = plan["steps"].as_array().unwrap().last().unwrap().clone();
         assert_eq!(
             last,
-            json!({"name": "reboot", "detail": action}),
+            json!({"name": "reboot", "detail": action, "action": action}),
             "{cmdline}"
         );
     }
@@ -384,16 +379,9 @@ fn json_plan_keys_and_steps() {
         "wipe_mode",
         "wipe_mode_source",
         "wipe",
-        "layout",
-        "raid_array",
-        "lvm",
-        "filesystems",
         "hostname",
-        "packages",
-        "files",
-        "bootloader",
-        "boot_entries",
         "reboot",
+        "force",
         "steps",
     ] {
         assert!(raid.get(key).is_some(), "key {key} in {raid}");
@@ -404,7 +392,7 @@ fn json_plan_keys_and_steps() {
     assert_eq!(raid["raid"], true);
     assert_eq!(raid["hostname"], "rack1-node7");
     assert_eq!(
-        strings(&raid["raid_array"]["members"]),
+        strings(&step(&raid, "raid")["members"]),
         ["/dev/sda2", "/dev/sdb2"]
     );
     let names = |plan: &Value| -> Vec<String> {
@@ -418,6 +406,7 @@ fn json_plan_keys_and_steps() {
     assert_eq!(
         names(&raid),
         [
+            "reentry",
             "validate",
             "wipe",
             "partition",
@@ -426,23 +415,26 @@ fn json_plan_keys_and_steps() {
             "mkfs",
             "mount",
             "pull",
+            "mount",
             "packages",
             "files",
             "initramfs",
+            "mount",
             "bootloader",
-            "efi-entries",
+            "record",
             "finish",
+            "efi-entries",
             "reboot"
         ]
     );
-    let files = strings(&raid["files"]);
+    let files = file_paths(&raid);
     assert!(files.contains(&"/var/lib/cloud/seed/nocloud-net/network-config".to_string()));
     let single = Orders::meta(json!({"uuid": UUID, "root_device_hints": "serial=S-NVME"})).plan();
     assert!(!names(&single).contains(&"raid".to_string()));
-    assert_eq!(single["raid_array"], Value::Null);
-    assert_eq!(single["lvm"]["pv"], "/dev/nvme0n1p2");
+    assert_eq!(step(&single, "raid"), &Value::Null);
+    assert_eq!(step(&single, "lvm")["pv"], "/dev/nvme0n1p2");
     assert_eq!(
-        single["layout"][0]["partitions"][0]["device"],
+        step(&single, "partition")["disks"][0]["partitions"][0]["device"],
         "/dev/nvme0n1p1"
     );
 }
@@ -455,12 +447,15 @@ fn arch_selects_the_platform() {
     let plan = orders.plan();
     assert_eq!(plan["platform"], "linux/arm64");
     assert_eq!(plan["arch"], "aarch64");
-    assert_eq!(plan["bootloader"][0]["target"], "arm64-efi");
-    assert!(plan["boot_entries"][0]["loader"]
+    assert_eq!(
+        step(&plan, "bootloader")["installs"][0]["target"],
+        "arm64-efi"
+    );
+    assert!(step(&plan, "efi-entries")["entries"][0]["loader"]
         .as_str()
         .unwrap()
         .ends_with("shimaa64.efi"));
-    let packages = plan["packages"].to_string();
+    let packages = step(&plan, "packages")["rules"].to_string();
     assert!(
         packages.contains("arm64") && !packages.contains("amd64"),
         "{packages}"

@@ -305,3 +305,23 @@ pub fn strings(value: &Value) -> Vec<String> {
         .map(|v| v.as_str().expect("a string").to_string())
         .collect()
 }
+
+/// The first step named `name` in a JSON plan (`Null` when the plan has none).
+pub fn step<'a>(plan: &'a Value, name: &str) -> &'a Value {
+    plan["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no steps in {plan}"))
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or(&Value::Null)
+}
+
+/// The paths of the files the plan's files step writes, as `/etc/hostname`.
+pub fn file_paths(plan: &Value) -> Vec<String> {
+    step(plan, "files")["files"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no files step in {plan}"))
+        .iter()
+        .map(|f| f["path"].as_str().expect("a path").to_string())
+        .collect()
+}

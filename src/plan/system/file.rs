@@ -2,7 +2,7 @@
 
 use crate::config::Secret;
 use serde::{Serialize, Serializer};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The content of a [`TargetFile`]; secrets stay wrapped until written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,12 +67,13 @@ impl TargetFile {
     }
 }
 
-/// The plan lists files by path, mode and size; contents are never serialised.
+/// The plan lists files by their path in the installed system (`/etc/fstab`), mode and size;
+/// contents are never serialised.
 impl Serialize for TargetFile {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut st = s.serialize_struct("TargetFile", 4)?;
-        st.serialize_field("path", &self.path)?;
+        st.serialize_field("path", &Path::new("/").join(&self.path))?;
         st.serialize_field("mode", &format!("{:04o}", self.mode))?;
         st.serialize_field("bytes", &self.contents.bytes().len())?;
         st.serialize_field("secret", &self.contents.is_secret())?;
@@ -94,7 +95,7 @@ mod tests {
         let json = serde_json::to_string(&file).expect("serialise");
         assert_eq!(
             json,
-            r#"{"path":"var/lib/cloud/seed/nocloud-net/user-data","mode":"0600","bytes":17,"secret":true}"#
+            r#"{"path":"/var/lib/cloud/seed/nocloud-net/user-data","mode":"0600","bytes":17,"secret":true}"#
         );
         assert!(!format!("{file:?}").contains("hunter2"));
         assert_eq!(file.contents.bytes(), b"password: hunter2");
