@@ -32,12 +32,7 @@ pub fn execute(plan: &Plan, host: &dyn Host, root: &Path) -> anyhow::Result<()> 
     let mut ctx = Context::new(host, root)?;
     let mut phases = Phases::default();
     for planned in &plan.steps {
-        ctx.observe(planned)?;
-        let step = refine(planned, &ctx.facts)?;
-        if planned.depends_on_image() {
-            tracing::info!("{}: decided: {}", step.name(), step_detail(&step));
-        }
-        if let Step::Power(_) = step {
+        if let Step::Power(_) = planned {
             tracing::info!(
                 "installed {} ({}) on {}; {}",
                 plan.image,
@@ -47,7 +42,15 @@ pub fn execute(plan: &Plan, host: &dyn Host, root: &Path) -> anyhow::Result<()> 
             );
             host.notify("installed", true);
         }
-        if phases.run(host, step.name(), || run_step(&mut ctx, &step))? {
+        let skip_to_end = phases.run(host, planned.name(), || {
+            ctx.observe(planned)?;
+            let step = refine(planned, &ctx.facts)?;
+            if planned.depends_on_image() {
+                tracing::info!("{}: decided: {}", step.name(), step_detail(&step));
+            }
+            run_step(&mut ctx, &step)
+        })?;
+        if skip_to_end {
             // The disk already holds this deployment: only the power action is left.
             if let Some(power @ Step::Power(_)) = plan.steps.last() {
                 run_step(&mut ctx, power)?;

@@ -7,7 +7,6 @@ use crate::host::mount::MountStack;
 use crate::host::Host;
 use crate::plan::system::record::DeploymentRecord;
 use crate::plan::Reentry;
-use std::path::Path;
 
 /// Path of the marker on the ESP: the same record as `/etc/ocimetal/deployment.json`, kept
 /// where the ramdisk can read it without assembling md or activating LVM.
@@ -44,11 +43,8 @@ pub fn run(host: &dyn Host, step: &Reentry) -> bool {
 }
 
 /// Reads the marker from an ESP device, mounting it read-only in a private directory; `None`
-/// when the device has no FAT filesystem or no marker.
+/// when the device is missing or has no FAT filesystem or no marker.
 pub fn read_marker(host: &dyn Host, esp_device: &str) -> Option<DeploymentRecord> {
-    if !Path::new(esp_device).exists() {
-        return None;
-    }
     let dir = tempfile::Builder::new()
         .prefix("ocimetal-esp-")
         .tempdir_in("/run")

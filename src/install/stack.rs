@@ -86,7 +86,7 @@ pub fn create_lvm(host: &dyn Host, lvm: &Lvm) -> anyhow::Result<()> {
 pub fn mkfs_command(fs: &Filesystem) -> (&'static str, Vec<String>) {
     match fs.fstype {
         FsType::Ext4 => (
-            "mkfs.ext4".into(),
+            "mkfs.ext4",
             vec![
                 "-F".into(),
                 "-q".into(),
@@ -96,7 +96,7 @@ pub fn mkfs_command(fs: &Filesystem) -> (&'static str, Vec<String>) {
             ],
         ),
         FsType::Vfat => (
-            "mkfs.vfat".into(),
+            "mkfs.vfat",
             vec![
                 "-F".into(),
                 "32".into(),

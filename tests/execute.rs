@@ -1,0 +1,538 @@
+//! The install runs the plan: a RAID1 plan executed against a recording host (every command,
+//! mount, write and power action in order, nothing touched but a scratch target root) with
+//! the image pulled for real from a local `docker-registry`.
+
+#[path = "support/registry.rs"]
+mod registry;
+
+use ocimetal::arch::Arch;
+use ocimetal::config::{gather, GatherOptions};
+use ocimetal::host::exec::{display, Output};
+use ocimetal::host::Host;
+use ocimetal::install::{partition::sgdisk_args, stack};
+use ocimetal::plan::{self, render_summary, ImageFacts, Plan, PlanInput, Step};
+use registry::{tar_layer, Entry, Flavour, Layer, Pusher, TestRegistry};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+const KERNEL: &str = "6.12.0-1-amd64";
+
+/// One thing the installer did to the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Action {
+    /// `step NAME` reported to the service manager: the executor began a step.
+    Step(String),
+    Run(String),
+    Mount(String, PathBuf),
+    Bind(PathBuf, PathBuf),
+    Unmount(PathBuf),
+    Write(PathBuf, u32),
+    Remove(PathBuf),
+    Wait(PathBuf),
+    Power(String),
+}
+
+/// A host that records every action. Commands succeed with the output a real machine would
+/// give where the installer reads it (mdadm's scan, efibootmgr's entries); `grub-install`
+/// leaves its loaders on the ESP. Commands starting with `fail_on` fail.
+struct RecordingHost {
+    root: PathBuf,
+    sys: tempfile::TempDir,
+    actions: Mutex<Vec<Action>>,
+    efi_entries: Mutex<Vec<String>>,
+    fail_on: Option<String>,
+}
+
+impl RecordingHost {
+    fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            sys: tempfile::tempdir().unwrap(),
+            actions: Mutex::new(Vec::new()),
+            efi_entries: Mutex::new(Vec::new()),
+            fail_on: None,
+        }
+    }
+
+    fn record(&self, action: Action) {
+        self.actions.lock().unwrap().push(action);
+    }
+
+    fn actions(&self) -> Vec<Action> {
+        self.actions.lock().unwrap().clone()
+    }
+
+    fn answer(&self, cmd: &Command) -> String {
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        match cmd.get_program().to_string_lossy().as_ref() {
+            "mdadm" if args == ["--detail", "--scan"] => {
+                "ARRAY /dev/md0 metadata=1.2 name=node:root UUID=1:2:3:4\n".to_string()
+            }
+            "efibootmgr" => {
+                let mut entries = self.efi_entries.lock().unwrap();
+                if let Some(at) = args.iter().position(|a| a == "-L") {
+                    entries.push(args[at + 1].clone());
+                }
+                let mut text = String::from("BootCurrent: 0000\nBootOrder: 0000\n");
+                for (n, label) in entries.iter().enumerate() {
+                    text.push_str(&format!("Boot{:04X}* {label}\tHD(1)\n", n + 1));
+                }
+                text
+            }
+            "grub-install" => {
+                let dir = args
+                    .iter()
+                    .find_map(|a| a.strip_prefix("--efi-directory="))
+                    .expect("grub-install names its ESP");
+                let esp = self.root.join(dir.trim_start_matches('/'));
+                for loader in ["EFI/BOOT/BOOTX64.EFI", "EFI/debian/grubx64.efi"] {
+                    let path = esp.join(loader);
+                    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    std::fs::write(path, "loader").unwrap();
+                }
+                String::new()
+            }
+            _ => String::new(),
+        }
+    }
+}
+
+impl Host for RecordingHost {
+    fn run(&self, cmd: &mut Command) -> anyhow::Result<Output> {
+        let line = display(cmd);
+        self.record(Action::Run(line.clone()));
+        if self.fail_on.as_deref().is_some_and(|f| line.starts_with(f)) {
+            anyhow::bail!("`{line}` failed (exit status: 1): refused by the test");
+        }
+        Ok(Output {
+            stdout: self.answer(cmd),
+            stderr: String::new(),
+        })
+    }
+
+    fn run_streamed(&self, cmd: &mut Command) -> anyhow::Result<()> {
+        self.run(cmd).map(|_| ())
+    }
+
+    fn mount(&self, source: &str, target: &Path, _: &str, _: Option<&str>) -> anyhow::Result<()> {
+        std::fs::create_dir_all(target)?;
+        self.record(Action::Mount(source.to_string(), target.to_path_buf()));
+        Ok(())
+    }
+
+    fn bind(&self, source: &Path, target: &Path, _: bool) -> anyhow::Result<()> {
+        self.record(Action::Bind(source.to_path_buf(), target.to_path_buf()));
+        Ok(())
+    }
+
+    fn unmount(&self, target: &Path) -> anyhow::Result<()> {
+        self.record(Action::Unmount(target.to_path_buf()));
+        Ok(())
+    }
+
+    fn write_file(&self, path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+        self.record(Action::Write(path.to_path_buf(), mode));
+        ocimetal::host::write_file(path, contents, mode)
+    }
+
+    fn remove_file(&self, path: &Path) {
+        self.record(Action::Remove(path.to_path_buf()));
+        let _ = std::fs::remove_file(path);
+    }
+
+    fn wait_for_device(&self, path: &Path, _: Duration) -> anyhow::Result<()> {
+        self.record(Action::Wait(path.to_path_buf()));
+        Ok(())
+    }
+
+    fn sys(&self) -> PathBuf {
+        self.sys.path().to_path_buf()
+    }
+
+    fn mountinfo(&self) -> String {
+        String::new()
+    }
+
+    fn secure_boot(&self) -> bool {
+        false
+    }
+
+    fn kernel_cmdline(&self) -> String {
+        "console=ttyS0,115200".to_string()
+    }
+
+    fn notify(&self, status: &str, _: bool) {
+        if let Some(name) = status.strip_prefix("step ") {
+            self.record(Action::Step(name.to_string()));
+        }
+    }
+
+    fn start_power_unit(&self, unit: &str) -> anyhow::Result<()> {
+        self.record(Action::Power(unit.to_string()));
+        Ok(())
+    }
+}
+
+/// A Debian 13 image with a kernel and everything but cloud-init, so apt has one thing to do.
+async fn push_image(registry: &TestRegistry) -> String {
+    let wanted = ocimetal::plan::system::packages::packages_for(
+        &ocimetal::plan::system::packages::OsRelease::parse("ID=debian\nVERSION_ID=\"13\"\n"),
+        Arch::X86_64,
+    )
+    .unwrap();
+    let status: String = wanted
+        .iter()
+        .filter(|p| *p != "cloud-init")
+        .map(|p| format!("Package: {p}\nStatus: install ok installed\n\n"))
+        .collect();
+    let modules = format!("usr/lib/modules/{KERNEL}/");
+    let kernel = format!("boot/vmlinuz-{KERNEL}");
+    let tar = tar_layer(&[
+        Entry::Dir("etc/"),
+        Entry::File(
+            "etc/os-release",
+            b"PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nID=debian\nVERSION_ID=\"13\"\n",
+        ),
+        Entry::Dir("etc/default/"),
+        Entry::File("etc/default/grub", b"GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\n"),
+        Entry::Dir("var/lib/dpkg/"),
+        Entry::File("var/lib/dpkg/status", status.as_bytes()),
+        Entry::Dir("boot/"),
+        Entry::File(&kernel, b"kernel"),
+        Entry::Dir(&modules),
+    ]);
+    let image = format!("{}/test/debian:13", registry.host());
+    Pusher::new(&registry.host())
+        .push_image(
+            &image,
+            &[Layer::gzip(tar)],
+            ("linux", "amd64"),
+            Flavour::Oci,
+        )
+        .await;
+    image
+}
+
+/// The plan for two mirrored disks of the fixture inventory, with a configdrive.
+fn raid_plan(image: &str, registry: &TestRegistry, extra_cmdline: &str) -> Plan {
+    let drive = tempfile::tempdir().unwrap();
+    let latest = drive.path().join("openstack/latest");
+    std::fs::create_dir_all(&latest).unwrap();
+    std::fs::write(
+        latest.join("meta_data.json"),
+        r#"{"uuid": "7d0c1a7e-1111-4222-8333-944455556666", "local-hostname": "node-7",
+            "root_device_hints": "serial=S-ALPHA S-BRAVO"}"#,
+    )
+    .unwrap();
+    std::fs::write(latest.join("user_data"), "#cloud-config\nruncmd: [true]\n").unwrap();
+    let orders = gather(&GatherOptions {
+        cmdline: Some(format!(
+            "ocimetal.image={image} ocimetal.insecure_registry={} {extra_cmdline}",
+            registry.host()
+        )),
+        node: None,
+        configdrive: Some(drive.path().to_path_buf()),
+    })
+    .unwrap();
+    let inventory =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/orders/inventory.json");
+    let devices = ocimetal::inventory::load_json(&inventory).unwrap();
+    plan::plan(&PlanInput {
+        orders: &orders,
+        devices: &devices,
+        arch: Arch::X86_64,
+    })
+    .unwrap()
+}
+
+/// The actions of each step, in order, keyed by the step's name.
+fn by_step(actions: &[Action]) -> Vec<(String, Vec<Action>)> {
+    let mut steps: Vec<(String, Vec<Action>)> = Vec::new();
+    for action in actions {
+        match action {
+            Action::Step(name) => steps.push((name.clone(), Vec::new())),
+            other => steps
+                .last_mut()
+                .expect("nothing happens before the first step")
+                .1
+                .push(other.clone()),
+        }
+    }
+    steps
+}
+
+fn runs(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Run(line) => Some(line.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The step names of the readable plan, as `ocimetal plan` prints them.
+fn rendered_step_names(plan: &Plan) -> Vec<String> {
+    let summary = render_summary(plan);
+    summary
+        .lines()
+        .skip_while(|l| *l != "steps:")
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_install_runs_the_rendered_plan_step_by_step() {
+    let registry = TestRegistry::start();
+    let image = push_image(&registry).await;
+    let plan = raid_plan(&image, &registry, "");
+    let root = tempfile::tempdir().unwrap();
+    let host = RecordingHost::new(root.path());
+    let root_path = root.path().to_path_buf();
+    let plan_for_install = plan.clone();
+    let host = tokio::task::spawn_blocking(move || {
+        ocimetal::install::execute(&plan_for_install, &host, &root_path).unwrap();
+        host
+    })
+    .await
+    .unwrap();
+
+    let steps = by_step(&host.actions());
+    let executed: Vec<&str> = steps.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(executed, rendered_step_names(&plan));
+    let planned: Vec<&str> = plan.steps.iter().map(Step::name).collect();
+    assert_eq!(executed, planned);
+
+    // Each step did what its planned values say, and only that.
+    let root = root.path();
+    for ((name, actions), step) in steps.iter().zip(&plan.steps) {
+        let commands = runs(actions);
+        match step {
+            Step::Wipe(wipe) => {
+                let zapped: Vec<String> = commands
+                    .iter()
+                    .filter(|c| c.starts_with("sgdisk --zap-all"))
+                    .cloned()
+                    .collect();
+                let expected: Vec<String> = wipe
+                    .devices
+                    .iter()
+                    .map(|d| format!("sgdisk --zap-all {d}"))
+                    .collect();
+                assert_eq!(zapped, expected);
+            }
+            Step::Partition(partition) => {
+                for layout in &partition.disks {
+                    let sgdisk = format!("sgdisk {}", sgdisk_args(layout).join(" "));
+                    assert!(commands.contains(&sgdisk), "{sgdisk} in {commands:?}");
+                    for part in &layout.partitions {
+                        assert!(actions.contains(&Action::Wait(PathBuf::from(&part.device))));
+                    }
+                }
+            }
+            Step::Raid(array) => {
+                let create = format!("mdadm {}", stack::mdadm_create_args(array).join(" "));
+                assert!(commands.contains(&create), "{create} in {commands:?}");
+                assert!(create.contains("--metadata=1.2 --name=root --bitmap=internal"));
+            }
+            Step::Lvm(lvm) => {
+                assert!(commands.contains(&format!(
+                    "lvm lvcreate -y -W y -n {} -l {} {}",
+                    lvm.lv, lvm.extents, lvm.vg
+                )));
+            }
+            Step::Mkfs(mkfs) => {
+                let expected: Vec<String> = mkfs
+                    .filesystems
+                    .iter()
+                    .map(|fs| {
+                        let (program, args) = stack::mkfs_command(fs);
+                        format!("{program} {}", args.join(" "))
+                    })
+                    .collect();
+                assert_eq!(commands, expected);
+            }
+            Step::Mount(mount) => {
+                let expected: Vec<Action> = mount
+                    .mounts
+                    .iter()
+                    .map(|p| {
+                        Action::Mount(p.device.clone(), root.join(p.at.trim_start_matches('/')))
+                    })
+                    .collect();
+                assert_eq!(actions, &expected);
+            }
+            Step::Packages(_) => {
+                assert!(
+                    commands
+                        .iter()
+                        .any(|c| c.starts_with("apt-get install") && c.ends_with(" cloud-init")),
+                    "only the missing package is installed: {commands:?}"
+                );
+                // Services are held back while apt runs, and the guard is gone afterwards.
+                let policy = root.join("usr/sbin/policy-rc.d");
+                assert!(actions.contains(&Action::Write(policy.clone(), 0o755)));
+                assert!(actions.contains(&Action::Remove(policy)));
+            }
+            Step::Files(planned) => {
+                let written: Vec<PathBuf> = actions
+                    .iter()
+                    .filter_map(|a| match a {
+                        Action::Write(path, _) => Some(path.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                for file in &planned.files {
+                    assert!(written.contains(&root.join(&file.path)), "{:?}", file.path);
+                }
+                for edited in ["etc/default/grub", "etc/mdadm/mdadm.conf"] {
+                    assert!(written.contains(&root.join(edited)), "{edited}");
+                }
+                let grub = std::fs::read_to_string(root.join("etc/default/grub")).unwrap();
+                assert!(
+                    grub.contains("GRUB_TIMEOUT=5"),
+                    "the image's own settings stay"
+                );
+                let mdadm = std::fs::read_to_string(root.join("etc/mdadm/mdadm.conf")).unwrap();
+                assert!(mdadm.contains("ARRAY /dev/md0 metadata=1.2"), "{mdadm}");
+            }
+            Step::Initramfs(_) => {
+                assert!(commands.contains(&format!("update-initramfs -c -k {KERNEL}")));
+            }
+            Step::Bootloader(bootloader) => {
+                for install in &bootloader.installs {
+                    let expected = format!(
+                        "grub-install --target={} --efi-directory={} --bootloader-id=debian \
+                         --no-nvram --force-extra-removable",
+                        install.target, install.efi_directory
+                    );
+                    assert!(commands.contains(&expected), "{expected} in {commands:?}");
+                }
+                assert_eq!(commands.last().unwrap(), "update-grub");
+            }
+            Step::Record(record) => {
+                let mut expected = vec![Action::Write(root.join(&record.path), 0o644)];
+                expected.extend(record.markers.iter().map(|esp| {
+                    Action::Write(
+                        root.join(esp.trim_start_matches('/'))
+                            .join("ocimetal/deployment.json"),
+                        0o644,
+                    )
+                }));
+                let writes: Vec<Action> = actions
+                    .iter()
+                    .filter(|a| matches!(a, Action::Write(..)))
+                    .cloned()
+                    .collect();
+                assert_eq!(writes, expected, "markers last of all");
+            }
+            Step::Finish(finish) => {
+                assert!(commands.contains(&format!("lvm vgchange -an {}", finish.vg)));
+                let array = finish.raid.as_deref().unwrap();
+                assert_eq!(commands.last().unwrap(), &format!("mdadm --stop {array}"));
+                assert_eq!(
+                    actions.iter().rfind(|a| matches!(a, Action::Unmount(_))),
+                    Some(&Action::Unmount(root.to_path_buf())),
+                    "the root is unmounted last"
+                );
+            }
+            Step::EfiEntries(efi) => {
+                let facts = ImageFacts {
+                    os: Some(ocimetal::plan::system::packages::OsRelease::parse(
+                        "ID=debian\n",
+                    )),
+                    shim_on_esp: Some(false),
+                    ..ImageFacts::default()
+                };
+                let Step::EfiEntries(decided) = plan::refine(step, &facts).unwrap() else {
+                    unreachable!()
+                };
+                for (entry, planned) in decided.entries.iter().zip(&efi.entries) {
+                    assert_eq!(entry.loader, "\\EFI\\debian\\grubx64.efi");
+                    let create = format!(
+                        "efibootmgr -q -c -d {} -p {} -L {} -l {}",
+                        planned.disk, planned.partition, planned.label, entry.loader
+                    );
+                    assert!(commands.contains(&create), "{create} in {commands:?}");
+                }
+                assert_eq!(commands.last().unwrap(), "efibootmgr -q -n 0001");
+            }
+            Step::Power(_) => assert_eq!(actions, &[Action::Power("reboot.target".into())]),
+            _ => {}
+        }
+        assert_eq!(name, step.name());
+    }
+    let record = std::fs::read_to_string(root.join("etc/ocimetal/deployment.json")).unwrap();
+    assert!(record.contains(&image), "{record}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_step_is_named_and_everything_is_undone() {
+    let registry = TestRegistry::start();
+    let image = push_image(&registry).await;
+    let plan = raid_plan(&image, &registry, "ocimetal.force");
+    assert!(
+        !plan.steps.iter().any(|s| matches!(s, Step::Reentry(_))),
+        "ocimetal.force plans no re-entry check"
+    );
+    let root = tempfile::tempdir().unwrap();
+    let mut host = RecordingHost::new(root.path());
+    host.fail_on = Some("grub-install".into());
+    let root_path = root.path().to_path_buf();
+    let (host, result) = tokio::task::spawn_blocking(move || {
+        let result = ocimetal::install::execute(&plan, &host, &root_path);
+        (host, result)
+    })
+    .await
+    .unwrap();
+    let err = format!("{:#}", result.unwrap_err());
+    assert!(err.starts_with("step bootloader failed: "), "{err}");
+
+    let actions = host.actions();
+    let failed_at = actions
+        .iter()
+        .position(|a| matches!(a, Action::Run(c) if c.starts_with("grub-install")))
+        .unwrap();
+    let after = &actions[failed_at + 1..];
+    assert!(
+        !after.iter().any(|a| matches!(a, Action::Step(_))),
+        "no step runs after a failure"
+    );
+    assert!(!after.iter().any(|a| matches!(a, Action::Power(_))));
+    let mounted: Vec<&PathBuf> = actions[..failed_at]
+        .iter()
+        .filter_map(|a| match a {
+            Action::Mount(_, at) | Action::Bind(_, at) => Some(at),
+            _ => None,
+        })
+        .collect();
+    let unmounted: Vec<&PathBuf> = after
+        .iter()
+        .filter_map(|a| match a {
+            Action::Unmount(at) => Some(at),
+            _ => None,
+        })
+        .collect();
+    let mut sorted = (mounted.clone(), unmounted.clone());
+    sorted.0.sort();
+    sorted.1.sort();
+    assert_eq!(sorted.0, sorted.1, "every mount is undone, once");
+    for (n, point) in unmounted.iter().enumerate() {
+        assert!(
+            !unmounted[..n]
+                .iter()
+                .any(|earlier| point.starts_with(earlier)),
+            "{point:?} is unmounted before what holds it"
+        );
+    }
+    let commands = runs(after);
+    assert!(commands.contains(&"lvm vgchange -an vg_root".to_string()));
+    assert_eq!(commands.last().unwrap(), "mdadm --stop /dev/md0");
+    assert!(!root.path().join("etc/ocimetal/deployment.json").exists());
+}
