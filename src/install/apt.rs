@@ -3,12 +3,11 @@
 
 use super::chroot::Chroot;
 use crate::plan::system::dpkg::config_only_packages;
+use crate::plan::system::files::policy_rc_d_file;
 use crate::plan::Packages;
 use anyhow::Context;
 use std::path::Path;
 
-/// `/usr/sbin/policy-rc.d` that keeps package scripts from starting services in the chroot.
-const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
 /// Diverted so each kernel/package trigger does not rebuild the initramfs (minutes under
 /// emulation); the installer runs it once at the end.
 const UPDATE_INITRAMFS: &str = "/usr/sbin/update-initramfs";
@@ -112,10 +111,11 @@ impl<'a, 'h> AptGuard<'a, 'h> {
     fn arm(chroot: &'a Chroot<'h>, apt_proxy: Option<&str>) -> anyhow::Result<Self> {
         let root = chroot.root();
         let host = chroot.host();
+        let policy = policy_rc_d_file();
         host.write_file(
-            &root.join(POLICY_RC_D),
-            b"#!/bin/sh\n# ocimetal: no service starts in the chroot\nexit 101\n",
-            0o755,
+            &root.join(&policy.path),
+            policy.contents.bytes(),
+            policy.mode,
         )?;
         chroot.run(&mut divert_update_initramfs(chroot, "--add"))?;
         host.write_file(
@@ -147,7 +147,7 @@ impl Drop for AptGuard<'_, '_> {
     fn drop(&mut self) {
         let root = self.chroot.root();
         let host = self.chroot.host();
-        host.remove_file(&root.join(POLICY_RC_D));
+        host.remove_file(&root.join(policy_rc_d_file().path));
         host.remove_file(&root.join(DPKG_UNSAFE_IO));
         host.remove_file(&root.join(UPDATE_INITRAMFS.trim_start_matches('/')));
         host.run_tolerant(&mut divert_update_initramfs(self.chroot, "--remove"));

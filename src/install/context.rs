@@ -10,7 +10,7 @@ use crate::host::mount::MountStack;
 use crate::host::Host;
 use crate::oci::{PullReport, ResolvedImage};
 use crate::plan::system::packages::OsRelease;
-use crate::plan::{FileEdit, ImageFacts, Step};
+use crate::plan::{FileEdit, Finish, ImageFacts, Step};
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -82,10 +82,13 @@ impl<'h> Context<'h> {
         }
     }
 
-    /// Unmounts everything and deactivates LVM and md.
-    pub fn finish(&mut self) -> anyhow::Result<()> {
+    /// The finish step: unmounts everything, then deactivates the volume group and stops the
+    /// array it names.
+    pub fn finish(&mut self, step: &Finish) -> anyhow::Result<()> {
         self.leave_chroot()?;
         self.mounts.unmount_all()?;
+        self.storage.vg = Some(step.vg.clone());
+        self.storage.raid = step.raid.clone();
         self.storage.deactivate();
         Ok(())
     }

@@ -90,7 +90,7 @@ fn run_step(ctx: &mut Context<'_>, step: &Step) -> anyhow::Result<bool> {
         }
         Step::KexecLoad(s) => ctx.kexec = Some(power::load_kexec(host, &ctx.root, s)?),
         Step::Record(s) => record::run(ctx, s)?,
-        Step::Finish(_) => ctx.finish()?,
+        Step::Finish(s) => ctx.finish(s)?,
         Step::EfiEntries(s) => match efi::ensure_entries(host, &s.entries) {
             Ok(numbers) => tracing::info!("efi: entries {}", numbers.join(", ")),
             // The removable fallback path is on every ESP: the disk still boots.
