@@ -5,6 +5,7 @@
 //! - `priorities`: which order wins, the JSON plan's keys, normalised references, `--arch`,
 //!   the documented examples, `ocimetal devices`;
 //! - `bad_orders`: every kind of invalid order gives status 2 and one line naming the field;
+//! - `render`: `--render DIR` writes the files an install would write, secrets only on request;
 //! - `secrets`: user_data, passwords, pull secrets and URL credentials are never printed;
 //! - `sweep`: a seeded generator of mangled orders never makes the binary crash.
 
@@ -12,6 +13,8 @@
 mod bad_orders;
 #[path = "cli_plan/priorities.rs"]
 mod priorities;
+#[path = "cli_plan/render.rs"]
+mod render;
 #[path = "cli_plan/secrets.rs"]
 mod secrets;
 #[path = "cli_plan/support.rs"]

@@ -1,7 +1,8 @@
 //! Differential test: our network_data conversion against cloud-init's own.
 //!
 //! Every fixture under `tests/fixtures/network_data/` is converted by
-//! `ocimetal::plan::system::network` and by cloud-init's `convert_net_json` (run through
+//! `ocimetal::plan::system::network` (and rendered by `ocimetal plan --render`, the file an
+//! install writes) and by cloud-init's `convert_net_json` (run through
 //! `tests/cloud_init_ref/convert.py`), and the two structures must be equal. cloud-init is
 //! not installed for this: `tests/cloud_init_ref/fetch.sh` unpacks Debian's package into
 //! `target/cloud-init-ref`. The YAML text we write is also read back with cloud-init's YAML
@@ -116,16 +117,54 @@ fn fixtures() -> Vec<PathBuf> {
     files
 }
 
-/// Our config as JSON, and the YAML text we write for it.
+/// Our config as JSON, and the YAML text an install writes for it, as `ocimetal plan --render`
+/// shows it for a configdrive carrying the fixture as its network_data.
 fn ours(fixture: &Path) -> (Value, String) {
     let input: Value =
         serde_json::from_slice(&std::fs::read(fixture).expect("read fixture")).expect("json");
     let converted =
         convert_network_data(&input).unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
     let as_json = serde_json::to_value(&converted.config).expect("serialise");
-    // What cloud-init will read back from the network-config file we write.
-    let yaml = converted.config.to_yaml().expect("yaml");
+    let yaml = rendered_network_config(fixture);
+    assert_eq!(
+        yaml,
+        converted.config.to_yaml().expect("yaml"),
+        "{}",
+        fixture.display()
+    );
     (as_json, yaml)
+}
+
+/// The network-config file `ocimetal plan --render` writes for a configdrive whose
+/// network_data is `fixture`.
+fn rendered_network_config(fixture: &Path) -> String {
+    let work = tempfile::tempdir().expect("tempdir");
+    let latest = work.path().join("drive/openstack/latest");
+    std::fs::create_dir_all(&latest).expect("drive");
+    std::fs::write(
+        latest.join("meta_data.json"),
+        r#"{"uuid": "3c1f7a52-6d1e-4f7b-9a55-0b2c4d6e8f10"}"#,
+    )
+    .expect("meta_data");
+    std::fs::copy(fixture, latest.join("network_data.json")).expect("network_data");
+    let out = work.path().join("render");
+    let run = Command::new(env!("CARGO_BIN_EXE_ocimetal"))
+        .args(["plan", "--arch", "x86_64", "--cmdline", "", "--inventory"])
+        .arg(manifest_dir().join("tests/fixtures/orders/inventory-one.json"))
+        .arg("--configdrive")
+        .arg(work.path().join("drive"))
+        .arg("--render")
+        .arg(&out)
+        .output()
+        .expect("run ocimetal plan");
+    assert!(
+        run.status.success(),
+        "{}: {}",
+        fixture.display(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    std::fs::read_to_string(out.join("var/lib/cloud/seed/nocloud-net/network-config"))
+        .expect("network-config rendered")
 }
 
 #[test]

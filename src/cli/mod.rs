@@ -1,5 +1,7 @@
 //! The `plan`, `devices` and `install` subcommands: gather inputs, plan, print or execute.
 
+mod render;
+
 use crate::arch::Arch;
 use crate::config::{self, GatherOptions, Orders};
 use crate::error::OrderError;
@@ -37,6 +39,13 @@ pub struct PlanArgs {
     /// Print one JSON object instead of the readable summary.
     #[arg(long)]
     pub json: bool,
+    /// Also write every file the install would write under DIR (a new or empty directory),
+    /// with a manifest of paths and modes.
+    #[arg(long, value_name = "DIR")]
+    pub render: Option<PathBuf>,
+    /// With --render, also write the secrets the install would write (user_data).
+    #[arg(long, requires = "render")]
+    pub show_secrets: bool,
 }
 
 /// Arguments of `ocimetal devices`.
@@ -111,12 +120,26 @@ fn load_devices(inventory: Option<&PathBuf>) -> anyhow::Result<(Vec<BlockDevice>
 /// `ocimetal plan`: decide and print.
 pub fn run_plan(args: &PlanArgs) -> anyhow::Result<()> {
     let decision = decide(&args.sources)?;
+    let rendered = match &args.render {
+        Some(dir) => Some((
+            dir,
+            render::render_into(&decision.plan, dir, args.show_secrets)?,
+        )),
+        None => None,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&decision.plan)?);
     } else {
         print!("{}", plan::render_summary(&decision.plan));
         for skipped in &decision.excluded {
             println!("not a candidate: {} ({})", skipped.name, skipped.reason);
+        }
+        if let Some((dir, count)) = rendered {
+            println!(
+                "rendered {count} files into {} (manifest {})",
+                dir.display(),
+                render::MANIFEST
+            );
         }
     }
     Ok(())

@@ -13,7 +13,7 @@ pub mod system;
 
 pub use layout::{partition_path, DiskLayout, Partition};
 pub use refine::{refine, ImageFacts};
-pub use render::{render_summary, step_detail};
+pub use render::{render_summary, rendered_files, step_detail, RenderedFile};
 pub use step::*;
 
 use crate::arch::Arch;

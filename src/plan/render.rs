@@ -233,3 +233,35 @@ fn or_none(list: &[String]) -> String {
         list.join(" ")
     }
 }
+
+/// A file the install would write, as `ocimetal plan --render` shows it.
+#[derive(Debug, Clone)]
+pub struct RenderedFile {
+    pub file: super::system::TargetFile,
+    /// An edit of a file the image brings: rendered here as if the image had none of it.
+    pub edit: bool,
+}
+
+/// Every file of the plan's files step, the edits rendered against an image without those
+/// files (and, for RAID1, before the array exists: mdadm.conf without its `ARRAY` line).
+pub fn rendered_files(plan: &Plan) -> Vec<RenderedFile> {
+    let Some(planned) = plan.find(|s| match s {
+        Step::Files(files) => Some(files),
+        _ => None,
+    }) else {
+        return Vec::new();
+    };
+    let own = planned.files.len();
+    let refined = super::refine(&Step::Files(planned.clone()), &Default::default());
+    let Ok(Step::Files(all)) = refined else {
+        unreachable!("a files step refines into a files step")
+    };
+    all.files
+        .into_iter()
+        .enumerate()
+        .map(|(index, file)| RenderedFile {
+            file,
+            edit: index >= own,
+        })
+        .collect()
+}
