@@ -54,19 +54,135 @@ pub fn run_tolerant(cmd: &mut Command) -> Option<Output> {
     }
 }
 
+/// Lines of a streamed command's output kept for its error.
+pub const TAIL_LINES: usize = 40;
+
+/// Longest line kept in the tail (the console still gets the whole line).
+const TAIL_LINE_CHARS: usize = 500;
+
 /// Runs `cmd` with its output streamed to our stdout/stderr (apt, update-initramfs: long and
-/// chatty, and the operator wants to see progress on the console).
+/// chatty, and the operator wants to see progress on the console). When it fails, the last
+/// [`TAIL_LINES`] lines of its output are logged and the error ends with the last ones: the
+/// reason must not have scrolled by.
 pub fn run_streamed(cmd: &mut Command) -> anyhow::Result<()> {
     let line = display(cmd);
     tracing::info!("run: {line}");
-    let status = cmd
+    let mut child = cmd
         .stdin(Stdio::null())
-        .status()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .with_context(|| format!("cannot start `{line}`"))?;
-    if !status.success() {
-        bail!("`{line}` failed ({status})");
+    let tail = std::sync::Arc::new(std::sync::Mutex::new(Tail::default()));
+    let out = child
+        .stdout
+        .take()
+        .map(|r| forward(r, std::io::stdout(), tail.clone()));
+    let err = child
+        .stderr
+        .take()
+        .map(|r| forward(r, std::io::stderr(), tail.clone()));
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for `{line}`"))?;
+    for handle in [out, err].into_iter().flatten() {
+        let _ = handle.join();
     }
-    Ok(())
+    if status.success() {
+        return Ok(());
+    }
+    let tail = tail.lock().map(|t| t.lines()).unwrap_or_default();
+    if !tail.is_empty() {
+        tracing::error!("the last {} lines of `{line}`:", tail.len());
+        for text in &tail {
+            tracing::error!("| {text}");
+        }
+    }
+    let last: Vec<&str> = tail
+        .iter()
+        .rev()
+        .take(3)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    bail!("`{line}` failed ({status}): {}", last.join(" | "));
+}
+
+/// The last lines seen on a command's stdout and stderr together.
+#[derive(Default)]
+struct Tail {
+    lines: std::collections::VecDeque<String>,
+}
+
+impl Tail {
+    fn push_line(&mut self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line).trim_end().to_string();
+        if text.is_empty() {
+            return;
+        }
+        if self.lines.len() == TAIL_LINES {
+            self.lines.pop_front();
+        }
+        self.lines
+            .push_back(text.chars().take(TAIL_LINE_CHARS).collect());
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.iter().cloned().collect()
+    }
+}
+
+/// One stream's line being assembled for the tail.
+#[derive(Default)]
+struct LineSplitter {
+    partial: Vec<u8>,
+}
+
+impl LineSplitter {
+    /// Feeds bytes; every finished line goes to `tail`.
+    fn feed(&mut self, bytes: &[u8], tail: &std::sync::Mutex<Tail>) {
+        for &byte in bytes {
+            match byte {
+                // A carriage return rewrites the line (progress bars): keep the last state.
+                b'\r' => self.partial.clear(),
+                b'\n' => self.flush(tail),
+                _ if self.partial.len() < TAIL_LINE_CHARS * 4 => self.partial.push(byte),
+                _ => {}
+            }
+        }
+    }
+
+    fn flush(&mut self, tail: &std::sync::Mutex<Tail>) {
+        if let Ok(mut tail) = tail.lock() {
+            tail.push_line(&self.partial);
+        }
+        self.partial.clear();
+    }
+}
+
+/// Copies a child's output to `sink` as it comes, and into the shared tail.
+fn forward<R, W>(
+    mut reader: R,
+    mut sink: W,
+    tail: std::sync::Arc<std::sync::Mutex<Tail>>,
+) -> std::thread::JoinHandle<()>
+where
+    R: std::io::Read + Send + 'static,
+    W: std::io::Write + Send + 'static,
+{
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 8192];
+        let mut splitter = LineSplitter::default();
+        while let Ok(n) = reader.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            let _ = sink.write_all(&buffer[..n]);
+            let _ = sink.flush();
+            splitter.feed(&buffer[..n], &tail);
+        }
+        splitter.flush(&tail);
+    })
 }
 
 /// Shorthand for `Command::new(program).args(args)`.
@@ -107,6 +223,41 @@ mod tests {
     fn success_captures_stdout() {
         let out = run(&mut cmd("sh", ["-c", "printf 'a\\nb'"])).unwrap();
         assert_eq!(out.stdout, "a\nb");
+    }
+
+    #[test]
+    fn a_failed_streamed_command_keeps_the_end_of_its_output() {
+        // One stream, so that the order of the lines is the order they were written in.
+        let script = "exec 1>&2; for i in $(seq 1 100); do echo line $i; done; \
+                      printf 'progress 10%%\\rprogress 99%%\\n'; echo the real reason; exit 100";
+        let err = run_streamed(&mut cmd("sh", ["-c", script])).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("exit status: 100"), "{text}");
+        assert!(
+            text.ends_with("line 100 | progress 99% | the real reason"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_tail_keeps_the_last_lines_each_cut_to_a_bounded_length() {
+        let tail = std::sync::Mutex::new(Tail::default());
+        let mut out = LineSplitter::default();
+        let mut err = LineSplitter::default();
+        out.feed(b"first ha", &tail);
+        err.feed(b"from stderr\n", &tail);
+        out.feed(b"lf\n", &tail);
+        out.feed(&[b'x'; 5000], &tail);
+        out.flush(&tail);
+        let lines = tail.lock().unwrap().lines();
+        assert_eq!(lines[..2], ["from stderr", "first half"]);
+        assert_eq!(lines[2].len(), TAIL_LINE_CHARS);
+        for n in 0..100 {
+            out.feed(format!("{n}\n").as_bytes(), &tail);
+        }
+        let lines = tail.lock().unwrap().lines();
+        assert_eq!(lines.len(), TAIL_LINES);
+        assert_eq!(lines[0], "60");
     }
 
     #[test]
