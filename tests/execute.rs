@@ -30,6 +30,7 @@ enum Action {
     Unmount(PathBuf),
     Write(PathBuf, u32),
     Remove(PathBuf),
+    Sync(PathBuf),
     Wait(PathBuf),
     Power(String),
 }
@@ -143,6 +144,11 @@ impl Host for RecordingHost {
     fn remove_file(&self, path: &Path) {
         self.record(Action::Remove(path.to_path_buf()));
         let _ = std::fs::remove_file(path);
+    }
+
+    fn sync_filesystem(&self, path: &Path) -> anyhow::Result<()> {
+        self.record(Action::Sync(path.to_path_buf()));
+        Ok(())
     }
 
     fn wait_for_device(&self, path: &Path, _: Duration) -> anyhow::Result<()> {
@@ -417,20 +423,27 @@ async fn the_install_runs_the_rendered_plan_step_by_step() {
                 assert_eq!(commands.last().unwrap(), "update-grub");
             }
             Step::Record(record) => {
-                let mut expected = vec![Action::Write(root.join(&record.path), 0o644)];
-                expected.extend(record.markers.iter().map(|esp| {
-                    Action::Write(
-                        root.join(esp.trim_start_matches('/'))
-                            .join("ocimetal/deployment.json"),
-                        0o644,
-                    )
-                }));
-                let writes: Vec<Action> = actions
+                // The record, then everything flushed, then each marker, flushed.
+                let esps: Vec<PathBuf> = record
+                    .markers
                     .iter()
-                    .filter(|a| matches!(a, Action::Write(..)))
+                    .map(|esp| root.join(esp.trim_start_matches('/')))
+                    .collect();
+                let mut expected = vec![
+                    Action::Write(root.join(&record.path), 0o644),
+                    Action::Sync(root.to_path_buf()),
+                ];
+                expected.extend(esps.iter().map(|esp| Action::Sync(esp.clone())));
+                for esp in &esps {
+                    expected.push(Action::Write(esp.join("ocimetal/deployment.json"), 0o644));
+                    expected.push(Action::Sync(esp.clone()));
+                }
+                let durable: Vec<Action> = actions
+                    .iter()
+                    .filter(|a| matches!(a, Action::Write(..) | Action::Sync(_)))
                     .cloned()
                     .collect();
-                assert_eq!(writes, expected, "markers last of all");
+                assert_eq!(durable, expected, "markers last of all, on disk");
             }
             Step::Finish(finish) => {
                 assert!(commands.contains(&format!("lvm vgchange -an {}", finish.vg)));

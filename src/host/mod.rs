@@ -40,6 +40,8 @@ pub trait Host {
     fn write_file(&self, path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()>;
     /// Removes a file; a missing one is fine.
     fn remove_file(&self, path: &Path);
+    /// Flushes the whole filesystem that holds `path` to its disk (`syncfs`).
+    fn sync_filesystem(&self, path: &Path) -> anyhow::Result<()>;
     /// Waits by event until a block device node exists and udev has processed it.
     fn wait_for_device(&self, path: &Path, timeout: Duration) -> anyhow::Result<()>;
     /// Where sysfs is mounted (read for holders, partitions and device numbers).
@@ -110,6 +112,13 @@ impl Host for System {
         let _ = std::fs::remove_file(path);
     }
 
+    fn sync_filesystem(&self, path: &Path) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let dir =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        nix::unistd::syncfs(&dir).with_context(|| format!("flushing {} to disk", path.display()))
+    }
+
     fn wait_for_device(&self, path: &Path, timeout: Duration) -> anyhow::Result<()> {
         wait::wait_for_device(path, timeout)
     }
@@ -166,4 +175,33 @@ pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()>
     std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("chmod {mode:o} {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_replaces_a_symlink_instead_of_following_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, "keep").unwrap();
+        let path = dir.path().join("etc/hostname");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        write_file(&path, b"node-1\n", 0o644).unwrap();
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "node-1\n");
+        assert!(!path.symlink_metadata().unwrap().file_type().is_symlink());
+    }
+
+    #[test]
+    fn a_filesystem_is_flushed_by_any_path_on_it() {
+        let dir = tempfile::tempdir().unwrap();
+        System.sync_filesystem(dir.path()).unwrap();
+        let err = System
+            .sync_filesystem(&dir.path().join("missing"))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("missing"), "{err:#}");
+    }
 }

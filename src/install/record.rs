@@ -5,8 +5,9 @@ use super::reentry::MARKER_PATH;
 use crate::plan::system::record::{DeploymentRecord, RecordedImage};
 use crate::plan::Record;
 
-/// Writes `/etc/ocimetal/deployment.json`, leaves the chroot, and writes the marker on every
-/// ESP last of all, so that a marker always means a complete install.
+/// Writes `/etc/ocimetal/deployment.json`, leaves the chroot, flushes the root and every ESP
+/// to disk, and only then writes the marker on every ESP, flushing it too: a marker always
+/// means a complete install, also after a power cut.
 pub fn run(ctx: &mut Context<'_>, step: &Record) -> anyhow::Result<()> {
     ctx.leave_chroot()?;
     let record = DeploymentRecord::new(
@@ -22,12 +23,20 @@ pub fn run(ctx: &mut Context<'_>, step: &Record) -> anyhow::Result<()> {
         std::time::SystemTime::now(),
     );
     let file = record.to_file()?;
-    ctx.host
-        .write_file(&ctx.root.join(&step.path), file.contents.bytes(), file.mode)?;
-    for esp in &step.markers {
-        let path = ctx.root.join(esp.trim_start_matches('/')).join(MARKER_PATH);
-        ctx.host
-            .write_file(&path, file.contents.bytes(), file.mode)?;
+    let host = ctx.host;
+    host.write_file(&ctx.root.join(&step.path), file.contents.bytes(), file.mode)?;
+    host.sync_filesystem(&ctx.root)?;
+    let esps: Vec<_> = step
+        .markers
+        .iter()
+        .map(|esp| ctx.root.join(esp.trim_start_matches('/')))
+        .collect();
+    for esp in &esps {
+        host.sync_filesystem(esp)?;
+    }
+    for esp in &esps {
+        host.write_file(&esp.join(MARKER_PATH), file.contents.bytes(), file.mode)?;
+        host.sync_filesystem(esp)?;
     }
     Ok(())
 }
