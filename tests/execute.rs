@@ -30,6 +30,7 @@ enum Action {
     Unmount(PathBuf),
     Write(PathBuf, u32),
     Remove(PathBuf),
+    Rename(PathBuf, String),
     Sync(PathBuf),
     Wait(PathBuf),
     Power(String),
@@ -136,14 +137,25 @@ impl Host for RecordingHost {
         Ok(())
     }
 
-    fn write_file(&self, path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
-        self.record(Action::Write(path.to_path_buf(), mode));
-        ocimetal::host::write_file(path, contents, mode)
+    fn write_file(
+        &self,
+        root: &Path,
+        rel: &Path,
+        contents: &[u8],
+        mode: u32,
+    ) -> anyhow::Result<()> {
+        self.record(Action::Write(root.join(rel), mode));
+        ocimetal::host::confined::write(root, rel, contents, mode)
     }
 
-    fn remove_file(&self, path: &Path) {
-        self.record(Action::Remove(path.to_path_buf()));
-        let _ = std::fs::remove_file(path);
+    fn remove_file(&self, root: &Path, rel: &Path) -> anyhow::Result<()> {
+        self.record(Action::Remove(root.join(rel)));
+        ocimetal::host::confined::remove(root, rel)
+    }
+
+    fn rename_file(&self, root: &Path, dir: &Path, from: &str, to: &str) -> anyhow::Result<bool> {
+        self.record(Action::Rename(root.join(dir).join(from), to.to_string()));
+        ocimetal::host::confined::rename(root, dir, from, to)
     }
 
     fn sync_filesystem(&self, path: &Path) -> anyhow::Result<()> {

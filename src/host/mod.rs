@@ -5,6 +5,7 @@
 //! The executor reaches the machine through [`Host`], so that a plan can be run against a
 //! recording host in tests: every command, mount and write in order, nothing touched.
 
+pub mod confined;
 pub mod exec;
 pub mod mount;
 pub mod sysfs;
@@ -36,10 +37,14 @@ pub trait Host {
     fn bind(&self, source: &Path, target: &Path, recursive: bool) -> anyhow::Result<()>;
     /// Unmounts one mount point (detaching it lazily when it is busy with submounts).
     fn unmount(&self, target: &Path) -> anyhow::Result<()>;
-    /// Writes a file (parents created, a symlink at `path` replaced, `mode` set).
-    fn write_file(&self, path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()>;
-    /// Removes a file; a missing one is fine.
-    fn remove_file(&self, path: &Path);
+    /// Writes the file `rel` of the target `root`, confined to it (see [`confined::write`]).
+    fn write_file(&self, root: &Path, rel: &Path, contents: &[u8], mode: u32)
+        -> anyhow::Result<()>;
+    /// Removes the file `rel` of the target `root`; a missing one is fine.
+    fn remove_file(&self, root: &Path, rel: &Path) -> anyhow::Result<()>;
+    /// Renames the entry `from` to `to` in the directory `dir` of the target `root`; false
+    /// when `from` does not exist (see [`confined::rename`]).
+    fn rename_file(&self, root: &Path, dir: &Path, from: &str, to: &str) -> anyhow::Result<bool>;
     /// Flushes the whole filesystem that holds `path` to its disk (`syncfs`).
     fn sync_filesystem(&self, path: &Path) -> anyhow::Result<()>;
     /// Waits by event until a block device node exists and udev has processed it.
@@ -104,12 +109,22 @@ impl Host for System {
         mount::unmount_point(target)
     }
 
-    fn write_file(&self, path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
-        write_file(path, contents, mode)
+    fn write_file(
+        &self,
+        root: &Path,
+        rel: &Path,
+        contents: &[u8],
+        mode: u32,
+    ) -> anyhow::Result<()> {
+        confined::write(root, rel, contents, mode)
     }
 
-    fn remove_file(&self, path: &Path) {
-        let _ = std::fs::remove_file(path);
+    fn remove_file(&self, root: &Path, rel: &Path) -> anyhow::Result<()> {
+        confined::remove(root, rel)
+    }
+
+    fn rename_file(&self, root: &Path, dir: &Path, from: &str, to: &str) -> anyhow::Result<bool> {
+        confined::rename(root, dir, from, to)
     }
 
     fn sync_filesystem(&self, path: &Path) -> anyhow::Result<()> {
@@ -157,43 +172,9 @@ impl Host for System {
     }
 }
 
-/// Writes `contents` to `path` with `mode`, creating its directory; a symlink at `path` (an
-/// image's) is replaced, never followed.
-pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
-    use anyhow::Context;
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    if path
-        .symlink_metadata()
-        .is_ok_and(|m| m.file_type().is_symlink())
-    {
-        std::fs::remove_file(path)?;
-    }
-    std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {mode:o} {}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_write_replaces_a_symlink_instead_of_following_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let outside = dir.path().join("outside");
-        std::fs::write(&outside, "keep").unwrap();
-        let path = dir.path().join("etc/hostname");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(&outside, &path).unwrap();
-        write_file(&path, b"node-1\n", 0o644).unwrap();
-        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "node-1\n");
-        assert!(!path.symlink_metadata().unwrap().file_type().is_symlink());
-    }
 
     #[test]
     fn a_filesystem_is_flushed_by_any_path_on_it() {

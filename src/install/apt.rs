@@ -6,7 +6,7 @@ use crate::plan::system::dpkg::config_only_packages;
 use crate::plan::system::files::policy_rc_d_file;
 use crate::plan::Packages;
 use anyhow::Context;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Diverted so each kernel/package trigger does not rebuild the initramfs (minutes under
 /// emulation); the installer runs it once at the end.
@@ -14,6 +14,8 @@ const UPDATE_INITRAMFS: &str = "/usr/sbin/update-initramfs";
 const UPDATE_INITRAMFS_DIVERTED: &str = "/usr/sbin/update-initramfs.ocimetal";
 /// dpkg configuration that skips fsync while the installer runs apt in the target.
 const DPKG_UNSAFE_IO: &str = "etc/dpkg/dpkg.cfg.d/ocimetal-unsafe-io";
+/// apt's proxy while the installer runs apt (with its password: readable by root only).
+const INSTALL_PROXY: &str = "etc/apt/apt.conf.d/00ocimetal-install-proxy";
 
 /// True when the target already has a kernel image with its modules.
 pub fn has_kernel(root: &Path) -> bool {
@@ -104,55 +106,60 @@ pub fn install(
 /// proxy in place; removes them again on drop.
 struct AptGuard<'a, 'h> {
     chroot: &'a Chroot<'h>,
-    proxy_file: Option<std::path::PathBuf>,
+    /// Target-relative files of ours, removed on drop.
+    placed: Vec<PathBuf>,
+    diverted: bool,
 }
 
 impl<'a, 'h> AptGuard<'a, 'h> {
     fn arm(chroot: &'a Chroot<'h>, apt_proxy: Option<&str>) -> anyhow::Result<Self> {
-        let root = chroot.root();
-        let host = chroot.host();
+        let mut guard = Self {
+            chroot,
+            placed: Vec::new(),
+            diverted: false,
+        };
         let policy = policy_rc_d_file();
-        host.write_file(
-            &root.join(&policy.path),
-            policy.contents.bytes(),
-            policy.mode,
-        )?;
+        guard.place(&policy.path, policy.contents.bytes(), policy.mode)?;
         chroot.run(&mut divert_update_initramfs(chroot, "--add"))?;
-        host.write_file(
-            &root.join(UPDATE_INITRAMFS.trim_start_matches('/')),
+        guard.diverted = true;
+        guard.place(
+            Path::new(UPDATE_INITRAMFS.trim_start_matches('/')),
             b"#!/bin/sh\n# ocimetal: deferred until the install's end\nexit 0\n",
             0o755,
         )?;
         // The target is unmounted (hence flushed) at the end and remade if the install fails,
         // so dpkg's fsync after every unpacked file buys nothing and costs minutes.
-        host.write_file(
-            &root.join(DPKG_UNSAFE_IO),
+        guard.place(
+            Path::new(DPKG_UNSAFE_IO),
             b"# ocimetal: removed again at the end of the install\nforce-unsafe-io\n",
             0o644,
         )?;
-        let proxy_file = match apt_proxy {
-            Some(proxy) => {
-                let path = root.join("etc/apt/apt.conf.d/00ocimetal-install-proxy");
-                let setting = format!("Acquire::http::Proxy \"{proxy}\";\n");
-                host.write_file(&path, setting.as_bytes(), 0o644)?;
-                Some(path)
-            }
-            None => None,
-        };
-        Ok(Self { chroot, proxy_file })
+        if let Some(proxy) = apt_proxy {
+            let setting = format!("Acquire::http::Proxy \"{proxy}\";\n");
+            guard.place(Path::new(INSTALL_PROXY), setting.as_bytes(), 0o600)?;
+        }
+        Ok(guard)
+    }
+
+    fn place(&mut self, rel: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+        self.chroot
+            .host()
+            .write_file(self.chroot.root(), rel, contents, mode)?;
+        self.placed.push(rel.to_path_buf());
+        Ok(())
     }
 }
 
 impl Drop for AptGuard<'_, '_> {
     fn drop(&mut self) {
-        let root = self.chroot.root();
         let host = self.chroot.host();
-        host.remove_file(&root.join(policy_rc_d_file().path));
-        host.remove_file(&root.join(DPKG_UNSAFE_IO));
-        host.remove_file(&root.join(UPDATE_INITRAMFS.trim_start_matches('/')));
-        host.run_tolerant(&mut divert_update_initramfs(self.chroot, "--remove"));
-        if let Some(path) = &self.proxy_file {
-            host.remove_file(path);
+        for rel in self.placed.drain(..).rev() {
+            if let Err(err) = host.remove_file(self.chroot.root(), &rel) {
+                tracing::warn!("{err:#}");
+            }
+        }
+        if self.diverted {
+            host.run_tolerant(&mut divert_update_initramfs(self.chroot, "--remove"));
         }
     }
 }

@@ -4,15 +4,16 @@
 use crate::host::exec::Output;
 use crate::host::mount::MountStack;
 use crate::host::Host;
-use anyhow::Context;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Where the target's own resolv.conf waits while ours is in place.
-const RESOLV_BACKUP: &str = "etc/resolv.conf.ocimetal-orig";
+/// The resolver configuration, in the target's `/etc`.
+const RESOLV_CONF: &str = "resolv.conf";
+/// Where the target's own resolv.conf waits while ours is in place, in the same directory.
+const RESOLV_BACKUP: &str = "resolv.conf.ocimetal-orig";
 
 /// An entered chroot; [`Chroot::leave`] (or drop) undoes every mount and file change.
 pub struct Chroot<'h> {
@@ -45,7 +46,7 @@ impl<'h> Chroot<'h> {
         chroot
             .mounts
             .bind(Path::new("/run"), &root.join("run"), false)?;
-        chroot.resolv_replaced = install_resolv_conf(root)?;
+        chroot.resolv_replaced = install_resolv_conf(host, root)?;
         Ok(chroot)
     }
 
@@ -103,7 +104,7 @@ impl<'h> Chroot<'h> {
 
     fn restore(&mut self) -> anyhow::Result<()> {
         if std::mem::take(&mut self.resolv_replaced) {
-            restore_resolv_conf(&self.root)?;
+            restore_resolv_conf(self.host, &self.root)?;
         }
         self.mounts.unmount_all()
     }
@@ -119,7 +120,7 @@ impl Drop for Chroot<'_> {
 
 /// Puts the ramdisk's resolver configuration in place of the target's (which is often a
 /// symlink into a /run that is not populated here). Returns whether anything was replaced.
-fn install_resolv_conf(root: &Path) -> anyhow::Result<bool> {
+fn install_resolv_conf(host: &dyn Host, root: &Path) -> anyhow::Result<bool> {
     // Prefer the upstream servers over a local stub: the stub is not reachable inside.
     let source = ["/run/systemd/resolve/resolv.conf", "/etc/resolv.conf"]
         .iter()
@@ -127,25 +128,14 @@ fn install_resolv_conf(root: &Path) -> anyhow::Result<bool> {
     let Some(contents) = source else {
         return Ok(false);
     };
-    let target = root.join("etc/resolv.conf");
-    let backup = root.join(RESOLV_BACKUP);
-    if target.symlink_metadata().is_ok() {
-        std::fs::rename(&target, &backup)
-            .with_context(|| format!("moving {} aside", target.display()))?;
-    }
-    std::fs::create_dir_all(root.join("etc"))?;
-    std::fs::write(&target, contents).with_context(|| format!("writing {}", target.display()))?;
+    host.rename_file(root, Path::new("etc"), RESOLV_CONF, RESOLV_BACKUP)?;
+    host.write_file(root, &Path::new("etc").join(RESOLV_CONF), &contents, 0o644)?;
     Ok(true)
 }
 
-fn restore_resolv_conf(root: &Path) -> anyhow::Result<()> {
-    let target = root.join("etc/resolv.conf");
-    let backup = root.join(RESOLV_BACKUP);
-    let _ = std::fs::remove_file(&target);
-    if backup.symlink_metadata().is_ok() {
-        std::fs::rename(&backup, &target)
-            .with_context(|| format!("restoring {}", target.display()))?;
-    }
+fn restore_resolv_conf(host: &dyn Host, root: &Path) -> anyhow::Result<()> {
+    host.remove_file(root, &Path::new("etc").join(RESOLV_CONF))?;
+    host.rename_file(root, Path::new("etc"), RESOLV_BACKUP, RESOLV_CONF)?;
     Ok(())
 }
 
@@ -159,18 +149,18 @@ mod tests {
         std::fs::create_dir_all(root.path().join("etc")).unwrap();
         let link = root.path().join("etc/resolv.conf");
         std::os::unix::fs::symlink("../run/systemd/resolve/stub-resolv.conf", &link).unwrap();
-        let replaced = install_resolv_conf(root.path()).unwrap();
+        let replaced = install_resolv_conf(&crate::host::System, root.path()).unwrap();
         if !replaced {
             eprintln!("skipped: this machine has no resolv.conf to copy");
             return;
         }
         assert!(link.symlink_metadata().unwrap().file_type().is_file());
-        restore_resolv_conf(root.path()).unwrap();
+        restore_resolv_conf(&crate::host::System, root.path()).unwrap();
         assert_eq!(
             std::fs::read_link(&link).unwrap(),
             Path::new("../run/systemd/resolve/stub-resolv.conf")
         );
-        assert!(!root.path().join(RESOLV_BACKUP).exists());
+        assert!(!root.path().join("etc").join(RESOLV_BACKUP).exists());
     }
 
     #[test]

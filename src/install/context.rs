@@ -5,6 +5,7 @@
 use super::apt::has_kernel;
 use super::chroot::Chroot;
 use super::stack::mdadm_scan;
+use crate::host::confined;
 use crate::host::exec::cmd;
 use crate::host::mount::MountStack;
 use crate::host::Host;
@@ -14,6 +15,9 @@ use crate::plan::{FileEdit, Finish, ImageFacts, Step};
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+
+/// Largest file read from the target (the dpkg database of a big image is a few MiB).
+const TARGET_READ_LIMIT: u64 = 64 << 20;
 
 /// Where the target's root filesystem is mounted during the install.
 pub const TARGET_ROOT: &str = "/run/ocimetal/target";
@@ -104,14 +108,14 @@ impl<'h> Context<'h> {
     pub fn observe(&mut self, step: &Step) -> anyhow::Result<()> {
         match step {
             Step::Packages(_) => {
-                self.facts.os = Some(read_os_release(&self.root)?);
-                self.facts.dpkg_status = self.read("var/lib/dpkg/status").unwrap_or_default();
+                self.facts.os = Some(self.read_os_release()?);
+                self.facts.dpkg_status = self.read("var/lib/dpkg/status")?.unwrap_or_default();
                 self.facts.has_kernel = has_kernel(&self.root);
                 self.facts.secure_boot = self.host.secure_boot();
             }
             Step::Files(files) => {
                 for path in ImageFacts::paths_needed(step) {
-                    match self.read(path) {
+                    match self.read(path)? {
                         Some(text) => self.facts.existing.insert(path.to_string(), text),
                         None => self.facts.existing.remove(path),
                     };
@@ -125,17 +129,20 @@ impl<'h> Context<'h> {
         Ok(())
     }
 
-    fn read(&self, path: &str) -> Option<String> {
-        std::fs::read_to_string(self.root.join(path)).ok()
+    /// A text file of the target, read as the installed system would resolve its path.
+    fn read(&self, path: &str) -> anyhow::Result<Option<String>> {
+        let bytes = confined::read(&self.root, Path::new(path), TARGET_READ_LIMIT)?;
+        Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
-}
 
-fn read_os_release(root: &Path) -> anyhow::Result<OsRelease> {
-    ["etc/os-release", "usr/lib/os-release"]
-        .iter()
-        .find_map(|p| std::fs::read_to_string(root.join(p)).ok())
-        .map(|text| OsRelease::parse(&text))
-        .context("the image has no /etc/os-release or /usr/lib/os-release")
+    fn read_os_release(&self) -> anyhow::Result<OsRelease> {
+        for path in ["etc/os-release", "usr/lib/os-release"] {
+            if let Some(text) = self.read(path)? {
+                return Ok(OsRelease::parse(&text));
+            }
+        }
+        anyhow::bail!("the image has no /etc/os-release or /usr/lib/os-release")
+    }
 }
 
 /// Deactivates LVM and md after the install, and on the way out of a failed one, so the disks

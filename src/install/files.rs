@@ -7,7 +7,7 @@ use crate::plan::Files;
 pub fn run(ctx: &mut Context<'_>, step: &Files) -> anyhow::Result<()> {
     for file in &step.files {
         ctx.host
-            .write_file(&ctx.root.join(&file.path), file.contents.bytes(), file.mode)?;
+            .write_file(&ctx.root, &file.path, file.contents.bytes(), file.mode)?;
         tracing::info!("files: /{} ({:o})", file.path.display(), file.mode);
     }
     Ok(())

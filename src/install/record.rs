@@ -4,6 +4,7 @@ use super::context::Context;
 use super::reentry::MARKER_PATH;
 use crate::plan::system::record::{DeploymentRecord, RecordedImage};
 use crate::plan::Record;
+use std::path::Path;
 
 /// Writes `/etc/ocimetal/deployment.json`, leaves the chroot, flushes the root and every ESP
 /// to disk, and only then writes the marker on every ESP, flushing it too: a marker always
@@ -24,19 +25,26 @@ pub fn run(ctx: &mut Context<'_>, step: &Record) -> anyhow::Result<()> {
     );
     let file = record.to_file()?;
     let host = ctx.host;
-    host.write_file(&ctx.root.join(&step.path), file.contents.bytes(), file.mode)?;
+    host.write_file(
+        &ctx.root,
+        Path::new(&step.path),
+        file.contents.bytes(),
+        file.mode,
+    )?;
     host.sync_filesystem(&ctx.root)?;
-    let esps: Vec<_> = step
+    // The ESPs are filesystems we made and mounted: their mount points are ours.
+    let esps: Vec<&Path> = step
         .markers
         .iter()
-        .map(|esp| ctx.root.join(esp.trim_start_matches('/')))
+        .map(|esp| Path::new(esp.trim_start_matches('/')))
         .collect();
     for esp in &esps {
-        host.sync_filesystem(esp)?;
+        host.sync_filesystem(&ctx.root.join(esp))?;
     }
     for esp in &esps {
-        host.write_file(&esp.join(MARKER_PATH), file.contents.bytes(), file.mode)?;
-        host.sync_filesystem(esp)?;
+        let marker = esp.join(MARKER_PATH);
+        host.write_file(&ctx.root, &marker, file.contents.bytes(), file.mode)?;
+        host.sync_filesystem(&ctx.root.join(esp))?;
     }
     Ok(())
 }
