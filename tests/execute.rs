@@ -7,7 +7,7 @@ mod registry;
 
 use ocimetal::arch::Arch;
 use ocimetal::config::{gather, GatherOptions};
-use ocimetal::host::exec::{display, Output};
+use ocimetal::host::exec::{display, CommandFailed, Output};
 use ocimetal::host::Host;
 use ocimetal::install::{partition::sgdisk_args, stack};
 use ocimetal::plan::{self, render_summary, ImageFacts, Plan, PlanInput, Step};
@@ -34,6 +34,8 @@ enum Action {
     Sync(PathBuf),
     Wait(PathBuf),
     Power(String),
+    /// A reported event: name, `start`/`finish`, result.
+    Event(String, String, Option<String>),
 }
 
 /// A host that records every action. Commands succeed with the output a real machine would
@@ -43,6 +45,7 @@ struct RecordingHost {
     root: PathBuf,
     sys: tempfile::TempDir,
     actions: Mutex<Vec<Action>>,
+    events: Mutex<Vec<serde_json::Value>>,
     efi_entries: Mutex<Vec<String>>,
     fail_on: Option<String>,
 }
@@ -53,6 +56,7 @@ impl RecordingHost {
             root: root.to_path_buf(),
             sys: tempfile::tempdir().unwrap(),
             actions: Mutex::new(Vec::new()),
+            events: Mutex::new(Vec::new()),
             efi_entries: Mutex::new(Vec::new()),
             fail_on: None,
         }
@@ -109,7 +113,13 @@ impl Host for RecordingHost {
         let line = display(cmd);
         self.record(Action::Run(line.clone()));
         if self.fail_on.as_deref().is_some_and(|f| line.starts_with(f)) {
-            anyhow::bail!("`{line}` failed (exit status: 1): refused by the test");
+            let tail = (1..=50).map(|n| format!("output line {n}")).collect();
+            return Err(CommandFailed {
+                command: line,
+                status: "exit status: 1".into(),
+                tail,
+            }
+            .into());
         }
         Ok(Output {
             stdout: self.answer(cmd),
@@ -194,6 +204,19 @@ impl Host for RecordingHost {
         self.record(Action::Power(unit.to_string()));
         Ok(())
     }
+
+    fn report(&self, event: &ocimetal::host::report::Event) {
+        let json = serde_json::to_value(event).unwrap();
+        let text = |key: &str| json[key].as_str().map(str::to_string);
+        self.record(Action::Event(
+            text("name").unwrap(),
+            text("event_type").unwrap(),
+            text("result"),
+        ));
+        self.events.lock().unwrap().push(json);
+    }
+
+    fn flush_reports(&self, _: Duration) {}
 }
 
 /// A Debian 13 image with a kernel and everything but cloud-init, so apt has one thing to do.
@@ -268,12 +291,13 @@ fn raid_plan(image: &str, registry: &TestRegistry, extra_cmdline: &str) -> Plan 
     .unwrap()
 }
 
-/// The actions of each step, in order, keyed by the step's name.
+/// The actions of each step (events aside), in order, keyed by the step's name.
 fn by_step(actions: &[Action]) -> Vec<(String, Vec<Action>)> {
     let mut steps: Vec<(String, Vec<Action>)> = Vec::new();
     for action in actions {
         match action {
             Action::Step(name) => steps.push((name.clone(), Vec::new())),
+            Action::Event(..) => {}
             other => steps
                 .last_mut()
                 .expect("nothing happens before the first step")
@@ -495,6 +519,39 @@ async fn the_install_runs_the_rendered_plan_step_by_step() {
     }
     let record = std::fs::read_to_string(root.join("etc/ocimetal/deployment.json")).unwrap();
     assert!(record.contains(&image), "{record}");
+
+    // The webhook hears a start and a finish for every step, and for the whole install.
+    let event = |name: &str, kind: &str, result: Option<&str>| {
+        Action::Event(name.into(), kind.into(), result.map(str::to_string))
+    };
+    let mut expected = vec![event("ocimetal", "start", None)];
+    for step in &plan.steps {
+        if let Step::Power(_) = step {
+            expected.push(event("ocimetal", "finish", Some("SUCCESS")));
+        }
+        let name = format!("ocimetal/{}", step.name());
+        expected.push(event(&name, "start", None));
+        expected.push(event(&name, "finish", Some("SUCCESS")));
+    }
+    let heard: Vec<Action> = host
+        .actions()
+        .into_iter()
+        .filter(|a| matches!(a, Action::Event(..)))
+        .collect();
+    assert_eq!(heard, expected);
+    let events = host.events.lock().unwrap();
+    let last = events.iter().rfind(|e| e["name"] == "ocimetal").unwrap();
+    let digest = last["record"]["digest"].as_str().unwrap();
+    assert!(
+        record.contains(digest) && digest.starts_with("sha256:"),
+        "{last}"
+    );
+    assert_eq!(last["record"]["disks"][1]["serial"], "S-BRAVO");
+    assert_eq!(
+        last["durations"].as_array().unwrap().len(),
+        plan.steps.len() - 1,
+        "every step before the power action is timed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -560,4 +617,22 @@ async fn a_failed_step_is_named_and_everything_is_undone() {
     assert!(commands.contains(&"lvm vgchange -an vg_root".to_string()));
     assert_eq!(commands.last().unwrap(), "mdadm --stop /dev/md0");
     assert!(!root.path().join("etc/ocimetal/deployment.json").exists());
+
+    let events = host.events.lock().unwrap();
+    let step_end = &events[events.len() - 2];
+    assert_eq!(step_end["name"], "ocimetal/bootloader");
+    assert_eq!(step_end["result"], "FAIL");
+    let last = events.last().unwrap();
+    assert_eq!(last["name"], "ocimetal");
+    assert_eq!(last["result"], "FAIL");
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("step bootloader failed: installing GRUB to /boot/efi: `grub-install"),
+        "{last}"
+    );
+    let tail = last["output_tail"].as_array().unwrap();
+    assert_eq!(tail.len(), 40, "the last 40 lines");
+    assert_eq!(tail.last().unwrap(), "output line 50");
 }

@@ -175,7 +175,7 @@ pub fn debug_requested() -> bool {
 
 /// `ocimetal install`: decide, log the plan, then execute it (or only print it on `dry_run`).
 pub fn run_install(args: &InstallArgs) -> anyhow::Result<()> {
-    let host = crate::host::System;
+    let host = crate::host::System::default();
     host.notify("reading orders", false);
     let decision = decide(&args.sources)?;
     tracing::info!("orders: {}", config::redacted_summary(&decision.orders));

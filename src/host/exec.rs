@@ -1,6 +1,6 @@
 //! Running system tools (mdadm, lvm, sgdisk, mkfs, grub-install...) with logging and context.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use std::ffi::OsStr;
 use std::process::{Command, Stdio};
 
@@ -34,14 +34,61 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<Output> {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
     if !out.status.success() {
-        bail!(
-            "`{line}` failed ({}): {}",
-            out.status,
-            last_lines(&output.stderr, &output.stdout)
-        );
+        let text = if output.stderr.trim().is_empty() {
+            &output.stdout
+        } else {
+            &output.stderr
+        };
+        let lines: Vec<String> = text.trim().lines().map(str::to_string).collect();
+        let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].to_vec();
+        return Err(CommandFailed::new(line, out.status, tail).into());
     }
     Ok(output)
 }
+
+/// A command that ran and exited non-zero, with the end of its output. Displays as one line:
+/// the command, its status and its last three lines.
+#[derive(Debug, Clone)]
+pub struct CommandFailed {
+    /// The command line.
+    pub command: String,
+    /// How it ended, e.g. `exit status: 100`.
+    pub status: String,
+    /// Its last lines of output (at most [`TAIL_LINES`]), oldest first.
+    pub tail: Vec<String>,
+}
+
+impl CommandFailed {
+    fn new(command: String, status: std::process::ExitStatus, tail: Vec<String>) -> Self {
+        Self {
+            command,
+            status: status.to_string(),
+            tail,
+        }
+    }
+}
+
+impl std::fmt::Display for CommandFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let last: Vec<&str> = self
+            .tail
+            .iter()
+            .rev()
+            .take(3)
+            .rev()
+            .map(String::as_str)
+            .collect();
+        write!(
+            f,
+            "`{}` failed ({}): {}",
+            self.command,
+            self.status,
+            last.join(" | ")
+        )
+    }
+}
+
+impl std::error::Error for CommandFailed {}
 
 /// Runs `cmd` and only logs a failure: for best-effort clean-up steps.
 pub fn run_tolerant(cmd: &mut Command) -> Option<Output> {
@@ -98,14 +145,7 @@ pub fn run_streamed(cmd: &mut Command) -> anyhow::Result<()> {
             tracing::error!("| {text}");
         }
     }
-    let last: Vec<&str> = tail
-        .iter()
-        .rev()
-        .take(3)
-        .rev()
-        .map(String::as_str)
-        .collect();
-    bail!("`{line}` failed ({status}): {}", last.join(" | "));
+    Err(CommandFailed::new(line, status, tail).into())
 }
 
 /// The last lines seen on a command's stdout and stderr together.
@@ -194,17 +234,6 @@ where
     let mut c = Command::new(program);
     c.args(args);
     c
-}
-
-fn last_lines(stderr: &str, stdout: &str) -> String {
-    let text = if stderr.trim().is_empty() {
-        stdout
-    } else {
-        stderr
-    };
-    let lines: Vec<&str> = text.trim().lines().collect();
-    let tail = &lines[lines.len().saturating_sub(3)..];
-    tail.join(" | ")
 }
 
 #[cfg(test)]

@@ -8,12 +8,14 @@
 pub mod confined;
 pub mod exec;
 pub mod mount;
+pub mod report;
 pub mod sysfs;
 pub mod systemd;
 pub mod udev;
 pub mod wait;
 
 use exec::Output;
+use report::Event;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -62,6 +64,10 @@ pub trait Host {
     /// Starts a power unit (`reboot.target`, `poweroff.target`, `kexec.target`) through
     /// systemd, once nobody is logged in.
     fn start_power_unit(&self, unit: &str) -> anyhow::Result<()>;
+    /// Reports an event to the operator's webhook, if one was ordered; never waits.
+    fn report(&self, event: &Event);
+    /// Gives queued reports up to `timeout` to be delivered (before a reboot, or on failure).
+    fn flush_reports(&self, timeout: Duration);
     /// Runs a command whose failure only matters to the log (best-effort clean-up).
     fn run_tolerant(&self, cmd: &mut Command) -> Option<Output> {
         match self.run(cmd) {
@@ -75,8 +81,19 @@ pub trait Host {
 }
 
 /// The machine itself.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct System;
+#[derive(Default)]
+pub struct System {
+    reporter: Option<report::Reporter>,
+}
+
+impl System {
+    /// The machine, reporting events to `url` (with `authorization` as the header's value).
+    pub fn reporting_to(url: &str, authorization: Option<String>) -> anyhow::Result<Self> {
+        Ok(Self {
+            reporter: Some(report::Reporter::start(url, authorization)?),
+        })
+    }
+}
 
 /// The `SecureBoot` EFI variable: four attribute bytes, then 1 for on.
 const SECURE_BOOT_VAR: &str =
@@ -158,6 +175,18 @@ impl Host for System {
         systemd::notify_status(status, ready);
     }
 
+    fn report(&self, event: &Event) {
+        if let Some(reporter) = &self.reporter {
+            reporter.send(event);
+        }
+    }
+
+    fn flush_reports(&self, timeout: Duration) {
+        if let Some(reporter) = &self.reporter {
+            reporter.flush(timeout);
+        }
+    }
+
     fn start_power_unit(&self, unit: &str) -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -179,8 +208,8 @@ mod tests {
     #[test]
     fn a_filesystem_is_flushed_by_any_path_on_it() {
         let dir = tempfile::tempdir().unwrap();
-        System.sync_filesystem(dir.path()).unwrap();
-        let err = System
+        System::default().sync_filesystem(dir.path()).unwrap();
+        let err = System::default()
             .sync_filesystem(&dir.path().join("missing"))
             .unwrap_err();
         assert!(format!("{err:#}").contains("missing"), "{err:#}");

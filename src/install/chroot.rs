@@ -149,13 +149,13 @@ mod tests {
         std::fs::create_dir_all(root.path().join("etc")).unwrap();
         let link = root.path().join("etc/resolv.conf");
         std::os::unix::fs::symlink("../run/systemd/resolve/stub-resolv.conf", &link).unwrap();
-        let replaced = install_resolv_conf(&crate::host::System, root.path()).unwrap();
+        let replaced = install_resolv_conf(&crate::host::System::default(), root.path()).unwrap();
         if !replaced {
             eprintln!("skipped: this machine has no resolv.conf to copy");
             return;
         }
         assert!(link.symlink_metadata().unwrap().file_type().is_file());
-        restore_resolv_conf(&crate::host::System, root.path()).unwrap();
+        restore_resolv_conf(&crate::host::System::default(), root.path()).unwrap();
         assert_eq!(
             std::fs::read_link(&link).unwrap(),
             Path::new("../run/systemd/resolve/stub-resolv.conf")
@@ -166,7 +166,7 @@ mod tests {
     #[test]
     fn commands_run_inside_the_root() {
         // A chroot needs no mounts to run a static check: use the host's own root as target.
-        let host = crate::host::System;
+        let host = crate::host::System::default();
         let chroot = Chroot {
             root: PathBuf::from("/"),
             mounts: MountStack::new(&host),

@@ -18,19 +18,38 @@ pub mod reentry;
 pub mod stack;
 pub mod wipe;
 
+use crate::host::exec::{CommandFailed, TAIL_LINES};
+use crate::host::report::{Event, Outcome};
 use crate::host::Host;
 use crate::plan::{refine, step_detail, Plan, Step};
 use context::Context;
-use phases::Phases;
+use phases::{Flow, Phases};
 use std::path::Path;
 
 pub use context::TARGET_ROOT;
 
+/// How long queued events may take to reach the webhook before a reboot or a failed exit.
+const REPORT_FLUSH: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Runs every step of `plan` on `host`, with the target root mounted at `root`. Errors leave
-/// the machine up, with everything unmounted and deactivated.
+/// the machine up, with everything unmounted and deactivated. The operator's webhook gets a
+/// `start` and a `finish` event per step and for the whole install.
 pub fn execute(plan: &Plan, host: &dyn Host, root: &Path) -> anyhow::Result<()> {
-    let mut ctx = Context::new(host, root)?;
+    host.report(&Event::start(
+        "ocimetal",
+        format!("install {} on {}", plan.image, plan.disks.join(" + ")),
+    ));
     let mut phases = Phases::default();
+    let result = run_steps(plan, host, root, &mut phases);
+    if let Err(err) = &result {
+        host.report(&failure_event(err, &phases));
+        host.flush_reports(REPORT_FLUSH);
+    }
+    result
+}
+
+fn run_steps(plan: &Plan, host: &dyn Host, root: &Path, phases: &mut Phases) -> anyhow::Result<()> {
+    let mut ctx = Context::new(host, root)?;
     for planned in &plan.steps {
         if let Step::Power(_) = planned {
             tracing::info!(
@@ -41,8 +60,10 @@ pub fn execute(plan: &Plan, host: &dyn Host, root: &Path) -> anyhow::Result<()> 
                 phases.summary()
             );
             host.notify("installed", true);
+            host.report(&success_event(plan, &ctx, phases));
+            host.flush_reports(REPORT_FLUSH);
         }
-        let skip_to_end = phases.run(host, planned.name(), || {
+        let flow = phases.run(host, planned.name(), &step_detail(planned), || {
             ctx.observe(planned)?;
             let step = refine(planned, &ctx.facts)?;
             if planned.depends_on_image() {
@@ -50,7 +71,13 @@ pub fn execute(plan: &Plan, host: &dyn Host, root: &Path) -> anyhow::Result<()> 
             }
             run_step(&mut ctx, &step)
         })?;
-        if skip_to_end {
+        if flow == Flow::SkipToEnd {
+            host.report(&Event::finish(
+                "ocimetal",
+                Outcome::Success,
+                "already deployed: booting the installed system",
+            ));
+            host.flush_reports(REPORT_FLUSH);
             // The disk already holds this deployment: only the power action is left.
             if let Some(power @ Step::Power(_)) = plan.steps.last() {
                 run_step(&mut ctx, power)?;
@@ -61,11 +88,53 @@ pub fn execute(plan: &Plan, host: &dyn Host, root: &Path) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Runs one step; true when the rest of the install is to be skipped (re-entry).
-fn run_step(ctx: &mut Context<'_>, step: &Step) -> anyhow::Result<bool> {
+/// The final event of a complete install: the deployment record's facts and the durations.
+fn success_event(plan: &Plan, ctx: &Context<'_>, phases: &Phases) -> Event {
+    let record = serde_json::json!({
+        "node_uuid": plan.steps.iter().find_map(|s| match s {
+            Step::Record(r) => r.node_uuid.clone(),
+            _ => None,
+        }),
+        "image": plan.image,
+        "digest": ctx.image_digest(),
+        "platform": plan.platform,
+        "disks": plan.disk_details.iter().map(|d| serde_json::json!({
+            "device": d.name, "serial": d.serial, "wwn": d.wwn, "size": d.size,
+        })).collect::<Vec<_>>(),
+        "raid": plan.raid,
+    });
+    Event::finish(
+        "ocimetal",
+        Outcome::Success,
+        format!("installed {} ({})", plan.image, ctx.image_digest()),
+    )
+    .with("record", record)
+    .with("durations", phases.durations())
+}
+
+/// The final event of a failed install: the error line and the failing command's last lines.
+fn failure_event(err: &anyhow::Error, phases: &Phases) -> Event {
+    let line = format!("{err:#}");
+    let tail = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<CommandFailed>())
+        .map(|failed| failed.tail[failed.tail.len().saturating_sub(TAIL_LINES)..].to_vec())
+        .unwrap_or_default();
+    Event::finish("ocimetal", Outcome::Fail, line.clone())
+        .with("error", line.into())
+        .with("output_tail", tail.into())
+        .with("durations", phases.durations())
+}
+
+/// Runs one step.
+fn run_step(ctx: &mut Context<'_>, step: &Step) -> anyhow::Result<Flow> {
     let host = ctx.host;
     match step {
-        Step::Reentry(s) => return Ok(reentry::run(host, s)),
+        Step::Reentry(s) => {
+            if reentry::run(host, s) {
+                return Ok(Flow::SkipToEnd);
+            }
+        }
         Step::Validate(s) => pull::validate(ctx, s)?,
         Step::Wipe(s) => wipe::wipe_disks(host, &s.devices)?,
         Step::Partition(s) => partition::run(host, s)?,
@@ -95,10 +164,13 @@ fn run_step(ctx: &mut Context<'_>, step: &Step) -> anyhow::Result<bool> {
             Ok(numbers) => tracing::info!("efi: entries {}", numbers.join(", ")),
             // The removable fallback path is on every ESP: the disk still boots.
             Err(err) => {
-                tracing::warn!("EFI entries not written ({err:#}); firmware will use \\EFI\\BOOT")
+                let warning =
+                    format!("EFI entries not written ({err:#}); firmware will use \\EFI\\BOOT");
+                tracing::warn!("{warning}");
+                return Ok(Flow::Warned(warning));
             }
         },
         Step::Power(s) => power::run(host, s.action, ctx.kexec.take())?,
     }
-    Ok(false)
+    Ok(Flow::Next)
 }
