@@ -6,6 +6,7 @@
 use std::fs::OpenOptions;
 use std::io::IsTerminal;
 use std::sync::Mutex;
+use tracing_journald::{Priority, PriorityMappings};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
@@ -17,10 +18,21 @@ pub fn init(level: &str, debug: bool) -> bool {
     let filter =
         || EnvFilter::try_from_env("OCIMETAL_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
+    // Fields keep their own names (`OCIMETAL_STEP`, not `F_OCIMETAL_STEP`) so that
+    // `journalctl -u ocimetal -o json` can be scripted, and info is info (6), not notice.
     let journald = under_systemd
         .then(|| tracing_journald::layer().ok())
         .flatten()
-        .map(|l| l.with_filter(filter()));
+        .map(|l| {
+            l.with_field_prefix(None)
+                .with_syslog_identifier("ocimetal".into())
+                .with_priority_mappings(PriorityMappings {
+                    info: Priority::Informational,
+                    debug: Priority::Debug,
+                    ..PriorityMappings::new()
+                })
+                .with_filter(filter())
+        });
     // With the journal taking the structured records, the console gets a plain copy; without
     // a journal, stderr is the only sink.
     let console = if journald.is_some() {
@@ -34,6 +46,7 @@ pub fn init(level: &str, debug: bool) -> bool {
                     .with_target(false)
                     .without_time()
                     .with_ansi(false)
+                    .fmt_fields(message_only())
                     .with_filter(filter())
                     .boxed()
             })
@@ -42,6 +55,7 @@ pub fn init(level: &str, debug: bool) -> bool {
             fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_target(false)
+                .fmt_fields(message_only())
                 // Colour codes only for a person at a terminal, not in captured output.
                 .with_ansi(std::io::stderr().is_terminal())
                 .with_filter(filter())
@@ -54,4 +68,12 @@ pub fn init(level: &str, debug: bool) -> bool {
         .with(console)
         .try_init();
     to_journal
+}
+
+/// Console lines show the message alone: the structured fields are for the journal.
+fn message_only() -> impl for<'w> fmt::FormatFields<'w> + 'static {
+    fmt::format::debug_fn(|writer, field, value| match field.name() {
+        "message" => write!(writer, "{value:?}"),
+        _ => Ok(()),
+    })
 }

@@ -465,15 +465,26 @@ async fn the_install_runs_the_rendered_plan_step_by_step() {
                     .iter()
                     .map(|esp| root.join(esp.trim_start_matches('/')))
                     .collect();
+                let logs = root.join(&record.log_dir);
                 let mut expected = vec![
                     Action::Write(root.join(&record.path), 0o644),
+                    Action::Write(logs.join("plan.json"), 0o600),
+                    Action::Write(logs.join("install.log"), 0o600),
+                    Action::Write(logs.join("journal.json"), 0o600),
                     Action::Sync(root.to_path_buf()),
                 ];
                 expected.extend(esps.iter().map(|esp| Action::Sync(esp.clone())));
                 for esp in &esps {
+                    expected.push(Action::Write(esp.join("ocimetal/result.json"), 0o644));
                     expected.push(Action::Write(esp.join("ocimetal/deployment.json"), 0o644));
                     expected.push(Action::Sync(esp.clone()));
                 }
+                assert!(commands
+                    .contains(&"journalctl -b -u ocimetal.service -o json --no-pager".to_string()));
+                let kept: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(logs.join("plan.json")).unwrap())
+                        .unwrap();
+                assert_eq!(kept["image"], plan.image, "the plan is kept");
                 let durable: Vec<Action> = actions
                     .iter()
                     .filter(|a| matches!(a, Action::Write(..) | Action::Sync(_)))
@@ -617,6 +628,19 @@ async fn a_failed_step_is_named_and_everything_is_undone() {
     assert!(commands.contains(&"lvm vgchange -an vg_root".to_string()));
     assert_eq!(commands.last().unwrap(), "mdadm --stop /dev/md0");
     assert!(!root.path().join("etc/ocimetal/deployment.json").exists());
+
+    for esp in ["boot/efi", "boot/efi2"] {
+        let text =
+            std::fs::read_to_string(root.path().join(esp).join("ocimetal/result.json")).unwrap();
+        let result: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(result["result"], "FAIL", "{esp}");
+        assert_eq!(result["step"], "bootloader");
+        assert!(!root
+            .path()
+            .join(esp)
+            .join("ocimetal/deployment.json")
+            .exists());
+    }
 
     let events = host.events.lock().unwrap();
     let step_end = &events[events.len() - 2];

@@ -35,6 +35,10 @@ pub struct Context<'h> {
     pub pull: Option<PendingPull>,
     /// The kernel version loaded for kexec.
     pub kexec: Option<String>,
+    /// The plan, as kept in the installed system.
+    pub plan_json: Vec<u8>,
+    /// Target-relative mount points of the ESPs mounted so far.
+    pub esps: Vec<PathBuf>,
     chroot: Option<Chroot<'h>>,
     pub mounts: MountStack<'h>,
     pub storage: StorageGuard<'h>,
@@ -50,8 +54,10 @@ pub struct PendingPull {
 
 impl<'h> Context<'h> {
     /// A fresh context for an install into `root`.
-    pub fn new(host: &'h dyn Host, root: &Path) -> anyhow::Result<Self> {
+    pub fn new(host: &'h dyn Host, root: &Path, plan_json: Vec<u8>) -> anyhow::Result<Self> {
         Ok(Self {
+            plan_json,
+            esps: Vec::new(),
             host,
             root: root.to_path_buf(),
             facts: ImageFacts::default(),
@@ -90,6 +96,7 @@ impl<'h> Context<'h> {
     /// array it names.
     pub fn finish(&mut self, step: &Finish) -> anyhow::Result<()> {
         self.leave_chroot()?;
+        self.esps.clear();
         self.mounts.unmount_all()?;
         self.storage.vg = Some(step.vg.clone());
         self.storage.raid = step.raid.clone();

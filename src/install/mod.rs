@@ -49,10 +49,14 @@ pub fn execute(plan: &Plan, host: &dyn Host, root: &Path) -> anyhow::Result<()> 
 }
 
 fn run_steps(plan: &Plan, host: &dyn Host, root: &Path, phases: &mut Phases) -> anyhow::Result<()> {
-    let mut ctx = Context::new(host, root)?;
+    let mut ctx = Context::new(host, root, serde_json::to_vec_pretty(plan)?)?;
     for planned in &plan.steps {
         if let Step::Power(_) = planned {
             tracing::info!(
+                ocimetal_result = "SUCCESS",
+                ocimetal_image = plan.image,
+                ocimetal_image_digest = ctx.image_digest(),
+                ocimetal_disks = plan.disks.join(" "),
                 "installed {} ({}) on {}; {}",
                 plan.image,
                 ctx.image_digest(),
@@ -63,14 +67,22 @@ fn run_steps(plan: &Plan, host: &dyn Host, root: &Path, phases: &mut Phases) -> 
             host.report(&success_event(plan, &ctx, phases));
             host.flush_reports(REPORT_FLUSH);
         }
-        let flow = phases.run(host, planned.name(), &step_detail(planned), || {
+        let ran = phases.run(host, planned.name(), &step_detail(planned), || {
             ctx.observe(planned)?;
             let step = refine(planned, &ctx.facts)?;
             if planned.depends_on_image() {
                 tracing::info!("{}: decided: {}", step.name(), step_detail(&step));
             }
             run_step(&mut ctx, &step)
-        })?;
+        });
+        let flow = match ran {
+            Ok(flow) => flow,
+            Err(err) => {
+                let esps = std::mem::take(&mut ctx.esps);
+                record::keep_failure(host, root, &esps, planned.name(), &format!("{err:#}"));
+                return Err(err);
+            }
+        };
         if flow == Flow::SkipToEnd {
             host.report(&Event::finish(
                 "ocimetal",

@@ -33,7 +33,7 @@ impl Phases {
         step: impl FnOnce() -> anyhow::Result<Flow>,
     ) -> anyhow::Result<Flow> {
         let event = format!("ocimetal/{name}");
-        tracing::info!("step {name}: start");
+        tracing::info!(ocimetal_step = name, "step {name}: start");
         host.notify(&format!("step {name}"), true);
         host.report(&Event::start(&event, detail));
         let start = Instant::now();
@@ -41,15 +41,30 @@ impl Phases {
         let elapsed = start.elapsed().as_secs_f64();
         let finish = match &result {
             Ok(Flow::Warned(warning)) => {
-                tracing::info!("step {name}: done with a warning in {elapsed:.1} s");
+                tracing::warn!(
+                    ocimetal_step = name,
+                    ocimetal_duration_s = elapsed,
+                    ocimetal_result = "WARN",
+                    "step {name}: done with a warning in {elapsed:.1} s"
+                );
                 Event::finish(&event, Outcome::Warn, warning.clone())
             }
             Ok(_) => {
-                tracing::info!("step {name}: done in {elapsed:.1} s");
+                tracing::info!(
+                    ocimetal_step = name,
+                    ocimetal_duration_s = elapsed,
+                    ocimetal_result = "SUCCESS",
+                    "step {name}: done in {elapsed:.1} s"
+                );
                 Event::finish(&event, Outcome::Success, format!("done in {elapsed:.1} s"))
             }
             Err(err) => {
-                tracing::error!("step {name}: failed after {elapsed:.1} s");
+                tracing::error!(
+                    ocimetal_step = name,
+                    ocimetal_duration_s = elapsed,
+                    ocimetal_result = "FAIL",
+                    "step {name}: failed after {elapsed:.1} s"
+                );
                 Event::finish(&event, Outcome::Fail, format!("{err:#}"))
             }
         };

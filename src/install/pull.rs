@@ -2,8 +2,9 @@
 //! are prepared, then applied onto the mounted root filesystem.
 
 use super::context::{Context, PendingPull};
+use crate::host::systemd::notify_status;
 use crate::host::{sysfs, Host};
-use crate::oci::PullOptions;
+use crate::oci::{ProgressObserver, PullOptions};
 use crate::plan::{Pull, Validate};
 use anyhow::Context as _;
 
@@ -22,6 +23,10 @@ pub fn validate(ctx: &mut Context<'_>, step: &Validate) -> anyhow::Result<()> {
         let resolved = resolved.clone();
         let options = PullOptions {
             layer_buffer: prefetch_buffer(available_memory(), options.parallel_downloads),
+            // From the download's own thread: the service status is all it touches.
+            progress: Some(ProgressObserver(std::sync::Arc::new(|done, total| {
+                notify_status(&pull_status(done, total), true)
+            }))),
             ..options
         };
         async move { crate::oci::pull_when_ready(&resolved, &options, target).await }
@@ -54,6 +59,16 @@ pub fn apply(ctx: &mut Context<'_>, _step: &Pull) -> anyhow::Result<()> {
         report.elapsed.as_secs_f64()
     );
     Ok(())
+}
+
+/// `STATUS=` while the layers download (from the validate step on, alongside the disk
+/// preparation): `image: 42% of 285 MiB downloaded`.
+fn pull_status(done: u64, total: u64) -> String {
+    format!(
+        "image: {}% of {} MiB downloaded",
+        done * 100 / total.max(1),
+        total >> 20
+    )
 }
 
 /// How the pull reaches the registry, from the step.
@@ -120,6 +135,15 @@ fn mem_available(meminfo: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_service_status_shows_the_pull_in_percent() {
+        assert_eq!(
+            pull_status(120 << 20, 285 << 20),
+            "image: 42% of 285 MiB downloaded"
+        );
+        assert_eq!(pull_status(0, 0), "image: 0% of 0 MiB downloaded");
+    }
 
     #[test]
     fn mem_available_is_read_in_bytes() {

@@ -37,6 +37,16 @@ pub const DEFAULT_PARALLEL_DOWNLOADS: usize = 3;
 /// Compressed bytes a layer's download may run ahead of its application by default.
 pub const DEFAULT_LAYER_BUFFER: usize = 8 << 20;
 
+/// Told the bytes downloaded and the total, about once a second during a pull.
+#[derive(Clone)]
+pub struct ProgressObserver(pub std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressObserver")
+    }
+}
+
 /// How to reach the registry and which platform to pick. [`resolve`] sets up the registry
 /// client from these; the pull reuses that client and takes only the download settings
 /// (`parallel_downloads`, `layer_buffer`) from the options it is given.
@@ -61,6 +71,8 @@ pub struct PullOptions {
     /// Compressed bytes one layer's download may run ahead of its application. Memory use
     /// is bounded by about `parallel_downloads` times this.
     pub layer_buffer: usize,
+    /// Told the download's progress about once a second.
+    pub progress: Option<ProgressObserver>,
 }
 
 impl Default for PullOptions {
@@ -75,6 +87,7 @@ impl Default for PullOptions {
             retry: RetryPolicy::default(),
             parallel_downloads: DEFAULT_PARALLEL_DOWNLOADS,
             layer_buffer: DEFAULT_LAYER_BUFFER,
+            progress: None,
         }
     }
 }

@@ -1,4 +1,6 @@
-//! Download progress: bytes per layer and in total, logged about once a second.
+//! Download progress: bytes per layer and in total, measured every second and logged every
+//! 10 s or 10 % (a five-minute pull is some thirty lines, not three hundred); each measurement
+//! also goes to the caller's observer (the service's `STATUS=`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,19 +11,30 @@ pub(crate) struct Progress {
     sizes: Vec<u64>,
     done: Vec<AtomicU64>,
     started: Instant,
+    observer: Option<super::ProgressObserver>,
 }
+
+/// Time between logged lines at most...
+const LOG_EVERY: Duration = Duration::from_secs(10);
+/// ...or this many percent more, whichever comes first.
+const LOG_STEP_PERCENT: u64 = 10;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
 impl Progress {
     /// Counters for layers of the given sizes.
-    pub fn new(sizes: Vec<u64>) -> Arc<Self> {
+    pub fn new(sizes: Vec<u64>, observer: Option<super::ProgressObserver>) -> Arc<Self> {
         let done = sizes.iter().map(|_| AtomicU64::new(0)).collect();
         Arc::new(Self {
             sizes,
             done,
             started: Instant::now(),
+            observer,
         })
+    }
+
+    fn percent(&self) -> u64 {
+        self.downloaded() * 100 / self.total().max(1)
     }
 
     /// Records `bytes` more of layer `index`.
@@ -40,10 +53,17 @@ impl Progress {
         self.sizes.iter().sum()
     }
 
-    /// Logs one line: total, rate since the previous line, and the unfinished layers.
+    /// Logs one line: total, rate, time left at that rate, and every layer.
     fn log(&self, rate_bytes_per_sec: f64) {
         let downloaded = self.downloaded();
         let total = self.total().max(1);
+        let eta = match rate_bytes_per_sec > 0.0 {
+            true => format!(
+                ", {:.0} s left",
+                total.saturating_sub(downloaded) as f64 / rate_bytes_per_sec
+            ),
+            false => String::new(),
+        };
         let layers: Vec<String> = self
             .done
             .iter()
@@ -62,7 +82,7 @@ impl Progress {
         tracing::info!(
             downloaded,
             total,
-            "pull: {:.1} of {:.1} MiB ({}%) at {:.1} MiB/s; layers (MiB) {}",
+            "pull: {:.1} of {:.1} MiB ({}%) at {:.1} MiB/s{eta}; layers (MiB) {}",
             downloaded as f64 / MIB,
             total as f64 / MIB,
             downloaded * 100 / total,
@@ -71,27 +91,83 @@ impl Progress {
         );
     }
 
-    /// Logs every second until the returned handle is aborted.
+    fn observe(&self) {
+        if let Some(observer) = &self.observer {
+            (observer.0)(self.downloaded(), self.total());
+        }
+    }
+
+    /// Measures every second (telling the observer) and logs when [`should_log`] says so,
+    /// until the returned handle is aborted.
     pub fn spawn_ticker(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let progress = Arc::clone(self);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(Duration::from_secs(1));
             ticker.tick().await;
-            let mut last = (Instant::now(), 0u64);
+            let mut logged = (Instant::now(), 0u64, 0u64);
             loop {
                 ticker.tick().await;
+                progress.observe();
                 let now = Instant::now();
-                let downloaded = progress.downloaded();
-                let secs = now.duration_since(last.0).as_secs_f64().max(1e-3);
-                progress.log((downloaded - last.1) as f64 / secs);
-                last = (now, downloaded);
+                let (downloaded, percent) = (progress.downloaded(), progress.percent());
+                if should_log(now.duration_since(logged.0), logged.2, percent) {
+                    let secs = now.duration_since(logged.0).as_secs_f64().max(1e-3);
+                    progress.log(downloaded.saturating_sub(logged.1) as f64 / secs);
+                    logged = (now, downloaded, percent);
+                }
             }
         })
     }
 
     /// Logs the final line with the average rate.
     pub fn finish(&self) {
+        self.observe();
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         self.log(self.downloaded() as f64 / secs);
+    }
+}
+
+/// Whether a progress line is due: [`LOG_EVERY`] since the last one, or the percentage has
+/// moved on by [`LOG_STEP_PERCENT`].
+fn should_log(since_last: Duration, last_percent: u64, percent: u64) -> bool {
+    since_last >= LOG_EVERY || percent >= last_percent + LOG_STEP_PERCENT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_every_ten_seconds_or_ten_percent() {
+        assert!(!should_log(Duration::from_secs(1), 0, 3));
+        assert!(should_log(Duration::from_secs(10), 0, 3));
+        assert!(should_log(Duration::from_secs(2), 20, 30));
+        assert!(!should_log(Duration::from_secs(9), 20, 29));
+        // A five-minute pull at an even rate logs about 30 lines, not 300.
+        let mut lines = 0;
+        let mut last = (0u64, 0u64);
+        for second in 1..=300u64 {
+            let percent = second * 100 / 300;
+            if should_log(Duration::from_secs(second - last.0), last.1, percent) {
+                lines += 1;
+                last = (second, percent);
+            }
+        }
+        assert!((10..=30).contains(&lines), "{lines}");
+    }
+
+    #[test]
+    fn the_observer_hears_bytes_and_total() {
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = heard.clone();
+        let progress = Progress::new(
+            vec![100, 300],
+            Some(crate::oci::ProgressObserver(Arc::new(
+                move |done, total| sink.lock().unwrap().push((done, total)),
+            ))),
+        );
+        progress.add(1, 150);
+        progress.finish();
+        assert_eq!(*heard.lock().unwrap(), [(150, 400)]);
     }
 }

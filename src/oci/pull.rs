@@ -112,7 +112,10 @@ async fn pull_with(
         .context("no registry to pull from")?;
 
     let layers = resolved.layers.clone();
-    let progress = Progress::new(layers.iter().map(|l| l.size).collect());
+    let progress = Progress::new(
+        layers.iter().map(|l| l.size).collect(),
+        opts.progress.clone(),
+    );
     let abort = Arc::new(Abort::default());
     let (senders, receivers): (Vec<_>, Vec<_>) =
         layers.iter().map(|_| pipe(opts.layer_buffer)).unzip();

@@ -43,6 +43,8 @@ pub const ESP2_LABEL: &str = "EFI2";
 pub const ESP_MOUNT: &str = "/boot/efi";
 /// Where the second ESP is mounted when it is synced.
 pub const ESP2_MOUNT: &str = "/boot/efi2";
+/// Where the installed system keeps the plan and the install's journal (target-relative).
+pub const LOG_DIR: &str = "var/log/ocimetal";
 /// Prefix of our EFI boot entry labels; entries with these labels are ours to replace.
 pub const BOOT_ENTRY_PREFIX: &str = "ocimetal";
 
@@ -264,6 +266,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
         platform: platform.clone(),
         disks: selection.disks.iter().map(Into::into).collect(),
         path: system::record::DEPLOYMENT_RECORD_PATH.to_string(),
+        log_dir: LOG_DIR.to_string(),
         markers: esps.iter().map(|esp| esp.at.clone()).collect(),
     }));
     steps.push(Step::Finish(Finish {

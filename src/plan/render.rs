@@ -203,8 +203,10 @@ pub fn step_detail(step: &Step) -> String {
             k.root
         ),
         Step::Record(r) => format!(
-            "write /{} and, last of all, the marker on {}",
+            "write /{}, the plan and the journal to /{}, flush, and last of all the result \
+             and the marker on {}",
             r.path,
+            r.log_dir,
             r.markers.join(", ")
         ),
         Step::Finish(f) => match &f.raid {

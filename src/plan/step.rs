@@ -300,7 +300,9 @@ pub struct Record {
     pub disks: Vec<RecordedDisk>,
     /// Target-relative path of the record.
     pub path: String,
-    /// ESP mount points (in the target) that get the marker, written last of all.
+    /// Target-relative directory that keeps the plan and the install's journal.
+    pub log_dir: String,
+    /// ESP mount points (in the target) that get the result file and the marker, last of all.
     pub markers: Vec<String>,
 }
 

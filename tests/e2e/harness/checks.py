@@ -22,6 +22,8 @@ for dev in $(blkid -t TYPE=vfat -o device); do
     fact esp "$dev label=$label files=$(cd "$dir" && find EFI -iname '*.efi' | sort | tr '\n' ' ')"
 done
 efibootmgr | while read -r line; do fact efi "$line"; done
+fact kept-logs "$(ls /var/log/ocimetal 2>/dev/null | sort | tr '\n' ' ')"
+fact journal-steps "$(grep -o '"OCIMETAL_STEP":"[a-z-]*"' /var/log/ocimetal/journal.json 2>/dev/null | sort -u | wc -l)"
 fact done 1
 systemctl poweroff
 """
@@ -92,6 +94,12 @@ def check_installed(facts, hostname, esp_count, raid=None, efi_entries=True, boo
         if len(entries) != esp_count:
             problems.append(f"{len(entries)} EFI boot entries of the installer, expected {esp_count}: "
                             f"{facts.get('efi', [])}")
+    kept = facts.get("kept-logs", [""])[0].split()
+    if kept != ["install.log", "journal.json", "plan.json"]:
+        problems.append(f"/var/log/ocimetal holds {kept}, expected the plan and the journal")
+    steps = int(facts.get("journal-steps", ["0"])[0] or 0)
+    if steps < 8:
+        problems.append(f"the kept journal names {steps} steps in OCIMETAL_STEP fields")
     if efi_entries or booted_entry:
         booted = _booted_label(facts.get("efi", []))
         if booted_entry and booted != booted_entry:

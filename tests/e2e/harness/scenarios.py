@@ -152,7 +152,7 @@ def _check_boot(ctx, label, workdir, disks, boot_disk, vars_path, **expect):
 def _report_and_check(label, facts, **expect):
     """Prints the main facts of an installed system and fails the scenario on any problem
     `checks.check_installed` finds."""
-    for key in ("hostname", "root-source", "mdstat", "esp"):
+    for key in ("hostname", "root-source", "mdstat", "esp", "kept-logs", "journal-steps"):
         for value in facts.get(key, []):
             print(f"    {label} {key}: {value}", flush=True)
     problems = checks.check_installed(facts, **expect)
