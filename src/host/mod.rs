@@ -5,6 +5,7 @@
 //! The executor reaches the machine through [`Host`], so that a plan can be run against a
 //! recording host in tests: every command, mount and write in order, nothing touched.
 
+pub mod cmdline;
 pub mod exec;
 pub mod mount;
 pub mod sysfs;
@@ -127,7 +128,7 @@ impl Host for System {
     }
 
     fn kernel_cmdline(&self) -> String {
-        std::fs::read_to_string("/proc/cmdline").unwrap_or_default()
+        cmdline::read().unwrap_or_default()
     }
 
     fn notify(&self, status: &str, ready: bool) {

@@ -5,6 +5,7 @@
 //! filesystem: wiping any of those would destroy the orders or the running system.
 
 use super::{sysfs, Found, ScanRoots, BOOT_MEDIA_ARG, BOOT_MEDIA_LABEL, CONFIG_DRIVE_LABEL};
+use crate::host::cmdline::{self, Key};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
@@ -41,7 +42,7 @@ pub(super) fn reasons(roots: &ScanRoots, found: &[Found]) -> Vec<Vec<String>> {
     }
 
     for value in boot_media_args(&roots.cmdline) {
-        if let Some(holder) = owners.resolve_path(&roots.dev, value) {
+        if let Some(holder) = owners.resolve_path(&roots.dev, &value) {
             add(
                 &holder.disk,
                 format!("installer boot media ({BOOT_MEDIA_ARG}={value})"),
@@ -241,11 +242,11 @@ fn labelled(
     labels
 }
 
-/// Values of `ocimetal.boot_media=` on the kernel command line.
-fn boot_media_args(cmdline: &str) -> impl Iterator<Item = &str> {
-    cmdline.split_whitespace().filter_map(|word| {
-        word.strip_prefix(BOOT_MEDIA_ARG)
-            .and_then(|rest| rest.strip_prefix('='))
-            .filter(|value| !value.is_empty())
-    })
+/// Non-empty values of `ocimetal.boot_media=` on the kernel command line.
+fn boot_media_args(cmdline: &str) -> Vec<String> {
+    cmdline::values_of(cmdline, Key::BootMedia)
+        .into_iter()
+        .flatten()
+        .filter(|value| !value.is_empty())
+        .collect()
 }

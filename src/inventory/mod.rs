@@ -30,7 +30,7 @@ pub const CONFIG_DRIVE_LABEL: &str = "config-2";
 
 /// Kernel argument naming the installer's boot device, e.g. `ocimetal.boot_media=/dev/sdb`,
 /// for media whose label the firmware or a dd copy does not preserve.
-pub const BOOT_MEDIA_ARG: &str = "ocimetal.boot_media";
+pub const BOOT_MEDIA_ARG: &str = crate::host::cmdline::Key::BootMedia.param();
 
 /// One disk as IPA's `hardware.BlockDevice.serialize()` describes it.
 ///
