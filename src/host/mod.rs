@@ -6,10 +6,13 @@
 //! recording host in tests: every command, mount and write in order, nothing touched.
 
 pub mod cmdline;
+pub mod escape;
 pub mod exec;
 pub mod mount;
+pub mod mountinfo;
 pub mod sysfs;
 pub mod systemd;
+pub mod transport;
 pub mod udev;
 pub mod wait;
 
@@ -120,7 +123,7 @@ impl Host for System {
     }
 
     fn mountinfo(&self) -> String {
-        std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()
+        mountinfo::read()
     }
 
     fn secure_boot(&self) -> bool {
