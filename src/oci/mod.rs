@@ -7,6 +7,7 @@ pub mod apply;
 pub mod auth;
 pub mod cli;
 mod download;
+mod endpoint;
 mod http;
 mod pipe;
 pub mod platform;
