@@ -14,7 +14,6 @@ pub mod merge;
 pub mod mount;
 pub mod node;
 pub mod redact;
-pub mod secret;
 
 pub use cmdline::CmdlineOrders;
 pub use configdrive::ConfigDrive;
@@ -22,7 +21,8 @@ pub use fetch::display_url;
 pub use gather::{gather, GatherOptions};
 pub use merge::{merge, redacted_summary};
 pub use node::NodeDoc;
-pub use secret::Secret;
+// The pull owns these types so that it stands alone; orders use the same ones.
+pub use crate::oci::{secret, RegistryMirror, Secret};
 
 use serde::Serialize;
 use std::path::PathBuf;
@@ -98,15 +98,6 @@ pub enum RebootAction {
     Kexec,
     /// Stay in the ramdisk.
     None,
-}
-
-/// A registry mirror: pulls from `registry` try `endpoint` first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RegistryMirror {
-    /// Registry host as it appears in normalised references, e.g. `docker.io`.
-    pub registry: String,
-    /// Mirror base URL, e.g. `http://10.0.2.2:5000`.
-    pub endpoint: String,
 }
 
 /// Everything the operator ordered, merged and typed, with provenance.

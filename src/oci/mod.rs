@@ -17,6 +17,7 @@ pub mod pull_error;
 pub mod reference;
 pub mod registry;
 pub mod resolve;
+pub mod secret;
 pub mod verify;
 
 pub use platform::Platform;
@@ -25,8 +26,9 @@ pub use pull_error::PullError;
 pub use reference::normalize_reference;
 pub use registry::RetryPolicy;
 pub use resolve::{resolve, Compression, LayerDesc, ResolvedImage};
+pub use secret::Secret;
 
-use crate::config::{RegistryMirror, Secret};
+use serde::Serialize;
 use std::path::PathBuf;
 
 /// How ocimetal introduces itself to registries.
@@ -37,6 +39,15 @@ pub const DEFAULT_PARALLEL_DOWNLOADS: usize = 3;
 
 /// Compressed bytes a layer's download may run ahead of its application by default.
 pub const DEFAULT_LAYER_BUFFER: usize = 8 << 20;
+
+/// A registry mirror: pulls from `registry` try `endpoint` first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegistryMirror {
+    /// Registry host as it appears in normalised references, e.g. `docker.io`.
+    pub registry: String,
+    /// Mirror base URL, e.g. `http://10.0.2.2:5000`.
+    pub endpoint: String,
+}
 
 /// How to reach the registry and which platform to pick. [`resolve`] sets up the registry
 /// client from these; the pull reuses that client and takes only the download settings

@@ -287,11 +287,11 @@ mod tests {
     fn mirrors_come_before_the_origin_and_only_for_their_registry() {
         let opts = PullOptions {
             mirrors: vec![
-                crate::config::RegistryMirror {
+                crate::oci::RegistryMirror {
                     registry: "docker.io".into(),
                     endpoint: "http://10.0.2.2:5000".into(),
                 },
-                crate::config::RegistryMirror {
+                crate::oci::RegistryMirror {
                     registry: "quay.io".into(),
                     endpoint: "https://q.example".into(),
                 },
