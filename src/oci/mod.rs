@@ -23,7 +23,7 @@ pub mod verify;
 pub use platform::Platform;
 pub use pull::{pull_into, pull_into_sink, pull_when_ready, LayerSink, PullReport};
 pub use pull_error::PullError;
-pub use reference::normalize_reference;
+pub use reference::{normalize_reference, ImageRef};
 pub use registry::RetryPolicy;
 pub use resolve::{resolve, Compression, LayerDesc, ResolvedImage};
 pub use secret::Secret;
