@@ -4,6 +4,7 @@
 //! [`pull_into`] then streams, verifies, decompresses and applies the layers in order.
 
 pub mod apply;
+mod as_text;
 pub mod auth;
 pub mod cli;
 mod download;

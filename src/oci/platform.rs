@@ -110,15 +110,13 @@ impl FromStr for Platform {
 /// A platform serialises as it prints, `linux/amd64`, so that a plan can carry it.
 impl Serialize for Platform {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        super::as_text::serialize(self, s)
     }
 }
 
 impl<'de> Deserialize<'de> for Platform {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse()
-            .map_err(|err: OrderError| serde::de::Error::custom(err.problem))
+        super::as_text::deserialize(d)
     }
 }
 

@@ -71,16 +71,16 @@ impl fmt::Display for ImageRef {
     }
 }
 
+/// Serialises as the normalised form.
 impl Serialize for ImageRef {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        super::as_text::serialize(self, s)
     }
 }
 
 impl<'de> Deserialize<'de> for ImageRef {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
+        super::as_text::deserialize(d)
     }
 }
 
