@@ -165,12 +165,8 @@ pub struct InstallArgs {
 
 /// True when `ocimetal.debug` is on the kernel command line (read before logging starts).
 pub fn debug_requested() -> bool {
-    std::fs::read_to_string("/proc/cmdline")
-        .map(|line| {
-            line.split_whitespace()
-                .any(|w| w == "ocimetal.debug" || w == "ocimetal.debug=1")
-        })
-        .unwrap_or(false)
+    use crate::host::cmdline;
+    cmdline::read().is_ok_and(|line| cmdline::flag(&line, cmdline::Key::Debug))
 }
 
 /// `ocimetal install`: decide, log the plan, then execute it (or only print it on `dry_run`).

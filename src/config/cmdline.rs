@@ -1,33 +1,12 @@
-//! Orders from the kernel command line: the `ocimetal.*` parameters.
+//! Orders from the kernel command line: what each `ocimetal.*` parameter means.
 //!
-//! Words are split exactly as the kernel's `next_arg()` does (lib/cmdline.c): whitespace
-//! separates words except inside double quotes; a value may be quoted (`key="a b"`) and so may
-//! the whole word (`"key=a b"`). As in the kernel, `-` and `_` are the same in key names.
+//! The words and the key names come from [`crate::host::cmdline`]; this module maps each key
+//! to the orders, checks its value and says what is wrong with it.
 
 use super::{HintsInput, RebootAction, RegistryMirror, WipeMode};
 use crate::error::OrderError;
+use crate::host::cmdline::{self as words, Key};
 use std::path::PathBuf;
-
-/// The prefix that marks our parameters; other words belong to someone else.
-pub const PREFIX: &str = "ocimetal.";
-
-/// Every key we accept (after the prefix), for the error that lists them.
-pub const KEYS: &[&str] = &[
-    "node",
-    "image",
-    "root_device_hints",
-    "disk_wipe_mode",
-    "insecure_registry",
-    "registry_mirror",
-    "reboot",
-    "force",
-    "debug",
-    "dry_run",
-    "auth_file",
-    "ca_file",
-    "apt_proxy",
-    "configdrive",
-];
 
 /// What the kernel command line ordered, typed but not yet merged with other sources.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -63,119 +42,39 @@ pub struct CmdlineOrders {
     pub configdrive: Option<PathBuf>,
 }
 
-/// Splits a command line into `(param, value)` words the way the kernel's `next_arg()` does.
-/// A word without `=` has no value.
-pub fn split_words(cmdline: &str) -> Vec<(String, Option<String>)> {
-    let chars: Vec<char> = cmdline.chars().collect();
-    let mut words = Vec::new();
-    let mut pos = skip_spaces(&chars, 0);
-    while pos < chars.len() {
-        let (word, next) = next_arg(&chars, pos);
-        words.push(word);
-        pos = skip_spaces(&chars, next);
-    }
-    words
-}
-
-fn is_kernel_space(c: char) -> bool {
-    // The kernel's isspace(): space, \t, \n, \v, \f, \r.
-    matches!(c, ' ' | '\t' | '\n' | '\u{b}' | '\u{c}' | '\r')
-}
-
-fn skip_spaces(chars: &[char], mut pos: usize) -> usize {
-    while pos < chars.len() && is_kernel_space(chars[pos]) {
-        pos += 1;
-    }
-    pos
-}
-
-/// One word starting at `start`; returns it and the index after it.
-fn next_arg(chars: &[char], start: usize) -> ((String, Option<String>), usize) {
-    let mut args = start;
-    let mut in_quote = false;
-    let mut quoted = false;
-    if chars.get(args) == Some(&'"') {
-        args += 1;
-        in_quote = true;
-        quoted = true;
-    }
-    let mut i = args;
-    let mut equals = None;
-    while i < chars.len() {
-        if is_kernel_space(chars[i]) && !in_quote {
-            break;
-        }
-        if equals.is_none() && chars[i] == '=' {
-            equals = Some(i);
-        }
-        if chars[i] == '"' {
-            in_quote = !in_quote;
-        }
-        i += 1;
-    }
-    // The kernel NUL-terminates in place; we cut the same characters off instead.
-    let mut end = i;
-    let ends_in_quote = i > args && chars[i - 1] == '"';
-    let word = match equals {
-        None => {
-            if quoted && ends_in_quote {
-                end -= 1;
-            }
-            (chars[args..end].iter().collect(), None)
-        }
-        Some(eq) => {
-            let mut val_start = eq + 1;
-            if chars.get(val_start) == Some(&'"') {
-                val_start += 1;
-                if ends_in_quote {
-                    end -= 1;
-                }
-            } else if quoted && ends_in_quote {
-                end -= 1;
-            }
-            let end = end.max(val_start);
-            let param: String = chars[args..eq].iter().collect();
-            let value: String = chars[val_start..end].iter().collect();
-            (param, Some(value))
-        }
-    };
-    (word, i + 1)
-}
-
 /// Parses the `ocimetal.*` words of a kernel command line; other words are ignored.
 /// Later occurrences of a single-valued key override earlier ones, as for kernel parameters.
 pub fn parse(cmdline: &str) -> Result<CmdlineOrders, OrderError> {
     let mut orders = CmdlineOrders::default();
-    for (param, value) in split_words(cmdline) {
-        let Some(key) = param.strip_prefix(PREFIX) else {
-            continue;
+    for word in words::own_words(cmdline) {
+        let field = word.param();
+        let Some(key) = word.key() else {
+            return Err(unknown_key(&field));
         };
-        let key = key.replace('-', "_");
-        let field = format!("{PREFIX}{key}");
-        apply(&mut orders, &key, &field, value)?;
+        apply(&mut orders, key, &field, word.value)?;
     }
     Ok(orders)
 }
 
 fn apply(
     orders: &mut CmdlineOrders,
-    key: &str,
+    key: Key,
     field: &str,
     value: Option<String>,
 ) -> Result<(), OrderError> {
     match key {
-        "force" => orders.force = parse_flag(field, value.as_deref())?,
-        "debug" => orders.debug = parse_flag(field, value.as_deref())?,
-        "dry_run" => orders.dry_run = parse_flag(field, value.as_deref())?,
-        "node" => orders.node = Some(required(field, value)?),
-        "image" => orders.image = Some(required(field, value)?),
-        "root_device_hints" => {
+        Key::Force => orders.force = parse_flag(field, value.as_deref())?,
+        Key::Debug => orders.debug = parse_flag(field, value.as_deref())?,
+        Key::DryRun => orders.dry_run = parse_flag(field, value.as_deref())?,
+        Key::Node => orders.node = Some(required(field, value)?),
+        Key::Image => orders.image = Some(required(field, value)?),
+        Key::RootDeviceHints => {
             orders.root_device_hints = Some(parse_hints(field, &required(field, value)?)?)
         }
-        "disk_wipe_mode" => {
+        Key::DiskWipeMode => {
             orders.disk_wipe_mode = Some(parse_wipe_mode(field, &required(field, value)?)?)
         }
-        "insecure_registry" => {
+        Key::InsecureRegistry => {
             let value = required(field, value)?;
             orders.insecure_registries.extend(
                 value
@@ -185,28 +84,33 @@ fn apply(
                     .map(str::to_string),
             );
         }
-        "registry_mirror" => orders
+        Key::RegistryMirror => orders
             .registry_mirrors
             .push(parse_mirror(field, &required(field, value)?)?),
-        "reboot" => orders.reboot = Some(parse_reboot(field, &required(field, value)?)?),
-        "auth_file" => orders.auth_file = Some(PathBuf::from(required(field, value)?)),
-        "ca_file" => orders.ca_file = Some(PathBuf::from(required(field, value)?)),
-        "apt_proxy" => orders.apt_proxy = Some(required(field, value)?),
-        "configdrive" => orders.configdrive = Some(PathBuf::from(required(field, value)?)),
-        _ => {
-            return Err(OrderError::new(
-                field,
-                format!(
-                    "unknown key; valid keys are {}",
-                    KEYS.iter()
-                        .map(|k| format!("{PREFIX}{k}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ))
-        }
+        Key::Reboot => orders.reboot = Some(parse_reboot(field, &required(field, value)?)?),
+        Key::AuthFile => orders.auth_file = Some(PathBuf::from(required(field, value)?)),
+        Key::CaFile => orders.ca_file = Some(PathBuf::from(required(field, value)?)),
+        Key::AptProxy => orders.apt_proxy = Some(required(field, value)?),
+        Key::Configdrive => orders.configdrive = Some(PathBuf::from(required(field, value)?)),
+        // Not an order: the inventory reads it to leave the installer's media alone.
+        Key::BootMedia => {}
     }
     Ok(())
+}
+
+/// The error for an `ocimetal.*` word that names no key; it lists the valid ones.
+fn unknown_key(field: &str) -> OrderError {
+    OrderError::new(
+        field,
+        format!(
+            "unknown key; valid keys are {}",
+            Key::ALL
+                .iter()
+                .map(|key| key.param())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
 }
 
 /// The trimmed value of a key that needs one.
@@ -220,17 +124,15 @@ fn required(field: &str, value: Option<String>) -> Result<String, OrderError> {
 
 /// A flag is on when given bare, or with 1/yes/true (0/no/false turn it off).
 fn parse_flag(field: &str, value: Option<&str>) -> Result<bool, OrderError> {
-    let Some(value) = value else {
-        return Ok(true);
-    };
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "yes" | "true" => Ok(true),
-        "0" | "no" | "false" => Ok(false),
-        _ => Err(OrderError::new(
+    words::flag_value(value).ok_or_else(|| {
+        OrderError::new(
             field,
-            format!("\"{value}\" is not a flag value; use the bare key or =1/0/yes/no/true/false"),
-        )),
-    }
+            format!(
+                "\"{}\" is not a flag value; use the bare key or =1/0/yes/no/true/false",
+                value.unwrap_or_default()
+            ),
+        )
+    })
 }
 
 /// Parses a wipe mode (trimmed, case-insensitive); `field` names the key in the error.
@@ -327,67 +229,6 @@ fn parse_mirror(field: &str, value: &str) -> Result<RegistryMirror, OrderError> 
 mod tests {
     use super::*;
 
-    fn words(s: &str) -> Vec<(String, Option<String>)> {
-        split_words(s)
-    }
-
-    fn kv(k: &str, v: Option<&str>) -> (String, Option<String>) {
-        (k.to_string(), v.map(str::to_string))
-    }
-
-    #[test]
-    fn splits_plain_words_and_flags() {
-        assert_eq!(
-            words("  console=ttyS0,115200 quiet\tro\n"),
-            vec![
-                kv("console", Some("ttyS0,115200")),
-                kv("quiet", None),
-                kv("ro", None)
-            ]
-        );
-        assert!(words("").is_empty());
-        assert!(words(" \n").is_empty());
-    }
-
-    #[test]
-    fn quoted_value_keeps_spaces() {
-        assert_eq!(
-            words(r#"a=1 ocimetal.root_device_hints="serial=A B" b"#),
-            vec![
-                kv("a", Some("1")),
-                kv("ocimetal.root_device_hints", Some("serial=A B")),
-                kv("b", None)
-            ]
-        );
-    }
-
-    #[test]
-    fn quotes_may_wrap_the_whole_word() {
-        assert_eq!(
-            words(r#""ocimetal.root_device_hints=serial=A B" x"#),
-            vec![
-                kv("ocimetal.root_device_hints", Some("serial=A B")),
-                kv("x", None)
-            ]
-        );
-        assert_eq!(
-            words(r#""flag with space""#),
-            vec![kv("flag with space", None)]
-        );
-    }
-
-    #[test]
-    fn quotes_inside_a_value_are_kept_like_the_kernel_does() {
-        // next_arg() only strips a quote that opens the value and the word's last quote.
-        assert_eq!(words(r#"k=a"b c"d"#), vec![kv("k", Some(r#"a"b c"d"#))]);
-        assert_eq!(words(r#"k="""#), vec![kv("k", Some(""))]);
-        assert_eq!(
-            words(r#"k=" unterminated"#),
-            vec![kv("k", Some(" unterminated"))]
-        );
-        assert_eq!(words("k="), vec![kv("k", Some(""))]);
-    }
-
     #[test]
     fn parses_every_key() {
         let orders = parse(concat!(
@@ -447,6 +288,14 @@ mod tests {
     }
 
     #[test]
+    fn boot_media_is_known_but_no_order() {
+        assert_eq!(
+            parse("ocimetal.boot_media=/dev/sdb").unwrap(),
+            CmdlineOrders::default()
+        );
+    }
+
+    #[test]
     fn flags_accept_words_and_can_be_turned_off() {
         for (text, expected) in [
             ("ocimetal.force", true),
@@ -492,8 +341,8 @@ mod tests {
     fn unknown_key_lists_the_valid_ones() {
         let err = parse("ocimetal.imgae=debian:12").unwrap_err();
         assert_eq!(err.field, "ocimetal.imgae");
-        for key in KEYS {
-            assert!(err.problem.contains(&format!("ocimetal.{key}")), "{key}");
+        for key in Key::ALL {
+            assert!(err.problem.contains(key.param()), "{key:?}");
         }
     }
 

@@ -6,12 +6,10 @@ use super::mount::{self, DeviceRoots};
 use super::node::{self, NodeConfigDrive, NodeDoc};
 use super::{merge, Orders};
 use crate::error::OrderError;
+use crate::host::cmdline::{self as host_cmdline, PROC_CMDLINE};
 use anyhow::Context;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-
-/// Where the running kernel shows its command line.
-const PROC_CMDLINE: &str = "/proc/cmdline";
 
 /// What to read instead of the live machine; `None` means "the live machine".
 #[derive(Debug, Clone, Default)]
@@ -34,8 +32,7 @@ pub struct GatherOptions {
 pub fn gather(opts: &GatherOptions) -> anyhow::Result<Orders> {
     let text = match &opts.cmdline {
         Some(text) => text.clone(),
-        None => std::fs::read_to_string(PROC_CMDLINE)
-            .with_context(|| format!("reading {PROC_CMDLINE}"))?,
+        None => host_cmdline::read().with_context(|| format!("reading {PROC_CMDLINE}"))?,
     };
     let cmdline = cmdline::parse(&text)?;
     let node = match (&opts.node, &cmdline.node) {

@@ -14,7 +14,6 @@ pub mod merge;
 pub mod mount;
 pub mod node;
 pub mod redact;
-pub mod secret;
 
 pub use cmdline::CmdlineOrders;
 pub use configdrive::ConfigDrive;
@@ -22,7 +21,8 @@ pub use fetch::display_url;
 pub use gather::{gather, GatherOptions};
 pub use merge::{merge, redacted_summary};
 pub use node::NodeDoc;
-pub use secret::Secret;
+// The pull owns these types so that it stands alone; orders use the same ones.
+pub use crate::oci::{secret, RegistryMirror, Secret};
 
 use serde::Serialize;
 use std::path::PathBuf;
@@ -100,16 +100,6 @@ pub enum RebootAction {
     None,
 }
 
-/// A registry mirror: pulls from `registry` try `endpoint` first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RegistryMirror {
-    /// Registry host as it appears in normalised references, e.g. `docker.io`.
-    pub registry: String,
-    /// Mirror base URL, e.g. `http://10.0.2.2:5000`; printed without a password.
-    #[serde(serialize_with = "serialize_url")]
-    pub endpoint: String,
-}
-
 /// Everything the operator ordered, merged and typed, with provenance.
 ///
 /// `Debug` and `Serialize` never show secrets: user_data and the pull secret are [`Secret`]s,
@@ -169,14 +159,9 @@ pub fn serialize_proxy<S: serde::Serializer>(
     s: S,
 ) -> Result<S::Ok, S::Error> {
     match proxy {
-        Some(url) => serialize_url(url, s),
+        Some(url) => s.serialize_some(&fetch::display_url(url)),
         None => s.serialize_none(),
     }
-}
-
-/// Serialises a URL without its password.
-fn serialize_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&fetch::display_url(url))
 }
 
 impl std::fmt::Debug for Orders {

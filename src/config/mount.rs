@@ -2,8 +2,9 @@
 //! read-only mount that is always undone.
 
 use super::configdrive::ConfigDrive;
+use crate::host::mount::MountGuard;
+use crate::host::{sysfs, udev};
 use anyhow::{bail, Context};
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ const FILESYSTEMS: &[&str] = &["iso9660", "vfat"];
 pub struct DeviceRoots {
     /// `/dev/disk/by-label`.
     pub by_label: PathBuf,
-    /// `/run/udev/data` (files `bMAJ:MIN` with `E:KEY=VALUE` lines).
+    /// The udev database, `/run/udev/data`.
     pub udev_data: PathBuf,
     /// `/sys/dev/block` (`MAJ:MIN/uevent` gives `DEVNAME`).
     pub sys_dev_block: PathBuf,
@@ -31,7 +32,7 @@ impl Default for DeviceRoots {
     fn default() -> Self {
         Self {
             by_label: "/dev/disk/by-label".into(),
-            udev_data: "/run/udev/data".into(),
+            udev_data: udev::DATA_DIR.into(),
             sys_dev_block: "/sys/dev/block".into(),
             dev: "/dev".into(),
         }
@@ -48,23 +49,13 @@ pub fn find_config2(roots: &DeviceRoots) -> Option<PathBuf> {
             return Some(device);
         }
     }
-    let mut records: Vec<_> = fs::read_dir(&roots.udev_data)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with('b'))
-        .collect();
-    // Same answer on every run when several devices carry the label.
-    records.sort();
+    let entries = udev::block_entries(&roots.udev_data);
     for label in LABELS {
-        let wanted = format!("E:ID_FS_LABEL={label}");
-        for record in &records {
-            let Ok(text) = fs::read_to_string(roots.udev_data.join(record)) else {
-                continue;
-            };
-            if text.lines().any(|line| line == wanted) {
-                return Some(device_node(roots, &record[1..]));
-            }
+        let found = entries.iter().find(|(_, entry)| {
+            entry.properties.get("ID_FS_LABEL").map(String::as_str) == Some(label)
+        });
+        if let Some((major_minor, _)) = found {
+            return Some(device_node(roots, major_minor));
         }
     }
     None
@@ -72,13 +63,8 @@ pub fn find_config2(roots: &DeviceRoots) -> Option<PathBuf> {
 
 /// `/dev/NAME` for a `MAJ:MIN`, from sysfs; `/dev/block/MAJ:MIN` when sysfs does not say.
 fn device_node(roots: &DeviceRoots, major_minor: &str) -> PathBuf {
-    let uevent = roots.sys_dev_block.join(major_minor).join("uevent");
-    fs::read_to_string(uevent)
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|line| line.strip_prefix("DEVNAME=").map(|n| roots.dev.join(n)))
-        })
+    sysfs::uevent_value(&roots.sys_dev_block.join(major_minor), "DEVNAME")
+        .map(|name| roots.dev.join(name))
         .unwrap_or_else(|| roots.dev.join("block").join(major_minor))
 }
 
@@ -99,7 +85,7 @@ fn read_device_as(device: &Path, filesystems: &[&str]) -> anyhow::Result<ConfigD
 /// A read-only mount in a private directory; dropping it unmounts and removes the directory.
 struct ReadOnlyMount {
     dir: PathBuf,
-    mounted: bool,
+    mounts: MountGuard,
 }
 
 impl ReadOnlyMount {
@@ -107,17 +93,12 @@ impl ReadOnlyMount {
         let dir = private_dir()?;
         let mut guard = Self {
             dir,
-            mounted: false,
+            mounts: MountGuard::new(),
         };
-        let flags =
-            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         let mut errors = Vec::new();
         for fstype in filesystems {
-            match mount(Some(device), &guard.dir, Some(*fstype), flags, None::<&str>) {
-                Ok(()) => {
-                    guard.mounted = true;
-                    return Ok(guard);
-                }
+            match guard.mounts.mount_read_only(device, &guard.dir, fstype) {
+                Ok(()) => return Ok(guard),
                 Err(errno) => errors.push(format!("{fstype}: {errno}")),
             }
         }
@@ -138,12 +119,7 @@ impl ReadOnlyMount {
     }
 
     fn release(&mut self) -> anyhow::Result<()> {
-        if self.mounted {
-            umount2(&self.dir, MntFlags::empty())
-                .or_else(|_| umount2(&self.dir, MntFlags::MNT_DETACH))
-                .with_context(|| format!("unmounting {}", self.dir.display()))?;
-            self.mounted = false;
-        }
+        self.mounts.unmount_all()?;
         fs::remove_dir(&self.dir).with_context(|| format!("removing {}", self.dir.display()))
     }
 }

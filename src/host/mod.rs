@@ -5,12 +5,16 @@
 //! The executor reaches the machine through [`Host`], so that a plan can be run against a
 //! recording host in tests: every command, mount and write in order, nothing touched.
 
+pub mod cmdline;
 pub mod confined;
+pub mod escape;
 pub mod exec;
 pub mod mount;
+pub mod mountinfo;
 pub mod report;
 pub mod sysfs;
 pub mod systemd;
+pub mod transport;
 pub mod udev;
 pub mod wait;
 
@@ -160,7 +164,7 @@ impl Host for System {
     }
 
     fn mountinfo(&self) -> String {
-        std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()
+        mountinfo::read()
     }
 
     fn secure_boot(&self) -> bool {
@@ -168,7 +172,7 @@ impl Host for System {
     }
 
     fn kernel_cmdline(&self) -> String {
-        std::fs::read_to_string("/proc/cmdline").unwrap_or_default()
+        cmdline::read().unwrap_or_default()
     }
 
     fn notify(&self, status: &str, ready: bool) {

@@ -1,15 +1,34 @@
-//! Mounts made during an install, undone in reverse order — also on failure.
+//! Mounts made by the installer, undone in reverse order — also on failure.
 
 use super::Host;
 use anyhow::Context;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use std::path::{Path, PathBuf};
 
+/// Mount points, newest last, and the one way to undo them.
+#[derive(Debug, Default)]
+struct Points(Vec<PathBuf>);
+
+impl Points {
+    /// Unmounts every point with `unmount`, newest first; reports the first failure after
+    /// trying all.
+    fn unmount_all(&mut self, unmount: impl Fn(&Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let mut first_error = None;
+        while let Some(point) = self.0.pop() {
+            if let Err(err) = unmount(&point) {
+                tracing::warn!("{err:#}");
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
 /// A stack of mount points made through a [`Host`]; dropping it unmounts everything still
 /// mounted, newest first.
 pub struct MountStack<'h> {
     host: &'h dyn Host,
-    points: Vec<PathBuf>,
+    points: Points,
 }
 
 impl<'h> MountStack<'h> {
@@ -17,7 +36,7 @@ impl<'h> MountStack<'h> {
     pub fn new(host: &'h dyn Host) -> Self {
         Self {
             host,
-            points: Vec::new(),
+            points: Points::default(),
         }
     }
 
@@ -30,31 +49,65 @@ impl<'h> MountStack<'h> {
         options: Option<&str>,
     ) -> anyhow::Result<()> {
         self.host.mount(source, target, fstype, options)?;
-        self.points.push(target.to_path_buf());
+        self.points.0.push(target.to_path_buf());
         Ok(())
     }
 
     /// Bind-mounts `source` at `target` (see [`Host::bind`]).
     pub fn bind(&mut self, source: &Path, target: &Path, recursive: bool) -> anyhow::Result<()> {
         self.host.bind(source, target, recursive)?;
-        self.points.push(target.to_path_buf());
+        self.points.0.push(target.to_path_buf());
         Ok(())
     }
 
     /// Unmounts everything, newest first; reports the first failure after trying all.
     pub fn unmount_all(&mut self) -> anyhow::Result<()> {
-        let mut first_error = None;
-        while let Some(point) = self.points.pop() {
-            if let Err(err) = self.host.unmount(&point) {
-                tracing::warn!("{err:#}");
-                first_error.get_or_insert(err);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        let host = self.host;
+        self.points.unmount_all(|point| host.unmount(point))
     }
 }
 
 impl Drop for MountStack<'_> {
+    fn drop(&mut self) {
+        let _ = self.unmount_all();
+    }
+}
+
+/// Mounts made on this machine directly, for readers that run before any [`Host`] exists
+/// (the configuration drive); dropping it unmounts everything still mounted, newest first.
+#[derive(Debug, Default)]
+pub struct MountGuard {
+    points: Points,
+}
+
+impl MountGuard {
+    /// An empty guard.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Mounts `source` (`fstype`) at the existing directory `target` read-only, without
+    /// set-uid, device nodes or execution: for reading media we do not trust.
+    pub fn mount_read_only(
+        &mut self,
+        source: &Path,
+        target: &Path,
+        fstype: &str,
+    ) -> nix::Result<()> {
+        let flags =
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        mount(Some(source), target, Some(fstype), flags, None::<&str>)?;
+        self.points.0.push(target.to_path_buf());
+        Ok(())
+    }
+
+    /// Unmounts everything, newest first; reports the first failure after trying all.
+    pub fn unmount_all(&mut self) -> anyhow::Result<()> {
+        self.points.unmount_all(unmount_point)
+    }
+}
+
+impl Drop for MountGuard {
     fn drop(&mut self) {
         let _ = self.unmount_all();
     }

@@ -1,7 +1,36 @@
-//! Block device relations read from sysfs: partitions, holders, mounts.
+//! Reading sysfs: attributes, partitions, holders and members of block devices, and the order
+//! the kernel gives their names.
+//!
+//! Functions taking `sys` look below a sysfs mount (`/sys`, or a fake tree in tests); those
+//! taking a directory read that device's own directory (`/sys/block/<name>`).
 
+use std::cmp::Ordering;
 use std::fs;
 use std::path::{Path, PathBuf};
+
+pub use super::mountinfo::{mountpoints_of, parse_mountinfo, MountEntry};
+
+/// Reads a sysfs attribute, trimmed; `None` when missing or blank.
+pub fn read_trimmed(path: &Path) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// Reads a numeric sysfs attribute.
+pub fn read_u64(path: &Path) -> Option<u64> {
+    read_trimmed(path)?.parse().ok()
+}
+
+/// One `KEY=VALUE` of a device's `uevent` file, e.g. `DEVNAME`.
+pub fn uevent_value(device_dir: &Path, key: &str) -> Option<String> {
+    let text = fs::read_to_string(device_dir.join("uevent")).ok()?;
+    text.lines().find_map(|line| {
+        line.strip_prefix(key)
+            .and_then(|rest| rest.strip_prefix('='))
+            .map(str::to_owned)
+    })
+}
 
 /// Kernel name of a device path: `/dev/sda` → `sda`, `/dev/md0` → `md0`. Follows
 /// `/dev/disk/by-*` and `/dev/VG/LV` symlinks.
@@ -13,18 +42,47 @@ pub fn kernel_name(device: &str) -> String {
         .unwrap_or_else(|| device.trim_start_matches("/dev/").to_string())
 }
 
-/// Partitions of a whole disk, by kernel name (`sda1`, `nvme0n1p2`...), sorted.
+/// One partition of a disk, as sysfs lists it under the disk's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    /// Kernel name, e.g. `sda1`, `nvme0n1p2`.
+    pub name: String,
+    /// `major:minor`, the key of the udev database and of mountinfo.
+    pub major_minor: String,
+}
+
+/// The partitions of the disk at `disk_dir` that have a device number, in kernel order.
+pub fn partitions_in(disk_dir: &Path) -> Vec<Partition> {
+    partition_dirs(disk_dir)
+        .into_iter()
+        .filter_map(|(name, dir)| {
+            Some(Partition {
+                name,
+                major_minor: read_trimmed(&dir.join("dev"))?,
+            })
+        })
+        .collect()
+}
+
+/// Partitions of a whole disk, by kernel name (`sda1`, `nvme0n1p2`...), in kernel order.
 pub fn partitions(sys: &Path, disk: &str) -> Vec<String> {
-    let dir = sys.join("block").join(disk);
-    let mut parts: Vec<String> = fs::read_dir(&dir)
+    partition_dirs(&sys.join("block").join(disk))
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// Sub-directories of a disk's directory holding a `partition` attribute, in kernel order.
+fn partition_dirs(disk_dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut found: Vec<(String, PathBuf)> = fs::read_dir(disk_dir)
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.path().join("partition").exists())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|entry| entry.path().join("partition").is_file())
+        .filter_map(|entry| Some((entry.file_name().to_str()?.to_owned(), entry.path())))
         .collect();
-    parts.sort();
-    parts
+    found.sort_by(|a, b| kernel_name_order(&a.0, &b.0));
+    found
 }
 
 /// Devices stacked directly on `name` (dm-N, mdN), by kernel name.
@@ -34,16 +92,21 @@ pub fn holders(sys: &Path, name: &str) -> Vec<String> {
 
 /// Members (slaves) of a stacked device, by kernel name.
 pub fn slaves(sys: &Path, name: &str) -> Vec<String> {
-    entry_names(&sys.join("class/block").join(name).join("slaves"))
+    slaves_in(&sys.join("class/block").join(name))
+}
+
+/// Members (slaves) of the stacked device at `device_dir`, e.g. the disks of `md0`.
+pub fn slaves_in(device_dir: &Path) -> Vec<String> {
+    entry_names(&device_dir.join("slaves"))
 }
 
 /// Sorted names in a directory; none when it does not exist.
-fn entry_names(dir: &Path) -> Vec<String> {
+pub fn entry_names(dir: &Path) -> Vec<String> {
     let mut out: Vec<String> = fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
         .collect();
     out.sort();
     out
@@ -51,110 +114,49 @@ fn entry_names(dir: &Path) -> Vec<String> {
 
 /// `major:minor` of a block device by kernel name.
 pub fn dev_number(sys: &Path, name: &str) -> Option<String> {
-    fs::read_to_string(sys.join("class/block").join(name).join("dev"))
-        .ok()
-        .map(|s| s.trim().to_string())
+    read_trimmed(&sys.join("class/block").join(name).join("dev"))
 }
 
-/// One line of `/proc/self/mountinfo`, the parts the installer uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountEntry {
-    /// `MAJOR:MINOR` of the mounted device.
-    pub major_minor: String,
-    /// Where it is mounted, unescaped.
-    pub mount_point: String,
-    /// The mount source when it is a `/dev/` path.
-    pub source: Option<String>,
+/// Orders kernel names as the kernel allocates them: chunk by chunk, numbers by value, and
+/// letter suffixes of one family shorter first, so `nvme2n1` < `nvme10n1` < `sda` and
+/// `sdz` < `sdaa`.
+pub fn kernel_name_order(a: &str, b: &str) -> Ordering {
+    chunks(a).cmp(&chunks(b))
 }
 
-/// Parses `/proc/self/mountinfo`; malformed lines are skipped.
-pub fn parse_mountinfo(mountinfo: &str) -> Vec<MountEntry> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (before, after) = line.split_once(" - ").unwrap_or((line, ""));
-            let fields: Vec<&str> = before.split_whitespace().collect();
-            let source = after.split_whitespace().nth(1);
-            Some(MountEntry {
-                major_minor: fields.get(2)?.to_string(),
-                mount_point: unescape_mount_path(fields.get(4)?),
-                source: source
-                    .filter(|source| source.starts_with("/dev/"))
-                    .map(str::to_string),
-            })
-        })
-        .collect()
+/// A run of letters or digits of a kernel name; letters sort before digits.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Chunk<'a> {
+    /// Letters: by family (first two letters, `sd`, `vd`, `nv`...), then length, then text.
+    Letters(&'a str, usize, &'a str),
+    /// Digits: by value (as length without leading zeros, then text), then as written.
+    Digits(usize, &'a str, &'a str),
 }
 
-/// Mount points whose source is the device `major:minor`, deepest first (unmount order).
-pub fn mountpoints_of(mountinfo: &str, dev: &str) -> Vec<String> {
-    let mut points: Vec<String> = parse_mountinfo(mountinfo)
-        .into_iter()
-        .filter(|m| m.major_minor == dev)
-        .map(|m| m.mount_point)
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    points
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape_mount_path(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(u8::is_ascii_digit));
-        if let (b'\\', Some(digits)) = (bytes[i], octal) {
-            let text = std::str::from_utf8(digits).unwrap_or("");
-            if let Ok(v) = u8::from_str_radix(text, 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
+fn chunks(name: &str) -> Vec<Chunk<'_>> {
+    let mut out = Vec::new();
+    let mut rest = name;
+    while let Some(first) = rest.chars().next() {
+        let digits = first.is_ascii_digit();
+        let end = rest
+            .find(|c: char| c.is_ascii_digit() != digits)
+            .unwrap_or(rest.len());
+        let (run, tail) = rest.split_at(end);
+        out.push(if digits {
+            let value = run.trim_start_matches('0');
+            Chunk::Digits(value.len(), value, run)
+        } else {
+            let family = run.get(..2).unwrap_or(run);
+            Chunk::Letters(family, run.len(), run)
+        });
+        rest = tail;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const MOUNTINFO: &str = "\
-22 1 254:1 / / rw,relatime - ext4 /dev/vda1 rw
-40 22 8:2 / /mnt/with\\040space rw - vfat /dev/sda2 rw
-41 40 8:2 / /mnt/with\\040space/inner rw - vfat /dev/sda2 rw
-";
-
-    #[test]
-    fn mountinfo_lines_give_device_unescaped_point_and_dev_source() {
-        let entries = parse_mountinfo(MOUNTINFO);
-        assert_eq!(entries.len(), 3);
-        assert_eq!(
-            entries[1],
-            MountEntry {
-                major_minor: "8:2".into(),
-                mount_point: "/mnt/with space".into(),
-                source: Some("/dev/sda2".into()),
-            }
-        );
-        let tmpfs = parse_mountinfo("30 22 0:25 / /run rw - tmpfs tmpfs rw\nbroken\n");
-        assert_eq!(tmpfs.len(), 1);
-        assert_eq!(tmpfs[0].source, None);
-    }
-
-    #[test]
-    fn mountpoints_are_unescaped_and_deepest_first() {
-        assert_eq!(
-            mountpoints_of(MOUNTINFO, "8:2"),
-            vec!["/mnt/with space/inner", "/mnt/with space"]
-        );
-        assert!(mountpoints_of(MOUNTINFO, "8:3").is_empty());
-    }
 
     #[test]
     fn partitions_and_holders_come_from_sysfs() {
@@ -170,5 +172,41 @@ mod tests {
         fs::create_dir_all(holders_dir.join("md0")).unwrap();
         assert_eq!(holders(sys.path(), "sda2"), vec!["md0"]);
         assert!(holders(sys.path(), "sda1").is_empty());
+    }
+
+    #[test]
+    fn partitions_come_in_kernel_order_with_their_numbers() {
+        let sys = tempfile::tempdir().unwrap();
+        let disk = sys.path().join("block/nvme0n1");
+        for (part, dev) in [("nvme0n1p10", "259:10"), ("nvme0n1p2", "259:2")] {
+            fs::create_dir_all(disk.join(part)).unwrap();
+            fs::write(disk.join(part).join("partition"), "1").unwrap();
+            fs::write(disk.join(part).join("dev"), format!("{dev}\n")).unwrap();
+        }
+        assert_eq!(
+            partitions_in(&disk),
+            vec![
+                Partition {
+                    name: "nvme0n1p2".into(),
+                    major_minor: "259:2".into()
+                },
+                Partition {
+                    name: "nvme0n1p10".into(),
+                    major_minor: "259:10".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn uevent_values_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("uevent"),
+            "MAJOR=11\nDEVNAME=sr0\nDEVNAMEX=no\n",
+        )
+        .unwrap();
+        assert_eq!(uevent_value(dir.path(), "DEVNAME").as_deref(), Some("sr0"));
+        assert_eq!(uevent_value(dir.path(), "DEVTYPE"), None);
     }
 }

@@ -1,10 +1,49 @@
-//! Reading one entry of the udev database (`/run/udev/data/b<major>:<minor>`).
+//! Reading the udev database (`/run/udev/data/b<major>:<minor>`), one file per device.
 //!
 //! The file holds one record per line: `E:KEY=VALUE` properties, `S:LINK` symlinks under `/dev`
-//! and a few bookkeeping lines (`I:`, `G:`, `Q:`, `V:`) we do not need.
+//! and a few bookkeeping lines (`I:`, `G:`, `Q:`, `V:`) we do not need. The reasons to read
+//! the files rather than ask libudev are in docs/host-notes.md.
 
+use super::escape::decode_hex_escapes;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The udev database: one `b<major>:<minor>` file per block device udev has processed.
+pub const DATA_DIR: &str = "/run/udev/data";
+
+/// Present while udevd runs (systemd tests it the same way).
+const CONTROL: &str = "/run/udev/control";
+
+/// Whether udevd is running, so that its database will get entries.
+pub fn running() -> bool {
+    Path::new(CONTROL).exists()
+}
+
+/// The database file of block device `major:minor` under `data_dir`.
+pub fn entry_path(data_dir: &Path, major_minor: &str) -> PathBuf {
+    data_dir.join(format!("b{major_minor}"))
+}
+
+/// Every block device entry in `data_dir` with its `major:minor`, in file name order so that
+/// the same machine gives the same answer on every run.
+pub fn block_entries(data_dir: &Path) -> Vec<(String, UdevEntry)> {
+    let mut names: Vec<String> = std::fs::read_dir(data_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str().map(str::to_owned))
+        .filter(|name| name.starts_with('b'))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let major_minor = name[1..].to_owned();
+            let entry = UdevEntry::read(data_dir, &major_minor)?;
+            Some((major_minor, entry))
+        })
+        .collect()
+}
 
 /// What udev knows about one block device.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,7 +72,7 @@ impl UdevEntry {
 
     /// Reads the entry of device `major:minor` from `data_dir`; `None` when udev has none.
     pub fn read(data_dir: &Path, major_minor: &str) -> Option<Self> {
-        let text = std::fs::read_to_string(data_dir.join(format!("b{major_minor}"))).ok()?;
+        let text = std::fs::read_to_string(entry_path(data_dir, major_minor)).ok()?;
         Some(Self::parse(&text))
     }
 
@@ -63,28 +102,6 @@ impl UdevEntry {
     }
 }
 
-/// Decodes udev's `\xNN` escapes (used in `*_ENC` values and in by-label link names).
-pub fn decode_hex_escapes(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'x') {
-            if let Some(byte) = text
-                .get(i + 2..i + 4)
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-            {
-                out.push(byte);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,7 +124,15 @@ mod tests {
     }
 
     #[test]
-    fn leaves_malformed_escapes_alone() {
-        assert_eq!(decode_hex_escapes(r"a\x2Fb\xZZ\x4"), r"a/b\xZZ\x4");
+    fn lists_block_entries_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b8:16"), "E:ID_FS_LABEL=b\n").unwrap();
+        std::fs::write(dir.path().join("b11:0"), "E:ID_FS_LABEL=a\n").unwrap();
+        std::fs::write(dir.path().join("c4:64"), "E:ID_FS_LABEL=tty\n").unwrap();
+        let entries = block_entries(dir.path());
+        let numbers: Vec<&str> = entries.iter().map(|(mm, _)| mm.as_str()).collect();
+        assert_eq!(numbers, ["11:0", "8:16"]);
+        assert_eq!(entries[0].1.get("ID_FS_LABEL"), Some("a"));
+        assert!(block_entries(&dir.path().join("missing")).is_empty());
     }
 }

@@ -6,6 +6,7 @@
 //! database, and re-check after arming the watches so that an entry created in between is
 //! not missed.
 
+use super::udev;
 use anyhow::{bail, Context};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -17,12 +18,6 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The udev database: one `b<major>:<minor>` file per block device udev has processed.
-pub const UDEV_DATA_DIR: &str = "/run/udev/data";
-
-/// Present while udevd runs (systemd tests it the same way).
-const UDEV_CONTROL: &str = "/run/udev/control";
-
 /// Waits until `path` exists (e.g. /dev/sda2, /dev/md0, /dev/disk/by-label/EFI) and, for a block
 /// device, udev has finished processing it (its /run/udev/data/b<maj>:<min> entry exists), or the
 /// timeout passes (error naming the path and the timeout).
@@ -30,9 +25,7 @@ const UDEV_CONTROL: &str = "/run/udev/control";
 /// When udevd is not running (no `/run/udev/control`) only the node is awaited: nothing would
 /// ever write the database entry.
 pub fn wait_for_device(path: &Path, timeout: Duration) -> anyhow::Result<()> {
-    let udev_data = Path::new(UDEV_CONTROL)
-        .exists()
-        .then_some(Path::new(UDEV_DATA_DIR));
+    let udev_data = udev::running().then_some(Path::new(udev::DATA_DIR));
     wait_for_device_with(path, timeout, udev_data)
 }
 
@@ -59,7 +52,7 @@ pub fn wait_for_device_with(
             bail!(
                 "timed out after {timeout:?} waiting for {}: {}",
                 path.display(),
-                state.describe(udev_data)
+                state.describe()
             );
         }
         wait_for_events(&inotify, remaining)?;
@@ -72,8 +65,8 @@ pub fn wait_for_device_with(
 enum State {
     /// The path (or its link target) does not exist yet.
     Missing,
-    /// A block device node exists but udev has no database entry `b<major>:<minor>` yet.
-    AwaitingUdev(String),
+    /// A block device node exists but udev has not written this database entry yet.
+    AwaitingUdev(PathBuf),
     Ready,
 }
 
@@ -89,8 +82,11 @@ impl State {
             return Self::Ready;
         }
         let rdev = metadata.rdev();
-        let entry = format!("b{}:{}", libc::major(rdev), libc::minor(rdev));
-        if udev_data.join(&entry).exists() {
+        let entry = udev::entry_path(
+            udev_data,
+            &format!("{}:{}", libc::major(rdev), libc::minor(rdev)),
+        );
+        if entry.exists() {
             Self::Ready
         } else {
             Self::AwaitingUdev(entry)
@@ -121,11 +117,11 @@ impl State {
         }
     }
 
-    fn describe(&self, udev_data: Option<&Path>) -> String {
-        match (self, udev_data) {
-            (Self::AwaitingUdev(entry), Some(dir)) => format!(
+    fn describe(&self) -> String {
+        match self {
+            Self::AwaitingUdev(entry) => format!(
                 "it exists but udev has not finished processing it (no {})",
-                dir.join(entry).display()
+                entry.display()
             ),
             _ => "it does not exist".to_owned(),
         }

@@ -16,10 +16,7 @@ pub fn load_kexec(host: &dyn Host, root: &Path, step: &KexecLoad) -> anyhow::Res
     let kernel = root.join(format!("boot/vmlinuz-{version}"));
     let initrd = root.join(format!("boot/initrd.img-{version}"));
     let cmdline = host.kernel_cmdline();
-    let consoles: Vec<&str> = cmdline
-        .split_whitespace()
-        .filter(|w| w.starts_with("console="))
-        .collect();
+    let consoles = crate::host::cmdline::consoles(&cmdline);
     let append = format!("root={} ro {}", step.root, consoles.join(" "));
     host.run(&mut cmd(
         "kexec",

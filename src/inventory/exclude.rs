@@ -4,7 +4,10 @@
 //! configuration drive, the installer's own boot media, and every disk under a mounted
 //! filesystem: wiping any of those would destroy the orders or the running system.
 
-use super::{sysfs, Found, ScanRoots, BOOT_MEDIA_ARG, BOOT_MEDIA_LABEL, CONFIG_DRIVE_LABEL};
+use super::{Found, ScanRoots, BOOT_MEDIA_ARG, BOOT_MEDIA_LABEL, CONFIG_DRIVE_LABEL};
+use crate::host::cmdline::{self, Key};
+use crate::host::escape::decode_hex_escapes;
+use crate::host::{mountinfo, sysfs};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
@@ -41,7 +44,7 @@ pub(super) fn reasons(roots: &ScanRoots, found: &[Found]) -> Vec<Vec<String>> {
     }
 
     for value in boot_media_args(&roots.cmdline) {
-        if let Some(holder) = owners.resolve_path(&roots.dev, value) {
+        if let Some(holder) = owners.resolve_path(&roots.dev, &value) {
             add(
                 &holder.disk,
                 format!("installer boot media ({BOOT_MEDIA_ARG}={value})"),
@@ -49,7 +52,7 @@ pub(super) fn reasons(roots: &ScanRoots, found: &[Found]) -> Vec<Vec<String>> {
         }
     }
 
-    for mount in crate::host::sysfs::parse_mountinfo(&roots.mountinfo) {
+    for mount in mountinfo::parse_mountinfo(&roots.mountinfo) {
         let device = owners
             .by_devno
             .get(&mount.major_minor)
@@ -177,7 +180,7 @@ impl Owners {
                 continue;
             }
             // Members of a stacked device are listed on the whole device, also for md0p1.
-            pending.extend(sysfs::slaves(&sys.join("block").join(&disk)));
+            pending.extend(sysfs::slaves_in(&sys.join("block").join(&disk)));
             disks.push(disk);
         }
         disks
@@ -220,11 +223,7 @@ fn labelled(
             continue;
         };
         for entry in entries.flatten() {
-            let Some(link) = entry
-                .file_name()
-                .to_str()
-                .map(crate::host::udev::decode_hex_escapes)
-            else {
+            let Some(link) = entry.file_name().to_str().map(decode_hex_escapes) else {
                 continue;
             };
             let target = std::fs::canonicalize(entry.path()).ok();
@@ -241,11 +240,11 @@ fn labelled(
     labels
 }
 
-/// Values of `ocimetal.boot_media=` on the kernel command line.
-fn boot_media_args(cmdline: &str) -> impl Iterator<Item = &str> {
-    cmdline.split_whitespace().filter_map(|word| {
-        word.strip_prefix(BOOT_MEDIA_ARG)
-            .and_then(|rest| rest.strip_prefix('='))
-            .filter(|value| !value.is_empty())
-    })
+/// Non-empty values of `ocimetal.boot_media=` on the kernel command line.
+fn boot_media_args(cmdline: &str) -> Vec<String> {
+    cmdline::values_of(cmdline, Key::BootMedia)
+        .into_iter()
+        .flatten()
+        .filter(|value| !value.is_empty())
+        .collect()
 }

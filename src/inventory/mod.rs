@@ -6,17 +6,16 @@
 //! [`Scan::excluded`] with the reason, never silently dropped.
 
 mod exclude;
-mod sysfs;
 mod table;
 
 #[cfg(test)]
 mod tests;
 
 use crate::error::OrderError;
-use crate::host::udev;
+use crate::host::sysfs::{self, kernel_name_order as natural_cmp};
+use crate::host::{transport, udev};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
 pub use table::render_table;
@@ -30,7 +29,7 @@ pub const CONFIG_DRIVE_LABEL: &str = "config-2";
 
 /// Kernel argument naming the installer's boot device, e.g. `ocimetal.boot_media=/dev/sdb`,
 /// for media whose label the firmware or a dd copy does not preserve.
-pub const BOOT_MEDIA_ARG: &str = "ocimetal.boot_media";
+pub const BOOT_MEDIA_ARG: &str = crate::host::cmdline::Key::BootMedia.param();
 
 /// One disk as IPA's `hardware.BlockDevice.serialize()` describes it.
 ///
@@ -109,10 +108,10 @@ impl ScanRoots {
             |path: &str| std::fs::read_to_string(path).with_context(|| format!("reading {path}"));
         Ok(Self {
             sys: PathBuf::from("/sys"),
-            udev_data: PathBuf::from("/run/udev/data"),
+            udev_data: PathBuf::from(udev::DATA_DIR),
             dev: PathBuf::from("/dev"),
-            mountinfo: read("/proc/self/mountinfo")?,
-            cmdline: read("/proc/cmdline")?,
+            mountinfo: read(crate::host::mountinfo::PROC_MOUNTINFO)?,
+            cmdline: read(crate::host::cmdline::PROC_CMDLINE)?,
         })
     }
 }
@@ -212,7 +211,7 @@ impl Found {
         let udev = major_minor
             .as_deref()
             .and_then(|devno| udev::UdevEntry::read(&roots.udev_data, devno));
-        let partitions = sysfs::partitions(&dir)
+        let partitions = sysfs::partitions_in(&dir)
             .into_iter()
             .map(|partition| {
                 let udev = udev::UdevEntry::read(&roots.udev_data, &partition.major_minor);
@@ -245,9 +244,9 @@ impl Found {
             wwn_with_extension: owned(udev.get("ID_WWN_WITH_EXTENSION")),
             wwn_vendor_extension: owned(udev.get("ID_WWN_VENDOR_EXTENSION")),
             rotational: sysfs::read_u64(&dir.join("queue/rotational")) == Some(1),
-            hctl: sysfs::hctl(dir),
+            hctl: transport::hctl(dir),
             by_path: by_path(&udev),
-            tran: sysfs::transport(sys, dir, &self.name),
+            tran: transport::transport(sys, dir, &self.name),
             logical_sectors: sysfs::read_u64(&dir.join("queue/logical_block_size")),
             physical_sectors: sysfs::read_u64(&dir.join("queue/physical_block_size")),
         }
@@ -282,41 +281,4 @@ fn by_path(udev: &udev::UdevEntry) -> Option<String> {
         _ => links.first().copied(),
     };
     chosen.map(|link| format!("/dev/disk/by-path/{link}"))
-}
-
-/// Orders kernel names as the kernel allocates them: chunk by chunk, numbers by value, and
-/// letter suffixes of one family shorter first, so `nvme2n1` < `nvme10n1` < `sda` and
-/// `sdz` < `sdaa`.
-fn natural_cmp(a: &str, b: &str) -> Ordering {
-    chunks(a).cmp(&chunks(b))
-}
-
-/// A run of letters or digits of a kernel name; letters sort before digits.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Chunk<'a> {
-    /// Letters: by family (first two letters, `sd`, `vd`, `nv`...), then length, then text.
-    Letters(&'a str, usize, &'a str),
-    /// Digits: by value (as length without leading zeros, then text), then as written.
-    Digits(usize, &'a str, &'a str),
-}
-
-fn chunks(name: &str) -> Vec<Chunk<'_>> {
-    let mut out = Vec::new();
-    let mut rest = name;
-    while let Some(first) = rest.chars().next() {
-        let digits = first.is_ascii_digit();
-        let end = rest
-            .find(|c: char| c.is_ascii_digit() != digits)
-            .unwrap_or(rest.len());
-        let (run, tail) = rest.split_at(end);
-        out.push(if digits {
-            let value = run.trim_start_matches('0');
-            Chunk::Digits(value.len(), value, run)
-        } else {
-            let family = run.get(..2).unwrap_or(run);
-            Chunk::Letters(family, run.len(), run)
-        });
-        rest = tail;
-    }
-    out
 }

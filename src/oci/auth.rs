@@ -1,7 +1,7 @@
 //! Registry credentials: a docker `config.json` (`--auth-file`) and Ironic's
 //! `instance_info.image_pull_secret`. Values are never logged; only where they came from.
 
-use crate::config::Secret;
+use super::Secret;
 use crate::error::OrderError;
 use base64::Engine;
 use oci_client::secrets::RegistryAuth;

@@ -1,7 +1,6 @@
 //! `ocimetal pull IMAGE DIR`: the installer's own pull-and-apply path, usable alone.
 
-use super::{pull_into, resolve, Platform, PullOptions};
-use crate::config::RegistryMirror;
+use super::{pull_into, resolve, Platform, PullOptions, RegistryMirror};
 use crate::error::OrderError;
 use anyhow::Context;
 use std::path::PathBuf;

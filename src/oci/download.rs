@@ -1,11 +1,12 @@
 //! Streams one layer blob from the registry into a bounded channel, verifying size and
 //! digest on the way and resuming with a Range request after a dropped connection.
 
+use super::endpoint::{Endpoint, Failure};
 use super::http::next_chunk;
 use super::pipe::{Chunk, PipeSender};
 use super::progress::Progress;
 use super::pull_error::PullError;
-use super::registry::{Endpoint, Failure, Registry};
+use super::registry::Registry;
 use super::resolve::LayerDesc;
 use super::verify::BlobVerifier;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -3,8 +3,8 @@
 //! token, because their answers' headers decide what happens next: `Retry-After` on 429 and
 //! 503, `Content-Range` on a resumed blob, `Docker-Content-Digest` on a manifest.
 
+use super::endpoint::{classify, one_line, Endpoint, Failure};
 use super::pull_error::PullError;
-use super::registry::{one_line, Endpoint, Failure};
 use base64::Engine as _;
 use bytes::Bytes;
 use oci_client::client::Certificate;
@@ -296,7 +296,7 @@ impl RegistryHttp {
         let token = oci
             .auth(&endpoint.reference, &endpoint.auth, RegistryOperation::Pull)
             .await
-            .map_err(|e| super::registry::classify(e, endpoint))?;
+            .map_err(|e| classify(e, endpoint))?;
         let value = match (token, &endpoint.auth) {
             (Some(token), _) => Some(format!("Bearer {token}")),
             (None, RegistryAuth::Basic(user, password)) => Some(format!(

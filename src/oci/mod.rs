@@ -4,9 +4,11 @@
 //! [`pull_into`] then streams, verifies, decompresses and applies the layers in order.
 
 pub mod apply;
+mod as_text;
 pub mod auth;
 pub mod cli;
 mod download;
+mod endpoint;
 mod http;
 mod pipe;
 pub mod platform;
@@ -16,16 +18,18 @@ pub mod pull_error;
 pub mod reference;
 pub mod registry;
 pub mod resolve;
+pub mod secret;
 pub mod verify;
 
 pub use platform::Platform;
 pub use pull::{pull_into, pull_into_sink, pull_when_ready, LayerSink, PullReport};
 pub use pull_error::PullError;
-pub use reference::normalize_reference;
+pub use reference::{normalize_reference, ImageRef};
 pub use registry::RetryPolicy;
 pub use resolve::{resolve, Compression, LayerDesc, ResolvedImage};
+pub use secret::Secret;
 
-use crate::config::{RegistryMirror, Secret};
+use serde::Serialize;
 use std::path::PathBuf;
 
 /// How ocimetal introduces itself to registries.
@@ -44,6 +48,30 @@ pub struct ProgressObserver(pub std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>);
 impl std::fmt::Debug for ProgressObserver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ProgressObserver")
+    }
+}
+
+/// A registry mirror: pulls from `registry` try `endpoint` first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegistryMirror {
+    /// Registry host as it appears in normalised references, e.g. `docker.io`.
+    pub registry: String,
+    /// Mirror base URL, e.g. `http://10.0.2.2:5000`; printed without a password.
+    #[serde(serialize_with = "serialize_without_password")]
+    pub endpoint: String,
+}
+
+/// A mirror's URL as printed: its password replaced (mirrors are validated http(s) URLs).
+fn serialize_without_password<S: serde::Serializer>(
+    endpoint: &str,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match url::Url::parse(endpoint) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("redacted"));
+            s.serialize_str(url.as_str())
+        }
+        _ => s.serialize_str(endpoint),
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::error::OrderError;
 use oci_client::manifest::{ImageIndexEntry, Platform as IndexPlatform};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
 
@@ -106,6 +107,19 @@ impl FromStr for Platform {
     }
 }
 
+/// A platform serialises as it prints, `linux/amd64`, so that a plan can carry it.
+impl Serialize for Platform {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        super::as_text::serialize(self, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Platform {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        super::as_text::deserialize(d)
+    }
+}
+
 /// Picks the index entry for `wanted`, skipping attestation entries.
 /// On failure returns the platforms the index does offer, for the error message.
 pub(crate) fn select<'a>(
@@ -176,5 +190,16 @@ mod tests {
             offered,
             ["linux/arm/v6", "linux/arm/v7", "linux/arm64", "linux/amd64"]
         );
+    }
+
+    #[test]
+    fn serialises_as_os_slash_architecture() {
+        let platform: Platform = "linux/x86_64".parse().unwrap();
+        let json = serde_json::to_string(&platform).unwrap();
+        assert_eq!(json, "\"linux/amd64\"");
+        assert_eq!(serde_json::from_str::<Platform>(&json).unwrap(), platform);
+        let arm: Platform = serde_json::from_str("\"linux/arm64/v8\"").unwrap();
+        assert_eq!(arm.variant.as_deref(), Some("v8"));
+        assert!(serde_json::from_str::<Platform>("\"linux\"").is_err());
     }
 }

@@ -1,13 +1,98 @@
-//! Image references, normalised the way Docker does it.
+//! Image references, parsed once and normalised the way Docker does it.
 
 use crate::error::OrderError;
 use oci_client::Reference;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
 
-/// Parses an image reference: Docker short names get `docker.io` and `library/`, a missing
-/// tag becomes `latest`, and a first component with a `.` or `:` or `localhost` is a registry.
+/// A parsed image reference. Docker short names get `docker.io` and `library/`, a missing tag
+/// becomes `latest`, and a first component with a `.` or `:` or `localhost` is a registry.
+/// It prints (and serialises) as the normalised form, `docker.io/library/ubuntu:24.04`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImageRef(Reference);
+
+/// Why a text is not an image reference (without the text itself).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidImageRef(String);
+
+impl ImageRef {
+    /// The registry host\[:port\], e.g. `docker.io`.
+    pub fn registry(&self) -> &str {
+        self.0.registry()
+    }
+
+    /// The repository, e.g. `library/ubuntu`.
+    pub fn repository(&self) -> &str {
+        self.0.repository()
+    }
+
+    /// The tag, when the reference has one.
+    pub fn tag(&self) -> Option<&str> {
+        self.0.tag()
+    }
+
+    /// The digest (`sha256:…`), when the reference pins one.
+    pub fn digest(&self) -> Option<&str> {
+        self.0.digest()
+    }
+
+    /// The reference as the registry client takes it.
+    pub fn as_reference(&self) -> &Reference {
+        &self.0
+    }
+}
+
+impl FromStr for ImageRef {
+    type Err = InvalidImageRef;
+
+    /// Parses a reference; surrounding whitespace is ignored.
+    fn from_str(image: &str) -> Result<Self, Self::Err> {
+        let reference = image
+            .trim()
+            .parse::<Reference>()
+            .map_err(|err| InvalidImageRef(err.to_string()))?;
+        // Docker refuses upper case in repository names; registries would answer 404 or 400.
+        if reference
+            .repository()
+            .chars()
+            .any(|c| c.is_ascii_uppercase())
+        {
+            return Err(InvalidImageRef("repository names are lower case".into()));
+        }
+        Ok(Self(reference))
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.whole())
+    }
+}
+
+/// Serialises as the normalised form.
+impl Serialize for ImageRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        super::as_text::serialize(self, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ImageRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        super::as_text::deserialize(d)
+    }
+}
+
+/// Parses an image reference (see [`ImageRef`]); an invalid one is an error on `image`.
 pub fn parse_reference(image: &str) -> Result<Reference, OrderError> {
+    parse_image(image).map(|image| image.0)
+}
+
+/// Parses an image reference into an [`ImageRef`]; an invalid one is an error on `image`.
+pub fn parse_image(image: &str) -> Result<ImageRef, OrderError> {
     let trimmed = image.trim();
-    let invalid = |why: String| {
+    trimmed.parse().map_err(|why: InvalidImageRef| {
         OrderError::new(
             "image",
             format!(
@@ -15,24 +100,12 @@ pub fn parse_reference(image: &str) -> Result<Reference, OrderError> {
                  registry.example.com:5000/team/image:tag or name@sha256:<64 hex digits>"
             ),
         )
-    };
-    let reference = trimmed
-        .parse::<Reference>()
-        .map_err(|err| invalid(err.to_string()))?;
-    // Docker refuses upper case in repository names; registries would answer 404 or 400.
-    if reference
-        .repository()
-        .chars()
-        .any(|c| c.is_ascii_uppercase())
-    {
-        return Err(invalid("repository names are lower case".into()));
-    }
-    Ok(reference)
+    })
 }
 
 /// Normalises a reference: `ubuntu:24.04` → `docker.io/library/ubuntu:24.04`.
 pub fn normalize_reference(image: &str) -> Result<String, OrderError> {
-    parse_reference(image).map(|r| r.whole())
+    parse_image(image).map(|image| image.to_string())
 }
 
 #[cfg(test)]
@@ -70,5 +143,20 @@ mod tests {
             assert_eq!(err.field, "image", "{bad}");
             assert!(!err.to_string().contains('\n'));
         }
+    }
+
+    #[test]
+    fn an_image_ref_serialises_as_its_normal_form_and_back() {
+        let image: ImageRef = " debian:13 ".parse().unwrap();
+        assert_eq!(image.to_string(), "docker.io/library/debian:13");
+        assert_eq!(
+            (image.registry(), image.repository()),
+            ("docker.io", "library/debian")
+        );
+        assert_eq!((image.tag(), image.digest()), (Some("13"), None));
+        let json = serde_json::to_string(&image).unwrap();
+        assert_eq!(json, "\"docker.io/library/debian:13\"");
+        assert_eq!(serde_json::from_str::<ImageRef>(&json).unwrap(), image);
+        assert!(serde_json::from_str::<ImageRef>("\"a b\"").is_err());
     }
 }

@@ -3,6 +3,7 @@
 //! backoff or after the wait a registry asked for.
 
 use super::auth::{same_registry, Credentials};
+use super::endpoint::{Endpoint, Failure};
 use super::http::{next_chunk, RegistryHttp};
 use super::pull_error::PullError;
 use super::verify::BlobVerifier;
@@ -10,8 +11,6 @@ use super::PullOptions;
 use crate::error::OrderError;
 use anyhow::Context;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use std::future::Future;
 use std::time::Duration;
@@ -47,16 +46,6 @@ impl RetryPolicy {
     }
 }
 
-/// One place an image can be fetched from: a mirror or the origin registry.
-#[derive(Clone)]
-pub(crate) struct Endpoint {
-    /// The reference, with the mirror set when this is a mirror.
-    pub reference: Reference,
-    /// Host[:port] actually contacted.
-    pub host: String,
-    pub auth: RegistryAuth,
-}
-
 /// A configured client plus the endpoints to try, mirrors first.
 pub(crate) struct Registry {
     pub client: Client,
@@ -74,13 +63,6 @@ impl std::fmt::Debug for Registry {
             .field("endpoints", &hosts)
             .finish_non_exhaustive()
     }
-}
-
-/// What went wrong with one request: worth retrying or not.
-pub(crate) enum Failure {
-    /// Worth another attempt; the registry may have said when (`Retry-After`).
-    Transient(String, Option<Duration>),
-    Fatal(PullError),
 }
 
 impl RetryPolicy {
@@ -207,105 +189,6 @@ impl Registry {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Classifies a failure of oci-client's authentication (the `/v2/` challenge and the token
-/// exchange) as transient (network, 5xx, 429) or fatal. oci-client does not hand back
-/// response headers, so a `Retry-After` there cannot be read; the backoff stands in for it.
-pub(crate) fn classify(err: OciDistributionError, endpoint: &Endpoint) -> Failure {
-    let reference = endpoint.reference.whole();
-    let registry = endpoint.host.clone();
-    let not_found = || {
-        Failure::Fatal(PullError::NotFound {
-            reference: reference.clone(),
-            registry: registry.clone(),
-        })
-    };
-    let unauthorized = || {
-        Failure::Fatal(PullError::Unauthorized {
-            reference: reference.clone(),
-            registry: registry.clone(),
-        })
-    };
-    match err {
-        OciDistributionError::RequestError(e) if e.is_builder() => {
-            Failure::Fatal(PullError::Other {
-                cause: one_line(&e),
-                reference,
-                registry,
-            })
-        }
-        OciDistributionError::RequestError(e) => Failure::Transient(one_line(&e), None),
-        OciDistributionError::IoError(e) => Failure::Transient(one_line(&e), None),
-        OciDistributionError::ServerError { code, message, .. } => match code {
-            429 | 500..=599 => Failure::Transient(format!("HTTP {code}"), None),
-            404 => not_found(),
-            401 | 403 => unauthorized(),
-            _ => Failure::Fatal(PullError::Other {
-                cause: format!("HTTP {code}: {}", first_line(&message)),
-                reference,
-                registry,
-            }),
-        },
-        OciDistributionError::RegistryError { envelope, .. } => {
-            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
-            let has = |c: OciErrorCode| codes.contains(&&c);
-            if has(OciErrorCode::Toomanyrequests) {
-                Failure::Transient("HTTP 429 too many requests".to_string(), None)
-            } else if has(OciErrorCode::Unauthorized) || has(OciErrorCode::Denied) {
-                unauthorized()
-            } else if has(OciErrorCode::ManifestUnknown)
-                || has(OciErrorCode::NameUnknown)
-                || has(OciErrorCode::BlobUnknown)
-                || has(OciErrorCode::NotFound)
-            {
-                not_found()
-            } else {
-                let messages: Vec<&str> =
-                    envelope.errors.iter().map(|e| e.message.as_str()).collect();
-                Failure::Fatal(PullError::Other {
-                    cause: first_line(&messages.join("; ")),
-                    reference,
-                    registry,
-                })
-            }
-        }
-        OciDistributionError::UnauthorizedError { .. }
-        | OciDistributionError::AuthenticationFailure(_) => unauthorized(),
-        OciDistributionError::DigestError(e) => Failure::Fatal(PullError::Verification {
-            what: "manifest",
-            digest: endpoint
-                .reference
-                .digest()
-                .unwrap_or("(by tag)")
-                .to_string(),
-            problem: one_line(&e),
-        }),
-        other => Failure::Fatal(PullError::Other {
-            cause: one_line(&other),
-            reference,
-            registry,
-        }),
-    }
-}
-
-/// An error and its sources on one line (reqwest hides "connection refused" in a source).
-pub(crate) fn one_line(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    first_line(&text)
-}
-
-fn first_line(text: &str) -> String {
-    text.lines().map(str::trim).collect::<Vec<_>>().join(" ")
-}
-
 /// `http://10.0.2.2:5000` → (`10.0.2.2:5000`, plain HTTP); a bare `host[:port]` means HTTPS.
 fn mirror_host(endpoint: &str) -> Result<(String, bool), OrderError> {
     let invalid = || {
@@ -404,11 +287,11 @@ mod tests {
     fn mirrors_come_before_the_origin_and_only_for_their_registry() {
         let opts = PullOptions {
             mirrors: vec![
-                crate::config::RegistryMirror {
+                crate::oci::RegistryMirror {
                     registry: "docker.io".into(),
                     endpoint: "http://10.0.2.2:5000".into(),
                 },
-                crate::config::RegistryMirror {
+                crate::oci::RegistryMirror {
                     registry: "quay.io".into(),
                     endpoint: "https://q.example".into(),
                 },

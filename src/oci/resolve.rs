@@ -1,11 +1,12 @@
 //! Resolution: reference → manifest (through the platform's index entry) → layer list,
 //! validated before anything destructive happens. No layer is downloaded here.
 
+use super::endpoint::Endpoint;
 use super::http::MANIFEST_MEDIA_TYPES;
 use super::platform::{self, Platform};
 use super::pull_error::PullError;
 use super::reference::parse_reference;
-use super::registry::{Endpoint, Registry};
+use super::registry::Registry;
 use super::verify::BlobVerifier;
 use super::PullOptions;
 use oci_client::manifest::{OciDescriptor, OciImageManifest, OciManifest};

@@ -305,8 +305,8 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
 /// `docker.io/library/ubuntu:24.04`); an invalid one is an error naming the order key.
 pub fn normalize_image(image: &Sourced<String>) -> Result<String, OrderError> {
     let raw = image.value.trim();
-    raw.parse::<oci_client::Reference>()
-        .map(|r| r.whole())
+    raw.parse::<crate::oci::ImageRef>()
+        .map(|r| r.to_string())
         .map_err(|e| {
             OrderError::new(
                 &image.key,

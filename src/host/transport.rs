@@ -1,68 +1,15 @@
-//! Reading one block device's attributes from sysfs (`/sys/block/<name>/...`).
+//! How a disk is attached: its SCSI address and its transport, read from sysfs the way IPA
+//! and lsblk read them.
 
+use super::sysfs::{entry_names, read_trimmed};
 use std::path::{Path, PathBuf};
-
-/// Reads a sysfs attribute, trimmed; `None` when missing or blank.
-pub fn read_trimmed(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let text = text.trim();
-    (!text.is_empty()).then(|| text.to_owned())
-}
-
-/// Reads a numeric sysfs attribute.
-pub fn read_u64(path: &Path) -> Option<u64> {
-    read_trimmed(path)?.parse().ok()
-}
-
-/// One partition of a disk, as sysfs lists it under the disk's directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Partition {
-    /// Kernel name, e.g. `sda1`, `nvme0n1p2`.
-    pub name: String,
-    /// `major:minor`, the key of the udev database and of mountinfo.
-    pub major_minor: String,
-}
-
-/// The partitions of the disk at `disk_dir`: sub-directories holding a `partition` file.
-pub fn partitions(disk_dir: &Path) -> Vec<Partition> {
-    let Ok(entries) = std::fs::read_dir(disk_dir) else {
-        return Vec::new();
-    };
-    let mut found: Vec<Partition> = entries
-        .flatten()
-        .filter(|entry| entry.path().join("partition").is_file())
-        .filter_map(|entry| {
-            Some(Partition {
-                name: entry.file_name().to_str()?.to_owned(),
-                major_minor: read_trimmed(&entry.path().join("dev"))?,
-            })
-        })
-        .collect();
-    found.sort_by(|a, b| super::natural_cmp(&a.name, &b.name));
-    found
-}
-
-/// Kernel names of the devices below a stacked device (`slaves/`), e.g. the members of `md0`.
-pub fn slaves(device_dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(device_dir.join("slaves")) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str().map(str::to_owned))
-        .collect()
-}
 
 /// The SCSI address `host:channel:target:lun`, as IPA reads it: the entry under
 /// `device/scsi_device/`.
 pub fn hctl(disk_dir: &Path) -> Option<String> {
-    let entries = std::fs::read_dir(disk_dir.join("device/scsi_device")).ok()?;
-    let mut names: Vec<String> = entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str().map(str::to_owned))
-        .collect();
-    names.sort();
-    names.into_iter().next()
+    entry_names(&disk_dir.join("device/scsi_device"))
+        .into_iter()
+        .next()
 }
 
 /// The SCSI address the `device` link points at (how lsblk finds the SCSI host).

@@ -1,4 +1,5 @@
-//! A value that must never reach a log, a plan or an error message.
+//! A value that must never reach a log, a plan or an error message: pull secrets here, and
+//! every other secret of the orders too.
 
 use serde::{Serialize, Serializer};
 use std::fmt;
