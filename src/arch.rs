@@ -75,10 +75,11 @@ impl Arch {
     }
 
     /// OCI platform to pull.
-    pub fn oci_platform(self) -> &'static str {
-        match self {
-            Self::X86_64 => "linux/amd64",
-            Self::Aarch64 => "linux/arm64",
+    pub fn oci_platform(self) -> crate::oci::Platform {
+        crate::oci::Platform {
+            os: "linux".to_string(),
+            architecture: self.deb_arch().to_string(),
+            variant: None,
         }
     }
 

@@ -484,7 +484,7 @@ async fn the_install_runs_the_rendered_plan_step_by_step() {
                 let kept: serde_json::Value =
                     serde_json::from_slice(&std::fs::read(logs.join("plan.json")).unwrap())
                         .unwrap();
-                assert_eq!(kept["image"], plan.image, "the plan is kept");
+                assert_eq!(kept["image"], plan.image.to_string(), "the plan is kept");
                 let durable: Vec<Action> = actions
                     .iter()
                     .filter(|a| matches!(a, Action::Write(..) | Action::Sync(_)))

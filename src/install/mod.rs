@@ -54,7 +54,7 @@ fn run_steps(plan: &Plan, host: &dyn Host, root: &Path, phases: &mut Phases) -> 
         if let Step::Power(_) = planned {
             tracing::info!(
                 ocimetal_result = "SUCCESS",
-                ocimetal_image = plan.image,
+                ocimetal_image = %plan.image,
                 ocimetal_image_digest = ctx.image_digest(),
                 ocimetal_disks = plan.disks.join(" "),
                 "installed {} ({}) on {}; {}",

@@ -11,10 +11,10 @@ use anyhow::Context as _;
 /// Refuses targets in use, resolves the image and starts its downloads.
 pub fn validate(ctx: &mut Context<'_>, step: &Validate) -> anyhow::Result<()> {
     refuse_busy_targets(ctx.host, &step.not_in_use)?;
-    let options = pull_options(step)?;
+    let options = pull_options(step);
     let resolved = ctx
         .runtime
-        .block_on(crate::oci::resolve(&step.image, &options))?;
+        .block_on(crate::oci::resolve_image(&step.image, &options))?;
     tracing::info!("image {} is {}", step.image, resolved.manifest_digest);
     // Layers download while the disks are prepared; they are applied once the root
     // filesystem is mounted. A failed install drops `target_ready`, which ends the pull.
@@ -72,17 +72,17 @@ fn pull_status(done: u64, total: u64) -> String {
 }
 
 /// How the pull reaches the registry, from the step.
-fn pull_options(step: &Validate) -> anyhow::Result<PullOptions> {
+fn pull_options(step: &Validate) -> PullOptions {
     let registry = &step.registry;
-    Ok(PullOptions {
-        platform: step.platform.parse()?,
+    PullOptions {
+        platform: step.platform.clone(),
         insecure_registries: registry.insecure_registries.clone(),
         mirrors: registry.mirrors.clone(),
         auth_file: registry.auth_file.clone(),
         pull_secret: registry.pull_secret.clone(),
         ca_file: registry.ca_file.clone(),
         ..PullOptions::default()
-    })
+    }
 }
 
 /// Refuses targets that hold a mounted filesystem: that would be the running system or the

@@ -23,9 +23,9 @@ pub fn run(ctx: &mut Context<'_>, step: &Record) -> anyhow::Result<()> {
         step.node_uuid.clone(),
         step.orders_hash.clone(),
         RecordedImage {
-            reference: step.image.clone(),
+            reference: step.image.to_string(),
             digest: ctx.image_digest().to_string(),
-            platform: step.platform.clone(),
+            platform: step.platform.to_string(),
         },
         step.disks.clone(),
         ctx.started,

@@ -26,7 +26,7 @@ pub use pull::{pull_into, pull_into_sink, pull_when_ready, LayerSink, PullReport
 pub use pull_error::PullError;
 pub use reference::{normalize_reference, ImageRef};
 pub use registry::RetryPolicy;
-pub use resolve::{resolve, Compression, LayerDesc, ResolvedImage};
+pub use resolve::{resolve, resolve_image, Compression, LayerDesc, ResolvedImage};
 pub use secret::Secret;
 
 use serde::Serialize;

@@ -5,7 +5,7 @@ use super::endpoint::Endpoint;
 use super::http::MANIFEST_MEDIA_TYPES;
 use super::platform::{self, Platform};
 use super::pull_error::PullError;
-use super::reference::parse_reference;
+use super::reference::{parse_image, ImageRef};
 use super::registry::Registry;
 use super::verify::BlobVerifier;
 use super::PullOptions;
@@ -89,7 +89,12 @@ const MAX_CONFIG_BYTES: i64 = 4 * 1024 * 1024;
 
 /// Resolves `image` for `opts.platform`: mirrors first, then the origin registry.
 pub async fn resolve(image: &str, opts: &PullOptions) -> anyhow::Result<ResolvedImage> {
-    let reference = parse_reference(image)?;
+    resolve_image(&parse_image(image)?, opts).await
+}
+
+/// [`resolve`] for a reference already parsed.
+pub async fn resolve_image(image: &ImageRef, opts: &PullOptions) -> anyhow::Result<ResolvedImage> {
+    let reference = image.as_reference().clone();
     let registry = Arc::new(Registry::connect(&reference, opts)?);
     let Some((origin, mirrors)) = registry.endpoints.split_last() else {
         anyhow::bail!("no registry to pull {} from", reference.whole());

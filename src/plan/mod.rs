@@ -21,6 +21,7 @@ use crate::config::{Orders, RebootAction, Sourced, WipeMode};
 use crate::error::OrderError;
 use crate::hints::{select_targets, RootDeviceHints};
 use crate::inventory::BlockDevice;
+use crate::oci::{ImageRef, Platform};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use system::packages::OsRelease;
@@ -53,11 +54,11 @@ pub const BOOT_ENTRY_PREFIX: &str = "ocimetal";
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     /// Normalised image reference, e.g. `docker.io/library/ubuntu:24.04`.
-    pub image: String,
+    pub image: ImageRef,
     /// Which order gave the image (`instance_info.image_source`, `default`...).
     pub image_source: String,
     /// OCI platform, e.g. `linux/amd64`.
-    pub platform: String,
+    pub platform: Platform,
     /// Machine architecture the install targets.
     pub arch: Arch,
     /// Target disk paths, primary first.
@@ -109,7 +110,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
     let orders = input.orders;
     let arch = input.arch;
     let image = normalize_image(&orders.image)?;
-    let platform = arch.oci_platform().to_string();
+    let platform = arch.oci_platform();
     let selection = select_targets(orders.root_device_hints.as_ref(), input.devices)?;
     let hints_field = orders
         .root_device_hints
@@ -303,19 +304,17 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
 
 /// Normalises an image reference the way Docker does (`ubuntu:24.04` →
 /// `docker.io/library/ubuntu:24.04`); an invalid one is an error naming the order key.
-pub fn normalize_image(image: &Sourced<String>) -> Result<String, OrderError> {
+pub fn normalize_image(image: &Sourced<String>) -> Result<ImageRef, OrderError> {
     let raw = image.value.trim();
-    raw.parse::<crate::oci::ImageRef>()
-        .map(|r| r.to_string())
-        .map_err(|e| {
-            OrderError::new(
-                &image.key,
-                format!(
+    raw.parse::<ImageRef>().map_err(|e| {
+        OrderError::new(
+            &image.key,
+            format!(
                     "{raw:?} is not a valid image reference ({e}); expected e.g. \
                      `debian:13`, `registry.example.com:5000/team/os:1.2` or `name@sha256:<64 hex>`"
                 ),
-            )
-        })
+        )
+    })
 }
 
 /// A digest of the orders that shape the result (node, image, hints, wipe mode, hostname,

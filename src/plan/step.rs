@@ -10,6 +10,7 @@ use super::system::record::RecordedDisk;
 use super::system::TargetFile;
 use crate::arch::Arch;
 use crate::config::{RebootAction, RegistryMirror, Secret};
+use crate::oci::{ImageRef, Platform};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -87,9 +88,9 @@ pub struct RegistryAccess {
 #[derive(Debug, Clone, Serialize)]
 pub struct Validate {
     /// Normalised image reference.
-    pub image: String,
+    pub image: ImageRef,
     /// OCI platform, e.g. `linux/amd64`.
-    pub platform: String,
+    pub platform: Platform,
     /// How the registry is reached.
     pub registry: RegistryAccess,
     /// Disks that must hold no mounted filesystem (the wipe list and the targets).
@@ -190,8 +191,8 @@ pub struct Mount {
 /// The layers go onto the bare root filesystem.
 #[derive(Debug, Clone, Serialize)]
 pub struct Pull {
-    pub image: String,
-    pub platform: String,
+    pub image: ImageRef,
+    pub platform: Platform,
 }
 
 /// The package step: a rule until the image is known, then concrete lists.
@@ -294,8 +295,8 @@ pub struct KexecLoad {
 pub struct Record {
     pub node_uuid: Option<String>,
     pub orders_hash: String,
-    pub image: String,
-    pub platform: String,
+    pub image: ImageRef,
+    pub platform: Platform,
     /// The target disks, by their stable identities.
     pub disks: Vec<RecordedDisk>,
     /// Target-relative path of the record.

@@ -449,8 +449,8 @@ ID=debian
         assert_eq!(Arch::Aarch64.efi_target(), "arm64-efi");
         assert_eq!(Arch::X86_64.removable_efi_name(), "BOOTX64.EFI");
         assert_eq!(Arch::Aarch64.removable_efi_name(), "BOOTAA64.EFI");
-        assert_eq!(Arch::X86_64.oci_platform(), "linux/amd64");
-        assert_eq!(Arch::Aarch64.oci_platform(), "linux/arm64");
+        assert_eq!(Arch::X86_64.oci_platform().to_string(), "linux/amd64");
+        assert_eq!(Arch::Aarch64.oci_platform().to_string(), "linux/arm64");
         assert_eq!(Arch::Aarch64.deb_arch(), "arm64");
         assert_eq!(Arch::Aarch64.to_string(), "aarch64");
         assert_eq!(serde_json::to_value(Arch::X86_64).expect("ser"), "x86_64");
