@@ -13,6 +13,7 @@ pub mod hints;
 pub mod host;
 pub mod install;
 pub mod inventory;
+pub mod json_field;
 pub mod logging;
 pub mod oci;
 pub mod plan;

@@ -13,6 +13,7 @@
 use super::iso9660::IsoImage;
 use super::Secret;
 use crate::error::OrderError;
+use crate::json_field::{not_an_object, optional_object, parse_object};
 use base64::Engine;
 use serde_json::{Map, Value};
 use std::io::{Cursor, Read, Seek};
@@ -64,19 +65,11 @@ impl ConfigDrive {
         let Value::Object(dict) = value else {
             return Err(OrderError::new(field, "must be an object or a string"));
         };
-        let meta_data = match dict.get("meta_data") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(map)) => map.clone(),
-            Some(other) => {
-                return Err(OrderError::new(
-                    format!("{field}.meta_data"),
-                    format!(
-                        "{} is not a JSON object; meta_data must be an object",
-                        describe(other)
-                    ),
-                ))
-            }
-        };
+        let meta_data = optional_object(
+            dict.get("meta_data"),
+            &format!("{field}.meta_data"),
+            "meta_data",
+        )?;
         let user_data =
             match dict.get("user_data") {
                 None | Some(Value::Null) => None,
@@ -94,12 +87,10 @@ impl ConfigDrive {
             None | Some(Value::Null) => None,
             Some(value @ Value::Object(_)) => Some(value.clone()),
             Some(other) => {
-                return Err(OrderError::new(
-                    format!("{field}.network_data"),
-                    format!(
-                        "{} is not a JSON object; network_data must be an object",
-                        describe(other)
-                    ),
+                return Err(not_an_object(
+                    other,
+                    &format!("{field}.network_data"),
+                    "network_data",
                 ))
             }
         };
@@ -195,44 +186,18 @@ impl ConfigDrive {
                 format!("has no {LATEST}/meta_data.json; a config-2 drive must carry one"),
             )
         })?;
-        let meta_data = match serde_json::from_slice::<Value>(&meta_data) {
-            Ok(Value::Object(map)) => map,
-            Ok(other) => {
-                return Err(OrderError::new(
-                    format!("{origin}:{LATEST}/meta_data.json"),
-                    format!(
-                        "{} is not a JSON object; meta_data must be an object",
-                        describe(&other)
-                    ),
-                ))
-            }
-            Err(err) => {
-                return Err(OrderError::new(
-                    format!("{origin}:{LATEST}/meta_data.json"),
-                    format!("is not valid JSON ({err}); meta_data must be a JSON object"),
-                ))
-            }
-        };
+        let meta_data = parse_object(
+            &meta_data,
+            &format!("{origin}:{LATEST}/meta_data.json"),
+            "meta_data",
+        )?;
         let network_data = match network_data {
             None => None,
-            Some(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-                Ok(value @ Value::Object(_)) => Some(value),
-                Ok(other) => {
-                    return Err(OrderError::new(
-                        format!("{origin}:{LATEST}/network_data.json"),
-                        format!(
-                            "{} is not a JSON object; network_data must be an object",
-                            describe(&other)
-                        ),
-                    ))
-                }
-                Err(err) => {
-                    return Err(OrderError::new(
-                        format!("{origin}:{LATEST}/network_data.json"),
-                        format!("is not valid JSON ({err}); network_data must be a JSON object"),
-                    ))
-                }
-            },
+            Some(bytes) => Some(Value::Object(parse_object(
+                &bytes,
+                &format!("{origin}:{LATEST}/network_data.json"),
+                "network_data",
+            )?)),
         };
         Ok(Self {
             meta_data,
@@ -241,25 +206,6 @@ impl ConfigDrive {
             origin: origin.to_string(),
         })
     }
-}
-
-/// A short, safe description of a JSON value for error messages: its type and, for scalars,
-/// the value itself (callers never pass secrets here).
-pub(crate) fn describe(value: &Value) -> String {
-    const LIMIT: usize = 60;
-    let kind = match value {
-        Value::Null => return "null".into(),
-        Value::Bool(b) => return format!("boolean {b}"),
-        Value::Number(n) => return format!("number {n}"),
-        Value::String(s) => {
-            let shown: String = s.chars().take(LIMIT).collect();
-            let more = if s.chars().count() > LIMIT { "…" } else { "" };
-            return format!("string \"{shown}{more}\"");
-        }
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    };
-    kind.to_string()
 }
 
 #[cfg(test)]

@@ -2,10 +2,11 @@
 //! the redacted one-look summary of the result.
 
 use super::cmdline::{check_simplified_hints, parse_wipe_mode, CmdlineOrders};
-use super::configdrive::{describe, ConfigDrive};
+use super::configdrive::ConfigDrive;
 use super::node::{NodeConfigDrive, NodeDoc};
 use super::{fetch, HintsInput, Orders, RebootAction, Source, Sourced, WipeMode, DEFAULT_IMAGE};
 use crate::error::OrderError;
+use crate::json_field::{describe, optional_string};
 use serde_json::{Map, Value};
 
 /// The scheme that marks an `image_source` as ours.
@@ -214,18 +215,7 @@ fn choose_hostname(meta: &Map<String, Value>) -> Result<Option<Sourced<String>>,
 /// A trimmed, non-empty string under `key`; absent, null and blank are `None`; any other
 /// type is an error naming `meta_data.KEY`.
 fn meta_string(meta: &Map<String, Value>, key: &str) -> Result<Option<String>, OrderError> {
-    match meta.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-        Some(other) => Err(OrderError::new(
-            format!("meta_data.{key}"),
-            format!(
-                "{} is not a string; meta_data.{key} must be a string",
-                describe(other)
-            ),
-        )),
-    }
+    optional_string(meta.get(key), &format!("meta_data.{key}"))
 }
 
 /// A few log lines with every merged value and its source, and no secret: user_data and the
@@ -322,5 +312,4 @@ fn reboot_name(action: RebootAction) -> &'static str {
 }
 
 #[cfg(test)]
-#[path = "merge_tests.rs"]
 mod tests;

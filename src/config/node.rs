@@ -3,10 +3,11 @@
 //! Only the fields the installer uses are read: `uuid` and, in `instance_info`,
 //! `image_source`, `root_device`, `image_pull_secret` and `configdrive`.
 
-use super::configdrive::{describe, ConfigDrive};
+use super::configdrive::ConfigDrive;
 use super::fetch;
 use super::Secret;
 use crate::error::OrderError;
+use crate::json_field::{describe, optional_object, optional_string};
 use serde_json::{Map, Value};
 
 /// The node's `instance_info.configdrive`, as far as it can be read without the network.
@@ -67,19 +68,7 @@ impl NodeDoc {
 
     fn from_object(node: &Map<String, Value>) -> Result<Self, OrderError> {
         let uuid = optional_string(node.get("uuid"), "uuid")?;
-        let info = match node.get("instance_info") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(map)) => map.clone(),
-            Some(other) => {
-                return Err(OrderError::new(
-                    "instance_info",
-                    format!(
-                        "{} is not a JSON object; instance_info must be an object",
-                        describe(other)
-                    ),
-                ))
-            }
-        };
+        let info = optional_object(node.get("instance_info"), "instance_info", "instance_info")?;
         let image_source = optional_string(info.get("image_source"), "instance_info.image_source")?;
         let root_device = match info.get("root_device") {
             None | Some(Value::Null) => None,
@@ -135,21 +124,6 @@ impl NodeDoc {
             image_pull_secret,
             configdrive,
         })
-    }
-}
-
-fn optional_string(value: Option<&Value>, field: &str) -> Result<Option<String>, OrderError> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-        Some(other) => Err(OrderError::new(
-            field,
-            format!(
-                "{} is not a string; {field} must be a string",
-                describe(other)
-            ),
-        )),
     }
 }
 

@@ -19,6 +19,7 @@
 //! nameservers (cloud-init turns every service into one; OpenStack defines no other type).
 
 use crate::error::OrderError;
+use crate::json_field::{kind_of, FieldPath};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -256,7 +257,7 @@ pub struct Converted {
 ///
 /// Field names in errors start with `network_data.`, e.g. `network_data.links[2].type`.
 pub fn convert_network_data(network_data: &Value) -> Result<Converted, OrderError> {
-    let root = Path::new("network_data");
+    let root = FieldPath::new("network_data");
     let top = as_object(network_data, &root)?;
     let links = list_field(top, "links", &root)?;
     let networks = list_field(top, "networks", &root)?;
@@ -381,31 +382,9 @@ pub fn convert_network_data(network_data: &Value) -> Result<Converted, OrderErro
     })
 }
 
-/// A dotted field path for error messages.
-#[derive(Debug, Clone)]
-struct Path(String);
-
-impl Path {
-    fn new(root: &str) -> Self {
-        Self(root.to_string())
-    }
-    fn key(&self, key: &str) -> Self {
-        Self(format!("{}.{key}", self.0))
-    }
-    fn index(&self, i: usize) -> Self {
-        Self(format!("{}[{i}]", self.0))
-    }
-}
-
-impl std::fmt::Display for Path {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 #[derive(Debug)]
 struct ParsedLink {
-    path: Path,
+    path: FieldPath,
     id: String,
     /// The link's own `name`, for physical links.
     name: Option<String>,
@@ -420,12 +399,12 @@ enum LinkKind {
         declared_type: Option<String>,
     },
     Bond {
-        links: Vec<(String, Path)>,
+        links: Vec<(String, FieldPath)>,
         params: BTreeMap<String, Value>,
     },
     Vlan {
         parent: String,
-        parent_path: Path,
+        parent_path: FieldPath,
         vlan_id: u64,
         vlan_mac: String,
     },
@@ -433,7 +412,7 @@ enum LinkKind {
 
 #[derive(Debug)]
 struct ParsedNetwork {
-    path: Path,
+    path: FieldPath,
     link: String,
     network_type: String,
     subnet: Subnet,
@@ -450,7 +429,7 @@ impl ParsedNetwork {
     }
 }
 
-fn parse_link(value: &Value, path: &Path) -> Result<ParsedLink, OrderError> {
+fn parse_link(value: &Value, path: &FieldPath) -> Result<ParsedLink, OrderError> {
     let obj = as_object(value, path)?;
     let id = required_str(obj, "id", path)?.to_string();
     if !obj.contains_key("type") {
@@ -510,7 +489,7 @@ fn parse_link(value: &Value, path: &Path) -> Result<ParsedLink, OrderError> {
     })
 }
 
-fn parse_bond(obj: &Map<String, Value>, path: &Path) -> Result<LinkKind, OrderError> {
+fn parse_bond(obj: &Map<String, Value>, path: &FieldPath) -> Result<LinkKind, OrderError> {
     let links_path = path.key("bond_links");
     let links = match obj.get("bond_links") {
         Some(Value::Array(items)) if !items.is_empty() => items
@@ -552,7 +531,7 @@ fn parse_bond(obj: &Map<String, Value>, path: &Path) -> Result<LinkKind, OrderEr
     Ok(LinkKind::Bond { links, params })
 }
 
-fn parse_vlan(obj: &Map<String, Value>, path: &Path) -> Result<LinkKind, OrderError> {
+fn parse_vlan(obj: &Map<String, Value>, path: &FieldPath) -> Result<LinkKind, OrderError> {
     let parent = required_str(obj, "vlan_link", path)?.to_string();
     let vlan_id = match obj.get("vlan_id").and_then(Value::as_u64) {
         Some(id) if (1..=4094).contains(&id) => id,
@@ -581,7 +560,7 @@ fn parse_vlan(obj: &Map<String, Value>, path: &Path) -> Result<LinkKind, OrderEr
     })
 }
 
-fn parse_network(value: &Value, path: &Path) -> Result<ParsedNetwork, OrderError> {
+fn parse_network(value: &Value, path: &FieldPath) -> Result<ParsedNetwork, OrderError> {
     let obj = as_object(value, path)?;
     let link = required_str(obj, "link", path)?.to_string();
     let network_type = required_str(obj, "type", path)?.to_string();
@@ -684,7 +663,7 @@ fn parse_network(value: &Value, path: &Path) -> Result<ParsedNetwork, OrderError
     })
 }
 
-fn parse_route(obj: &Map<String, Value>, path: &Path) -> Result<Route, OrderError> {
+fn parse_route(obj: &Map<String, Value>, path: &FieldPath) -> Result<Route, OrderError> {
     let ip_field = |key: &str, allow_prefix: bool| -> Result<Option<String>, OrderError> {
         let value = optional_str(obj, key, path)?;
         if let Some(v) = value {
@@ -710,7 +689,7 @@ fn parse_route(obj: &Map<String, Value>, path: &Path) -> Result<Route, OrderErro
 }
 
 /// The addresses of the `dns` entries of an object's `services`.
-fn dns_services(obj: &Map<String, Value>, path: &Path) -> Result<Vec<String>, OrderError> {
+fn dns_services(obj: &Map<String, Value>, path: &FieldPath) -> Result<Vec<String>, OrderError> {
     let mut out = Vec::new();
     for (i, service) in list_field(obj, "services", path)?.iter().enumerate() {
         let spath = path.key("services").index(i);
@@ -776,7 +755,7 @@ fn entry_names(links: &[ParsedLink]) -> Result<HashMap<&str, String>, OrderError
 fn resolve(
     names: &HashMap<&str, String>,
     id: &str,
-    path: &Path,
+    path: &FieldPath,
     links: &[ParsedLink],
 ) -> Result<String, OrderError> {
     names.get(id).cloned().ok_or_else(|| {
@@ -801,7 +780,7 @@ fn list_ids(links: &[ParsedLink]) -> String {
         .join(", ")
 }
 
-fn as_object<'a>(value: &'a Value, path: &Path) -> Result<&'a Map<String, Value>, OrderError> {
+fn as_object<'a>(value: &'a Value, path: &FieldPath) -> Result<&'a Map<String, Value>, OrderError> {
     value.as_object().ok_or_else(|| {
         OrderError::new(
             path.to_string(),
@@ -813,7 +792,7 @@ fn as_object<'a>(value: &'a Value, path: &Path) -> Result<&'a Map<String, Value>
 fn list_field<'a>(
     obj: &'a Map<String, Value>,
     key: &str,
-    path: &Path,
+    path: &FieldPath,
 ) -> Result<&'a [Value], OrderError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(&[]),
@@ -828,7 +807,7 @@ fn list_field<'a>(
 fn optional_str<'a>(
     obj: &'a Map<String, Value>,
     key: &str,
-    path: &Path,
+    path: &FieldPath,
 ) -> Result<Option<&'a str>, OrderError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -843,7 +822,7 @@ fn optional_str<'a>(
 fn required_str<'a>(
     obj: &'a Map<String, Value>,
     key: &str,
-    path: &Path,
+    path: &FieldPath,
 ) -> Result<&'a str, OrderError> {
     optional_str(obj, key, path)?
         .filter(|s| !s.is_empty())
@@ -853,7 +832,7 @@ fn required_str<'a>(
 fn optional_str_list(
     obj: &Map<String, Value>,
     key: &str,
-    path: &Path,
+    path: &FieldPath,
 ) -> Result<Option<Vec<String>>, OrderError> {
     let items = match obj.get(key) {
         None | Some(Value::Null) => return Ok(None),
@@ -883,7 +862,7 @@ fn optional_str_list(
 fn optional_u64(
     obj: &Map<String, Value>,
     key: &str,
-    path: &Path,
+    path: &FieldPath,
 ) -> Result<Option<u64>, OrderError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -896,18 +875,7 @@ fn optional_u64(
     }
 }
 
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn check_ip(value: &str, path: &Path) -> Result<(), OrderError> {
+fn check_ip(value: &str, path: &FieldPath) -> Result<(), OrderError> {
     value.parse::<IpAddr>().map(|_| ()).map_err(|_| {
         OrderError::new(
             path.to_string(),
@@ -916,7 +884,7 @@ fn check_ip(value: &str, path: &Path) -> Result<(), OrderError> {
     })
 }
 
-fn check_ip_maybe_prefix(value: &str, path: &Path) -> Result<(), OrderError> {
+fn check_ip_maybe_prefix(value: &str, path: &FieldPath) -> Result<(), OrderError> {
     let (addr, prefix) = match value.split_once('/') {
         Some((a, p)) => (a, Some(p)),
         None => (value, None),
@@ -938,7 +906,7 @@ fn check_ip_maybe_prefix(value: &str, path: &Path) -> Result<(), OrderError> {
     }
 }
 
-fn check_netmask(value: &str, path: &Path) -> Result<(), OrderError> {
+fn check_netmask(value: &str, path: &FieldPath) -> Result<(), OrderError> {
     if value.parse::<IpAddr>().is_ok() || value.parse::<u8>().is_ok_and(|n| n <= 128) {
         Ok(())
     } else {
@@ -953,7 +921,7 @@ fn check_netmask(value: &str, path: &Path) -> Result<(), OrderError> {
 pub const MAX_INTERFACE_NAME: usize = 15;
 
 /// Rejects what the kernel never accepts as an interface name (`dev_valid_name`).
-fn check_interface_name(value: &str, path: &Path) -> Result<(), OrderError> {
+fn check_interface_name(value: &str, path: &FieldPath) -> Result<(), OrderError> {
     let invalid = value.is_empty()
         || value == "."
         || value == ".."
@@ -973,7 +941,7 @@ fn check_interface_name(value: &str, path: &Path) -> Result<(), OrderError> {
     }
 }
 
-fn check_mac(value: &str, path: &Path) -> Result<(), OrderError> {
+fn check_mac(value: &str, path: &FieldPath) -> Result<(), OrderError> {
     // Ethernet MACs have 6 octets; Infiniband hardware addresses have 20.
     let octets: Vec<&str> = value.split(':').collect();
     let valid = (octets.len() == 6 || octets.len() == 20)
