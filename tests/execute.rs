@@ -565,11 +565,12 @@ async fn the_install_runs_the_rendered_plan_step_by_step() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_failed_step_is_named_and_everything_is_undone() {
+/// Runs a forced RAID1 plan (with `extra` orders) whose grub-install fails; returns the host,
+/// the error line and the target root.
+async fn install_failing_at_grub(extra: &str) -> (RecordingHost, String, tempfile::TempDir) {
     let registry = TestRegistry::start();
     let image = push_image(&registry).await;
-    let plan = raid_plan(&image, &registry, "ocimetal.force");
+    let plan = raid_plan(&image, &registry, &format!("ocimetal.force {extra}"));
     assert!(
         !plan.steps.iter().any(|s| matches!(s, Step::Reentry(_))),
         "ocimetal.force plans no re-entry check"
@@ -584,7 +585,30 @@ async fn a_failed_step_is_named_and_everything_is_undone() {
     })
     .await
     .unwrap();
-    let err = format!("{:#}", result.unwrap_err());
+    (host, format!("{:#}", result.unwrap_err()), root)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_install_powers_off_when_ordered_and_only_after_reporting() {
+    let (host, err, _root) = install_failing_at_grub("ocimetal.on_failure=poweroff").await;
+    assert!(err.starts_with("step bootloader failed: "), "{err}");
+    let actions = host.actions();
+    assert_eq!(
+        actions.last(),
+        Some(&Action::Power("poweroff.target".into()))
+    );
+    let reported = actions
+        .iter()
+        .position(
+            |a| matches!(a, Action::Event(name, _, Some(r)) if name == "ocimetal" && r == "FAIL"),
+        )
+        .unwrap();
+    assert_eq!(reported, actions.len() - 2, "the failure is reported first");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_step_is_named_and_everything_is_undone() {
+    let (host, err, root) = install_failing_at_grub("").await;
     assert!(err.starts_with("step bootloader failed: "), "{err}");
 
     let actions = host.actions();

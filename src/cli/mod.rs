@@ -171,9 +171,19 @@ pub fn debug_requested() -> bool {
 
 /// `ocimetal install`: decide, log the plan, then execute it (or only print it on `dry_run`).
 pub fn run_install(args: &InstallArgs) -> anyhow::Result<()> {
-    let host = crate::host::System::default();
-    host.notify("reading orders", false);
+    crate::host::systemd::notify_status("reading orders", false);
     let decision = decide(&args.sources)?;
+    let host = match &decision.plan.report_url {
+        Some(url) => {
+            let auth = decision
+                .plan
+                .report_auth
+                .as_ref()
+                .map(|a| String::from_utf8_lossy(a.expose()).into_owned());
+            crate::host::System::reporting_to(url, auth)?
+        }
+        None => crate::host::System::default(),
+    };
     tracing::info!("orders: {}", config::redacted_summary(&decision.orders));
     for line in plan::render_summary(&decision.plan).lines() {
         tracing::info!("plan: {line}");

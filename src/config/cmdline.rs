@@ -3,7 +3,7 @@
 //! The words and the key names come from [`crate::host::cmdline`]; this module maps each key
 //! to the orders, checks its value and says what is wrong with it.
 
-use super::{HintsInput, RebootAction, RegistryMirror, WipeMode};
+use super::{FailureAction, HintsInput, RebootAction, RegistryMirror, Secret, WipeMode};
 use crate::error::OrderError;
 use crate::host::cmdline::{self as words, Key};
 use std::path::PathBuf;
@@ -40,6 +40,12 @@ pub struct CmdlineOrders {
     /// `ocimetal.configdrive=`: a device, directory or ISO image to read instead of looking
     /// for the `config-2` label.
     pub configdrive: Option<PathBuf>,
+    /// `ocimetal.report_url=`: an http(s) URL.
+    pub report_url: Option<String>,
+    /// `ocimetal.report_auth=`.
+    pub report_auth: Option<Secret>,
+    /// `ocimetal.on_failure=`.
+    pub on_failure: Option<FailureAction>,
 }
 
 /// Parses the `ocimetal.*` words of a kernel command line; other words are ignored.
@@ -94,6 +100,19 @@ fn apply(
         Key::Configdrive => orders.configdrive = Some(PathBuf::from(required(field, value)?)),
         // Not an order: the inventory reads it to leave the installer's media alone.
         Key::BootMedia => {}
+        Key::ReportUrl => {
+            orders.report_url = Some(check_http_url(field, &required(field, value)?)?)
+        }
+        Key::ReportAuth => {
+            let value = value.as_deref().map(str::trim).unwrap_or_default();
+            if value.is_empty() {
+                return Err(OrderError::new(field, "needs a value (key=value)"));
+            }
+            orders.report_auth = Some(Secret::new(value.as_bytes()));
+        }
+        Key::OnFailure => {
+            orders.on_failure = Some(parse_on_failure(field, &required(field, value)?)?)
+        }
     }
     Ok(())
 }
@@ -159,6 +178,35 @@ fn parse_reboot(field: &str, value: &str) -> Result<RebootAction, OrderError> {
         _ => Err(OrderError::new(
             field,
             format!("\"{value}\" is not an action; valid values are reboot, poweroff, kexec, none"),
+        )),
+    }
+}
+
+fn parse_on_failure(field: &str, value: &str) -> Result<FailureAction, OrderError> {
+    match value.to_ascii_lowercase().as_str() {
+        "stay" => Ok(FailureAction::Stay),
+        "poweroff" => Ok(FailureAction::Poweroff),
+        "reboot" => Ok(FailureAction::Reboot),
+        _ => Err(OrderError::new(
+            field,
+            format!("\"{value}\" is not an action; valid values are stay, poweroff, reboot"),
+        )),
+    }
+}
+
+/// An http(s) URL with a host, as given; otherwise an error on `field` that shows the value
+/// without credentials.
+pub fn check_http_url(field: &str, value: &str) -> Result<String, OrderError> {
+    match url::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            Ok(value.to_string())
+        }
+        _ => Err(OrderError::new(
+            field,
+            format!(
+                "\"{}\" is not an http(s) URL; expected e.g. https://hooks.example/ocimetal",
+                super::display_url(value)
+            ),
         )),
     }
 }

@@ -44,6 +44,7 @@ pub fn merge(
     let wipe_mode = choose_wipe_mode(cmdline, meta)?;
     let hostname = choose_hostname(meta)?;
     let metal3_name = meta_string(meta, "metal3-name")?;
+    let report_url = choose_report_url(cmdline, node, meta)?;
     let reboot = match cmdline.reboot {
         Some(action) => Sourced::new(action, Source::Cmdline, "ocimetal.reboot"),
         None => Sourced::new(RebootAction::Reboot, Source::Default, "default"),
@@ -66,6 +67,9 @@ pub fn merge(
         ca_file: cmdline.ca_file.clone(),
         apt_proxy: cmdline.apt_proxy.clone(),
         reboot,
+        on_failure: cmdline.on_failure.unwrap_or_default(),
+        report_url,
+        report_auth: cmdline.report_auth.clone(),
         force: cmdline.force,
         debug: cmdline.debug,
         dry_run: cmdline.dry_run,
@@ -125,6 +129,34 @@ fn choose_image(
         Source::Default,
         "default",
     ))
+}
+
+/// `instance_info.ocimetal_report_url` → `ocimetal.report_url` →
+/// `meta_data.ocimetal_report_url`, the same order as the image.
+fn choose_report_url(
+    cmdline: &CmdlineOrders,
+    node: Option<&NodeDoc>,
+    meta: &Map<String, Value>,
+) -> Result<Option<Sourced<String>>, OrderError> {
+    if let Some(url) = node.and_then(|n| n.report_url.clone()) {
+        let key = "instance_info.ocimetal_report_url";
+        return Ok(Some(Sourced::new(url, Source::InstanceInfo, key)));
+    }
+    if let Some(url) = cmdline.report_url.clone() {
+        return Ok(Some(Sourced::new(
+            url,
+            Source::Cmdline,
+            "ocimetal.report_url",
+        )));
+    }
+    const KEY: &str = "meta_data.ocimetal_report_url";
+    match meta_string(meta, "ocimetal_report_url")? {
+        Some(url) => {
+            let url = super::cmdline::check_http_url(KEY, &url)?;
+            Ok(Some(Sourced::new(url, Source::MetaData, KEY)))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Accepts an image written with the `oci://` scheme where a bare reference is expected.
@@ -258,7 +290,7 @@ pub fn redacted_summary(orders: &Orders) -> String {
         .map(|m| format!("{}={}", m.registry, fetch::display_url(&m.endpoint)))
         .collect();
     lines.push(format!(
-        "orders: registries: insecure=[{}] mirrors=[{}] auth_file={} ca_file={} image_pull_secret={} apt_proxy={}",
+        "orders: registries: insecure=[{}] mirrors=[{}] auth_file={} ca_file={} image_pull_secret={} apt_proxy={}; report_url={} report_auth={} on_failure={}",
         orders.insecure_registries.join(", "),
         mirrors.join(", "),
         display_path(orders.auth_file.as_deref()),
@@ -268,6 +300,12 @@ pub fn redacted_summary(orders: &Orders) -> String {
             .apt_proxy
             .as_deref()
             .map_or("none".to_string(), fetch::display_url),
+        orders
+            .report_url
+            .as_ref()
+            .map_or("none".to_string(), |u| sourced(fetch::display_url(&u.value), &u.key)),
+        secret_size(orders.report_auth.as_ref()),
+        format!("{:?}", orders.on_failure).to_lowercase(),
     ));
     let keys: Vec<&str> = orders.meta_data.keys().map(String::as_str).collect();
     lines.push(format!(

@@ -100,6 +100,19 @@ pub enum RebootAction {
     None,
 }
 
+/// What a failed install does once it has reported the failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureAction {
+    /// Stay up in the ramdisk for inspection (the default).
+    #[default]
+    Stay,
+    /// Power off.
+    Poweroff,
+    /// Reboot (into whatever the firmware boots next).
+    Reboot,
+}
+
 /// Everything the operator ordered, merged and typed, with provenance.
 ///
 /// `Debug` and `Serialize` never show secrets: user_data and the pull secret are [`Secret`]s,
@@ -141,6 +154,13 @@ pub struct Orders {
     pub apt_proxy: Option<String>,
     /// What to do after a successful install.
     pub reboot: Sourced<RebootAction>,
+    /// What to do after a failed one (`ocimetal.on_failure`).
+    pub on_failure: FailureAction,
+    /// The webhook that hears the install's events; printed without credentials or query.
+    #[serde(serialize_with = "serialize_sourced_url")]
+    pub report_url: Option<Sourced<String>>,
+    /// The webhook's `Authorization` header value.
+    pub report_auth: Option<Secret>,
     /// Reinstall even when this deployment is already on disk.
     pub force: bool,
     /// Verbose logs and a root console login in the ramdisk.
@@ -151,6 +171,17 @@ pub struct Orders {
     pub configdrive_origin: Option<String>,
     /// Things the merge ignored or fell back from, for the log (free of secrets).
     pub warnings: Vec<String>,
+}
+
+/// Serialises a sourced URL without its password and query.
+fn serialize_sourced_url<S: serde::Serializer>(
+    url: &Option<Sourced<String>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_some(&fetch::display_url(&url.value)),
+        None => s.serialize_none(),
+    }
 }
 
 /// Serialises an HTTP proxy URL without its password.
@@ -186,6 +217,15 @@ impl std::fmt::Debug for Orders {
                 &self.apt_proxy.as_deref().map(fetch::display_url),
             )
             .field("reboot", &self.reboot)
+            .field("on_failure", &self.on_failure)
+            .field(
+                "report_url",
+                &self
+                    .report_url
+                    .as_ref()
+                    .map(|u| fetch::display_url(&u.value)),
+            )
+            .field("report_auth", &self.report_auth)
             .field("force", &self.force)
             .field("debug", &self.debug)
             .field("dry_run", &self.dry_run)

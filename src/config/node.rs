@@ -32,6 +32,8 @@ pub struct NodeDoc {
     pub image_pull_secret: Option<Secret>,
     /// `instance_info.configdrive`.
     pub configdrive: Option<NodeConfigDrive>,
+    /// `instance_info.ocimetal_report_url`.
+    pub report_url: Option<String>,
 }
 
 /// The field name used in errors about the configdrive.
@@ -117,12 +119,19 @@ impl NodeDoc {
                 ))
             }
         };
+        let report_url = optional_string(
+            info.get("ocimetal_report_url"),
+            "instance_info.ocimetal_report_url",
+        )?
+        .map(|url| super::cmdline::check_http_url("instance_info.ocimetal_report_url", &url))
+        .transpose()?;
         Ok(Self {
             uuid,
             image_source,
             root_device,
             image_pull_secret,
             configdrive,
+            report_url,
         })
     }
 }

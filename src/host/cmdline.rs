@@ -55,6 +55,12 @@ pub enum Key {
     Configdrive,
     /// `ocimetal.boot_media=`: the installer's own boot device (repeatable).
     BootMedia,
+    /// `ocimetal.report_url=`: the webhook that hears the install's events.
+    ReportUrl,
+    /// `ocimetal.report_auth=`: the webhook's `Authorization` header value (secret).
+    ReportAuth,
+    /// `ocimetal.on_failure=`: what a failed install does (stay, poweroff, reboot).
+    OnFailure,
 }
 
 impl Key {
@@ -75,6 +81,9 @@ impl Key {
         Key::AptProxy,
         Key::Configdrive,
         Key::BootMedia,
+        Key::ReportUrl,
+        Key::ReportAuth,
+        Key::OnFailure,
     ];
 
     /// The whole parameter name, with underscores: `ocimetal.root_device_hints`.
@@ -95,6 +104,9 @@ impl Key {
             Key::AptProxy => "ocimetal.apt_proxy",
             Key::Configdrive => "ocimetal.configdrive",
             Key::BootMedia => "ocimetal.boot_media",
+            Key::ReportUrl => "ocimetal.report_url",
+            Key::ReportAuth => "ocimetal.report_auth",
+            Key::OnFailure => "ocimetal.on_failure",
         }
     }
 

@@ -18,6 +18,7 @@ pub mod reentry;
 pub mod stack;
 pub mod wipe;
 
+use crate::config::FailureAction;
 use crate::host::exec::{CommandFailed, TAIL_LINES};
 use crate::host::report::{Event, Outcome};
 use crate::host::Host;
@@ -44,6 +45,18 @@ pub fn execute(plan: &Plan, host: &dyn Host, root: &Path) -> anyhow::Result<()> 
     if let Err(err) = &result {
         host.report(&failure_event(err, &phases));
         host.flush_reports(REPORT_FLUSH);
+        let unit = match plan.on_failure {
+            FailureAction::Stay => None,
+            FailureAction::Poweroff => Some("poweroff.target"),
+            FailureAction::Reboot => Some("reboot.target"),
+        };
+        if let Some(unit) = unit {
+            tracing::error!("the install failed: {err:#}");
+            tracing::info!("ocimetal.on_failure: {unit}");
+            if let Err(power) = host.start_power_unit(unit) {
+                tracing::warn!("{power:#}");
+            }
+        }
     }
     result
 }

@@ -17,7 +17,7 @@ pub use render::{render_summary, rendered_files, step_detail, RenderedFile};
 pub use step::*;
 
 use crate::arch::Arch;
-use crate::config::{Orders, RebootAction, Sourced, WipeMode};
+use crate::config::{FailureAction, Orders, RebootAction, Secret, Sourced, WipeMode};
 use crate::error::OrderError;
 use crate::hints::{select_targets, RootDeviceHints};
 use crate::inventory::BlockDevice;
@@ -83,6 +83,13 @@ pub struct Plan {
     pub reboot: RebootAction,
     /// Reinstall even when the same deployment is on disk (no re-entry step).
     pub force: bool,
+    /// What a failed install does once it has reported the failure.
+    pub on_failure: FailureAction,
+    /// The webhook that hears every step's events; printed without credentials or query.
+    #[serde(serialize_with = "serialize_url")]
+    pub report_url: Option<String>,
+    /// The webhook's `Authorization` header value.
+    pub report_auth: Option<Secret>,
     /// The ordered steps the installer executes.
     pub steps: Vec<Step>,
     /// Notes about the orders for the log (ignored keys, fallbacks), free of secrets.
@@ -297,9 +304,19 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
         hostname,
         reboot: orders.reboot.value,
         force: orders.force,
+        on_failure: orders.on_failure,
+        report_url: orders.report_url.as_ref().map(|u| u.value.clone()),
+        report_auth: orders.report_auth.clone(),
         steps,
         warnings,
     })
+}
+
+fn serialize_url<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_some(&crate::config::display_url(url)),
+        None => s.serialize_none(),
+    }
 }
 
 /// Normalises an image reference the way Docker does (`ubuntu:24.04` →
@@ -451,6 +468,9 @@ mod tests {
             ca_file: None,
             apt_proxy: None,
             reboot: Sourced::new(RebootAction::Reboot, Source::Default, "default"),
+            on_failure: Default::default(),
+            report_url: None,
+            report_auth: None,
             force: false,
             debug: false,
             dry_run: false,

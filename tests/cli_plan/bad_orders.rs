@@ -454,6 +454,26 @@ fn command_line_orders() {
             &["needs a value"],
         ),
         case(
+            cmdline("ocimetal.on_failure=explode"),
+            "ocimetal.on_failure",
+            &["explode", "stay, poweroff, reboot"],
+        ),
+        case(
+            cmdline("ocimetal.report_url=ftp://u:pw@hooks.lab/x"),
+            "ocimetal.report_url",
+            &["not an http(s) URL", "hooks.lab"],
+        ),
+        case(
+            meta(json!({"ocimetal_report_url": "hooks.lab/events"})),
+            "meta_data.ocimetal_report_url",
+            &["not an http(s) URL"],
+        ),
+        case(
+            node(json!({"ocimetal_report_url": 7})),
+            "instance_info.ocimetal_report_url",
+            &["number 7", "must be a string"],
+        ),
+        case(
             cmdline("ocimetal.reboot=later"),
             "ocimetal.reboot",
             &["\"later\"", "reboot, poweroff, kexec, none"],

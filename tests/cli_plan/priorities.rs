@@ -663,3 +663,27 @@ fn documented_examples_work() {
     assert_eq!(plan["platform"], "linux/arm64");
     assert_eq!(strings(&plan["disks"]), ["/dev/vda"]);
 }
+
+#[test]
+fn report_url_comes_from_instance_info_then_cmdline_then_meta_data() {
+    let meta = json!({
+        "uuid": UUID,
+        "root_device_hints": "serial=S-ALPHA",
+        "ocimetal_report_url": "http://meta.lab/events"
+    });
+    let cmdline = "ocimetal.report_url=http://cmd.lab/events ocimetal.on_failure=poweroff";
+    let plan = Orders::meta(meta.clone()).plan();
+    assert_eq!(plan["report_url"], "http://meta.lab/events");
+    assert_eq!(plan["on_failure"], "stay");
+    let plan = Orders::meta(meta.clone()).with_cmdline(cmdline).plan();
+    assert_eq!(plan["report_url"], "http://cmd.lab/events");
+    assert_eq!(plan["on_failure"], "poweroff");
+    let node = Orders::node(json!({
+        "uuid": UUID,
+        "instance_info": {"ocimetal_report_url": "https://node.lab/events?token=abc"}
+    }))
+    .with_meta(meta)
+    .with_cmdline(cmdline);
+    let plan = node.plan();
+    assert_eq!(plan["report_url"], "https://node.lab/events?redacted");
+}

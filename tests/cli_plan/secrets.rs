@@ -15,6 +15,8 @@ const PULL_SECRET: &str = "PULLSECRET-5512";
 const PROXY_PASS: &str = "PROXYPW-3390";
 const MIRROR_PASS: &str = "MIRRORPW-7781";
 const URL_SIGNATURE: &str = "URLSIG-6620";
+const REPORT_AUTH: &str = "REPORTAUTH-4107";
+const REPORT_PASS: &str = "REPORTPW-8832";
 
 const MARKERS: &[&str] = &[
     USER_DATA,
@@ -25,6 +27,8 @@ const MARKERS: &[&str] = &[
     PROXY_PASS,
     MIRROR_PASS,
     URL_SIGNATURE,
+    REPORT_AUTH,
+    REPORT_PASS,
 ];
 
 fn meta_data() -> Value {
@@ -46,7 +50,9 @@ fn cmdline() -> String {
     format!(
         "ocimetal.apt_proxy=http://proxyuser:{PROXY_PASS}@proxy.lab:3142 \
          ocimetal.registry_mirror=docker.io=http://mirroruser:{MIRROR_PASS}@mirror.lab:5000 \
-         ocimetal.insecure_registry=mirror.lab:5000"
+         ocimetal.insecure_registry=mirror.lab:5000 \
+         ocimetal.report_url=https://hook:{REPORT_PASS}@hooks.lab/ocimetal?sig={URL_SIGNATURE} \
+         \"ocimetal.report_auth=Bearer {REPORT_AUTH}\""
     )
 }
 
