@@ -101,6 +101,52 @@ class FileServer:
         self.server.server_close()
 
 
+class Webhook:
+    """Receives the installer's events (one JSON object per POST) on 127.0.0.1, kept by
+    request path: each install reports to a path of its own."""
+
+    MAX_BODY = 1 << 20
+
+    def __init__(self):
+        self.events = {}
+        self.lock = threading.Lock()
+        webhook = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = min(int(self.headers.get("Content-Length") or 0), Webhook.MAX_BODY)
+                body = self.rfile.read(length)
+                try:
+                    event = json.loads(body)
+                except ValueError:
+                    event = {"unparsable": body[:200].decode(errors="replace")}
+                with webhook.lock:
+                    webhook.events.setdefault(self.path, []).append(event)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, fmt, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def received(self, path):
+        """The events posted to `path` so far, in order."""
+        with self.lock:
+            return list(self.events.get(path, []))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, fmt, *args):
         print(f"    http: {fmt % args}", flush=True)

@@ -117,3 +117,49 @@ def _booted_label(efi_lines):
         if current and line.startswith(f"Boot{current}"):
             return line[len("Boot") + 4:].lstrip("*").strip().split("\t")[0].strip()
     return None
+
+
+def check_events(events, final="SUCCESS"):
+    """Problems in the event stream an install posted to the webhook (empty when all is
+    well): it starts with the install's `start`, every step's `start` is followed by its
+    `finish`, and there is one `ocimetal` finish with result `final` (after which only the
+    power action's own events may come). A successful install's final event carries the
+    deployment record with the image digest; a failed one, the error."""
+    if not events:
+        return ["no events reached the webhook"]
+    problems = []
+    first = events[0]
+    if (first.get("name"), first.get("event_type")) != ("ocimetal", "start"):
+        problems.append(f"the first event is {first.get('name')} {first.get('event_type')}")
+    finals = [i for i, e in enumerate(events)
+              if e.get("name") == "ocimetal" and e.get("event_type") == "finish"]
+    if len(finals) != 1:
+        return problems + [f"{len(finals)} final events"]
+    last = events[finals[0]]
+    if last.get("result") != final:
+        problems.append(f"the install finished {last.get('result')}: {last.get('description')}")
+    late = [e["name"] for e in events[finals[0] + 1:] if e.get("name") != "ocimetal/reboot"]
+    if late:
+        problems.append(f"events after the final one: {late}")
+    open_step = None
+    for event in events[1:finals[0]]:
+        name, kind = event.get("name", ""), event.get("event_type")
+        if kind == "start":
+            if open_step:
+                problems.append(f"{name} started while {open_step} was running")
+            open_step = name
+        elif kind == "finish":
+            if name != open_step:
+                problems.append(f"{name} finished, but {open_step} was running")
+            if final == "SUCCESS" and event.get("result") not in ("SUCCESS", "WARN"):
+                problems.append(f"{name} finished {event.get('result')}")
+            open_step = None
+    if open_step:
+        problems.append(f"{open_step} never finished")
+    if final == "SUCCESS" and "already deployed" not in last.get("description", ""):
+        digest = (last.get("record") or {}).get("digest", "")
+        if not digest.startswith("sha256:"):
+            problems.append(f"the final event has no image digest: {last.get('record')}")
+    if final == "FAIL" and not last.get("error"):
+        problems.append("the final event does not say what failed")
+    return problems

@@ -18,7 +18,18 @@ CHECK_TIMEOUT = 20 * 60
 REENTRY_TIMEOUT = 15 * 60
 
 SERVICE_STARTED = r"Start(ing|ed) ocimetal\.service|Starting ocimetal: install"
+# Where a guest on a restricted network reaches the webhook, through a forward of its own.
+WEBHOOK_FORWARD = "10.0.2.101:8080"
 PLAN_LINE = r"ocimetal-plan: (\{.*\})\s*$"
+
+
+def _restricted_netdev(ctx, *forwards):
+    """QEMU's restricted user network with one forward per (guest address, host port): the
+    guest reaches those host services and nothing else."""
+    relay = os.path.join(os.path.dirname(os.path.abspath(__file__)), "relay.py")
+    rules = "".join(f",guestfwd=tcp:{address}-cmd:{sys.executable} {relay} 127.0.0.1 {port}"
+                    for address, port in forwards)
+    return f"user,id=n0,restrict=on{rules}"
 
 
 class ScenarioFailed(Exception):
@@ -28,10 +39,11 @@ class ScenarioFailed(Exception):
 class Context:
     """Everything scenarios share: paths, the registry, the file server, phase timings."""
 
-    def __init__(self, repo, registry, files, kernel, initrd):
+    def __init__(self, repo, registry, files, kernel, initrd, webhook):
         self.repo = repo
         self.registry = registry
         self.files = files
+        self.webhook = webhook
         self.kernel = kernel
         self.initrd = initrd
         self.runs = os.path.join(repo, "build", "e2e", "runs")
@@ -51,6 +63,14 @@ class Context:
     def key(self, name):
         """Where scenario `name`'s results for the current release are kept in `done`."""
         return f"{name}@{self.release}"
+
+    def report_url(self, label, host=None):
+        """Where install `label` reports its events: the harness's webhook, reached at
+        10.0.2.2 or, on a restricted network, through a forward at `host`."""
+        return f"http://{host or f'10.0.2.2:{self.webhook.port}'}/{label}-{self.release}"
+
+    def events(self, label):
+        return self.webhook.received(f"/{label}-{self.release}")
 
     def cmdline(self, *extra, registry_host=None):
         base = ["console=ttyS0,115200", "systemd.show_status=1",
@@ -123,17 +143,33 @@ def plan(ctx):
               [], ["/dev/sda"], False)
 
 
-def _install(ctx, label, workdir, disks, append, cdroms=(), netdev=None):
-    """Boots the ramdisk and waits for the installer to reboot the machine; returns the
-    OVMF variable store it wrote its boot entries into."""
+def _install(ctx, label, workdir, disks, append, cdroms=(), netdev=None, webhook_host=None):
+    """Boots the ramdisk and waits for the installer to reboot the machine, then checks the
+    events it reported; returns the OVMF variable store it wrote its boot entries into."""
     vars_path = fresh_vars(os.path.join(workdir, f"{label}.vars.fd"))
+    append = f"{append} ocimetal.report_url={ctx.report_url(label, webhook_host)}"
     with ctx.ramdisk_guest(label, workdir, disks, append, cdroms, vars_path=vars_path,
                            netdev=netdev) as guest:
         with ctx.phase(f"{label}:boot"):
             guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
         with ctx.phase(f"{label}:install"):
             guest.wait_exit(INSTALL_TIMEOUT)
+    _check_events(label, ctx.events(label))
     return vars_path
+
+
+def _check_events(label, events, final="SUCCESS"):
+    """The webhook heard a start and a finish for every step, in order, and one final
+    `ocimetal` finish with `final`; for a success, with the deployment record's digest.
+    Returns the final event."""
+    problems = checks.check_events(events, final)
+    if problems:
+        raise ScenarioFailed(f"{label}: events: " + "; ".join(problems))
+    last = events[-1]
+    steps = sum(1 for e in events if e.get("event_type") == "finish" and e["name"] != "ocimetal")
+    print(f"    {label} events: {len(events)} ({steps} steps), final {last.get('result')}: "
+          f"{last.get('description', '')[:160]}", flush=True)
+    return last
 
 
 def _check_boot(ctx, label, workdir, disks, boot_disk, vars_path, **expect):
@@ -261,13 +297,18 @@ def reentry(ctx):
         single(ctx)
     state = ctx.done[ctx.key("single")]
     workdir = state["workdir"]
-    # No network at all this time: an installed machine must not need the registry.
-    with ctx.ramdisk_guest("reentry", workdir, state["disks"], ctx.cmdline(), [state["cd"]],
-                           vars_path=state["vars"], netdev="user,id=n0,restrict=on") as guest:
+    # No network this time but the webhook: an installed machine must not need the registry.
+    netdev = _restricted_netdev(ctx, (WEBHOOK_FORWARD, ctx.webhook.port))
+    append = ctx.cmdline(f"ocimetal.report_url={ctx.report_url('reentry', WEBHOOK_FORWARD)}")
+    with ctx.ramdisk_guest("reentry", workdir, state["disks"], append, [state["cd"]],
+                           vars_path=state["vars"], netdev=netdev) as guest:
         with ctx.phase("reentry:boot"):
             guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
         with ctx.phase("reentry:installer"):
             guest.wait_exit(REENTRY_TIMEOUT)
+    final = _check_events("reentry", ctx.events("reentry"))
+    if "already deployed" not in final.get("description", ""):
+        raise ScenarioFailed(f"reentry: the final event is {final.get('description')!r}")
     facts = _check_boot(ctx, "reentry-check", workdir, state["disks"], None,
                         state["vars"], hostname=state["hostname"], esp_count=1, raid=None)
     # A reinstall would bring a fresh root filesystem, hence a new machine-id.
@@ -282,16 +323,16 @@ def bootable_offline(ctx):
     disks = _disk_pair(workdir)
     hostname = "e2e-offline"
     registry_host = "10.0.2.100:5000"
-    relay = os.path.join(os.path.dirname(os.path.abspath(__file__)), "relay.py")
-    netdev = (f"user,id=n0,restrict=on,guestfwd=tcp:{registry_host}-"
-              f"cmd:{sys.executable} {relay} 127.0.0.1 {ctx.registry.port}")
+    netdev = _restricted_netdev(ctx, (registry_host, ctx.registry.port),
+                                (WEBHOOK_FORWARD, ctx.webhook.port))
     meta = {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e4", "name": hostname,
             "local-hostname": hostname, "metal3-name": hostname,
             "oci_image": f"{registry_host}/debian:{ctx.release}-bootable", "root_device_hints": "serial=DISK1SERIAL"}
     cd = assets.config_drive(os.path.join(workdir, "config2.iso"), meta,
                              checks.user_data(hostname), checks.network_data(GUEST_MAC))
     vars_path = _install(ctx, "bootable-offline", workdir, disks,
-                         ctx.cmdline(registry_host=registry_host), [cd], netdev=netdev)
+                         ctx.cmdline(registry_host=registry_host), [cd], netdev=netdev,
+                         webhook_host=WEBHOOK_FORWARD)
     _check_boot(ctx, "bootable-offline-check", workdir, disks, None, vars_path,
                 hostname=hostname, esp_count=1, raid=None)
 
@@ -307,8 +348,9 @@ def kexec(ctx):
             "oci_image": ctx.debian("-bootable"), "root_device_hints": "serial=DISK1SERIAL"}
     cd = assets.config_drive(os.path.join(workdir, "config2.iso"), meta,
                              checks.user_data(hostname), checks.network_data(GUEST_MAC))
-    with ctx.ramdisk_guest("kexec", workdir, disks, ctx.cmdline("ocimetal.reboot=kexec"),
-                           [cd]) as guest:
+    append = ctx.cmdline("ocimetal.reboot=kexec",
+                         f"ocimetal.report_url={ctx.report_url('kexec')}")
+    with ctx.ramdisk_guest("kexec", workdir, disks, append, [cd]) as guest:
         with ctx.phase("kexec:boot"):
             guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
         with ctx.phase("kexec:install"):
@@ -317,9 +359,37 @@ def kexec(ctx):
             guest.wait_for(r"E2E-FACT done", CHECK_TIMEOUT, start=index, fail_on_failure_tag=False)
             guest.wait_exit(120, fail_on_failure_tag=False)
         facts = checks.collect_facts(guest)
+    _check_events("kexec", ctx.events("kexec"))
     # The firmware did not boot this kernel, so BootCurrent names the ramdisk's entry.
     _report_and_check("kexec", facts, hostname=hostname, esp_count=1, raid=None,
                       efi_entries=False)
+
+
+def apt_failure(ctx):
+    """An install that fails on purpose: the minimal image needs packages, and apt's proxy
+    answers nothing. The reason reaches the console and the final event, the result file
+    lands on the ESP, and `ocimetal.on_failure=poweroff` turns the machine off."""
+    workdir = ctx.workdir("apt-failure")
+    disks = _disk_pair(workdir)
+    dead_proxy = f"http://10.0.2.2:{assets.free_port()}"
+    meta = {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e6", "local-hostname": "e2e-apt-failure",
+            "oci_image": ctx.debian(), "root_device_hints": "serial=DISK1SERIAL"}
+    cd = assets.config_drive(os.path.join(workdir, "config2.iso"), meta)
+    append = ctx.cmdline(f"ocimetal.apt_proxy={dead_proxy}", "ocimetal.on_failure=poweroff",
+                         f"ocimetal.report_url={ctx.report_url('apt-failure')}")
+    with ctx.ramdisk_guest("apt-failure", workdir, disks, append, [cd]) as guest:
+        with ctx.phase("apt-failure:boot"):
+            guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+        with ctx.phase("apt-failure:install"):
+            guest.wait_exit(INSTALL_TIMEOUT, fail_on_failure_tag=False)
+        shown = guest.lines_matching(r"\| E: Unable to locate package")
+    if not shown:
+        raise ScenarioFailed("apt-failure: apt's reason is not on the console")
+    final = _check_events("apt-failure", ctx.events("apt-failure"), final="FAIL")
+    tail = " ".join(final.get("output_tail", []))
+    if not final.get("error", "").startswith("step packages failed") or \
+            "Unable to locate package" not in tail:
+        raise ScenarioFailed(f"apt-failure: the final event does not say why: {final}")
 
 
 # name: (function, default Debian release, images it needs as templates of the release)
@@ -332,6 +402,7 @@ SCENARIOS = {
     "reentry": (reentry, "13", ["debian:{release}"]),
     "bootable-offline": (bootable_offline, "13", ["debian:{release}-bootable"]),
     "kexec": (kexec, "13", ["debian:{release}-bootable"]),
+    "apt-failure": (apt_failure, "13", ["debian:{release}"]),
 }
 
 RELEASES = ("12", "13")
