@@ -82,12 +82,10 @@ class Registry:
              f"docker://127.0.0.1:{self.port}/{name}"], timeout=600)
 
 
-class FileServer:
-    """A small HTTP server for files the guest fetches (node JSON), on 127.0.0.1."""
+class _Served:
+    """An HTTP server on 127.0.0.1 (any free port) that serves while the `with` lasts."""
 
-    def __init__(self, directory):
-        self.directory = directory
-        handler = functools.partial(_QuietHandler, directory=directory)
+    def __init__(self, handler):
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -101,7 +99,15 @@ class FileServer:
         self.server.server_close()
 
 
-class Webhook:
+class FileServer(_Served):
+    """A small HTTP server for files the guest fetches (node JSON), on 127.0.0.1."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        super().__init__(functools.partial(_QuietHandler, directory=directory))
+
+
+class Webhook(_Served):
     """Receives the installer's events (one JSON object per POST) on 127.0.0.1, kept by
     request path: each install reports to a path of its own."""
 
@@ -129,22 +135,12 @@ class Webhook:
             def log_message(self, fmt, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     def received(self, path):
         """The events posted to `path` so far, in order."""
         with self.lock:
             return list(self.events.get(path, []))
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
