@@ -3,7 +3,7 @@
 
 use super::chroot::Chroot;
 use crate::plan::system::dpkg::config_only_packages;
-use crate::plan::system::files::policy_rc_d_file;
+use crate::plan::system::files::{apt_proxy_file, policy_rc_d_file};
 use crate::plan::Packages;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -135,8 +135,10 @@ impl<'a, 'h> AptGuard<'a, 'h> {
             0o644,
         )?;
         if let Some(proxy) = apt_proxy {
-            let setting = format!("Acquire::http::Proxy \"{proxy}\";\n");
-            guard.place(Path::new(INSTALL_PROXY), setting.as_bytes(), 0o600)?;
+            // The same normalised setting the installed system keeps: nothing in the order's
+            // text can add apt options.
+            let setting = apt_proxy_file(proxy)?;
+            guard.place(Path::new(INSTALL_PROXY), setting.contents.bytes(), 0o600)?;
         }
         Ok(guard)
     }

@@ -145,7 +145,9 @@ pub fn apt_proxy_file(url: &str) -> Result<TargetFile, OrderError> {
          Acquire::http::Proxy \"{parsed}\";\n\
          Acquire::https::Proxy \"{parsed}\";\n"
     );
-    Ok(TargetFile::plain(APT_PROXY_PATH, text, 0o644))
+    // A password in the URL makes the file root's alone.
+    let mode = if parsed.password().is_some() { 0o600 } else { 0o644 };
+    Ok(TargetFile::plain(APT_PROXY_PATH, text, mode))
 }
 
 #[cfg(test)]
@@ -231,5 +233,8 @@ mod tests {
         }
         let tricky = apt_proxy_file("http://p:3128/a\";b").expect("valid url");
         assert!(!text(&tricky).contains("a\";"), "{}", text(&tricky));
+        assert_eq!(f.mode, 0o644);
+        let with_password = apt_proxy_file("http://user:pw@proxy.lab:3142").expect("valid");
+        assert_eq!(with_password.mode, 0o600, "root's alone when it holds a password");
     }
 }
