@@ -90,6 +90,32 @@ pub fn holders(sys: &Path, name: &str) -> Vec<String> {
     entry_names(&sys.join("class/block").join(name).join("holders"))
 }
 
+/// The whole disk a block device belongs to: `sda2` → `sda`; a disk (or md, dm) is its own.
+pub fn whole_disk(sys: &Path, name: &str) -> String {
+    let dir = sys.join("class/block").join(name);
+    if !dir.join("partition").is_file() {
+        return name.to_string();
+    }
+    // class/block/sda2 links to …/block/sda/sda2: the parent directory is the disk.
+    fs::canonicalize(&dir)
+        .ok()
+        .and_then(|real| real.parent()?.file_name()?.to_str().map(str::to_owned))
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// Every device stacked on `name`, at any depth, the deepest first (the order to take them
+/// down in).
+pub fn stacked_on(sys: &Path, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for holder in holders(sys, name) {
+        out.extend(stacked_on(sys, &holder));
+        if !out.contains(&holder) {
+            out.push(holder);
+        }
+    }
+    out
+}
+
 /// Members (slaves) of a stacked device, by kernel name.
 pub fn slaves(sys: &Path, name: &str) -> Vec<String> {
     slaves_in(&sys.join("class/block").join(name))

@@ -10,6 +10,9 @@ use std::path::Path;
 /// disk itself. Disks are handled in the given order; a failure stops with the disk named.
 pub fn wipe_disks(host: &dyn Host, disks: &[String]) -> anyhow::Result<()> {
     let sys = &host.sys();
+    if let Some(refusal) = foreign_member(sys, disks) {
+        anyhow::bail!("{refusal}; nothing was wiped");
+    }
     for disk in disks {
         let name = sysfs::kernel_name(disk);
         tracing::info!("wipe: {disk}");
@@ -28,6 +31,39 @@ pub fn wipe_disks(host: &dyn Host, disks: &[String]) -> anyhow::Result<()> {
             .with_context(|| format!("zapping the partition table of {disk}"))?;
     }
     Ok(())
+}
+
+/// Why the wipe must not start, if it must not: a device stacked on one of `disks` (an md
+/// array, an LVM volume) that also has a member on a disk outside the list. Stopping it
+/// would take down, and zeroing its members would damage, a disk that is not ours to wipe.
+pub fn foreign_member(sys: &Path, disks: &[String]) -> Option<String> {
+    let wiped: Vec<String> = disks.iter().map(|d| sysfs::kernel_name(d)).collect();
+    for (disk, name) in disks.iter().zip(&wiped) {
+        let devices = sysfs::partitions(sys, name)
+            .into_iter()
+            .chain(std::iter::once(name.clone()));
+        for holder in devices.flat_map(|dev| sysfs::stacked_on(sys, &dev)) {
+            for member in sysfs::slaves(sys, &holder) {
+                let member_disk = sysfs::whole_disk(sys, &member);
+                if member_disk != holder
+                    && !wiped.contains(&member_disk)
+                    && !is_stacked(&member_disk)
+                {
+                    return Some(format!(
+                        "refusing to wipe {disk}: /dev/{holder} is stacked on it and also on \
+                         /dev/{member}, whose disk /dev/{member_disk} is not being wiped; free \
+                         /dev/{holder} first, or wipe /dev/{member_disk} too (disk_wipe_mode=all)"
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// md and device-mapper devices are checked through their own members.
+fn is_stacked(name: &str) -> bool {
+    name.starts_with("md") || name.starts_with("dm-")
 }
 
 /// Erases md superblocks and every filesystem/LVM/RAID signature on one block device.
@@ -89,4 +125,74 @@ fn unmount_device(host: &dyn Host, sys: &Path, name: &str) -> anyhow::Result<()>
         host.unmount(Path::new(&point))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A sysfs tree: disks with partitions, and stacked devices with their members.
+    fn sysfs(disks: &[(&str, &[&str])], stacked: &[(&str, &[&str])]) -> tempfile::TempDir {
+        let sys = tempfile::tempdir().unwrap();
+        let root = sys.path();
+        std::fs::create_dir_all(root.join("class/block")).unwrap();
+        let link = |name: &str, target: &str| {
+            symlink(
+                format!("../../{target}"),
+                root.join("class/block").join(name),
+            )
+            .unwrap()
+        };
+        for (disk, parts) in disks {
+            std::fs::create_dir_all(root.join("block").join(disk).join("holders")).unwrap();
+            link(disk, &format!("block/{disk}"));
+            for part in *parts {
+                let dir = root.join("block").join(disk).join(part);
+                std::fs::create_dir_all(dir.join("holders")).unwrap();
+                std::fs::write(dir.join("partition"), "1").unwrap();
+                link(part, &format!("block/{disk}/{part}"));
+            }
+        }
+        for (device, members) in stacked {
+            std::fs::create_dir_all(root.join("block").join(device).join("slaves")).unwrap();
+            std::fs::create_dir_all(root.join("block").join(device).join("holders")).unwrap();
+            link(device, &format!("block/{device}"));
+            for member in *members {
+                let member_dir = root.join("class/block").join(member);
+                std::fs::write(member_dir.join("holders").join(device), "").unwrap();
+                std::fs::write(
+                    root.join("block").join(device).join("slaves").join(member),
+                    "",
+                )
+                .unwrap();
+            }
+        }
+        sys
+    }
+
+    #[test]
+    fn an_array_with_a_member_outside_the_wipe_list_stops_the_wipe() {
+        let disks: &[(&str, &[&str])] = &[("sda", &["sda1", "sda2"]), ("sdc", &["sdc1", "sdc2"])];
+        let sys = sysfs(disks, &[("md127", &["sda2", "sdc2"]), ("dm-0", &["md127"])]);
+        let refusal = foreign_member(sys.path(), &["/dev/sda".into()]).unwrap();
+        assert!(
+            refusal.starts_with("refusing to wipe /dev/sda: /dev/md127"),
+            "{refusal}"
+        );
+        assert!(
+            refusal.contains("/dev/sdc2") && refusal.contains("/dev/sdc "),
+            "{refusal}"
+        );
+        assert_eq!(
+            foreign_member(sys.path(), &["/dev/sda".into(), "/dev/sdc".into()]),
+            None,
+            "every member is being wiped"
+        );
+        let alone = sysfs(disks, &[("md127", &["sda1", "sda2"])]);
+        assert_eq!(foreign_member(alone.path(), &["/dev/sda".into()]), None);
+        assert_eq!(sysfs::whole_disk(sys.path(), "sdc2"), "sdc");
+        assert_eq!(sysfs::whole_disk(sys.path(), "md127"), "md127");
+        assert_eq!(sysfs::stacked_on(sys.path(), "sda2"), ["dm-0", "md127"]);
+    }
 }

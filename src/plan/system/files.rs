@@ -146,7 +146,11 @@ pub fn apt_proxy_file(url: &str) -> Result<TargetFile, OrderError> {
          Acquire::https::Proxy \"{parsed}\";\n"
     );
     // A password in the URL makes the file root's alone.
-    let mode = if parsed.password().is_some() { 0o600 } else { 0o644 };
+    let mode = if parsed.password().is_some() {
+        0o600
+    } else {
+        0o644
+    };
     Ok(TargetFile::plain(APT_PROXY_PATH, text, mode))
 }
 
@@ -235,6 +239,9 @@ mod tests {
         assert!(!text(&tricky).contains("a\";"), "{}", text(&tricky));
         assert_eq!(f.mode, 0o644);
         let with_password = apt_proxy_file("http://user:pw@proxy.lab:3142").expect("valid");
-        assert_eq!(with_password.mode, 0o600, "root's alone when it holds a password");
+        assert_eq!(
+            with_password.mode, 0o600,
+            "root's alone when it holds a password"
+        );
     }
 }
