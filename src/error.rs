@@ -31,3 +31,15 @@ impl fmt::Display for OrderError {
         write!(f, "invalid order {}: {}", self.field, problem)
     }
 }
+
+/// No orders at all: no configdrive, no node document, and nothing on the kernel command line
+/// that says what to install. Nothing is installed then (exit status 4), whatever the
+/// defaults would be: a machine booted into the installer by mistake keeps its disks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no orders: found no config-2 medium, no node document (ocimetal.node=) and neither \
+     ocimetal.image= nor ocimetal.root_device_hints= on the kernel command line; nothing was \
+     touched. Give orders with a configdrive (Ironic, a config-2 stick), ocimetal.node=URL, or \
+     ocimetal.image= and ocimetal.root_device_hints= on the kernel command line"
+)]
+pub struct NoOrders;

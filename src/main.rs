@@ -46,6 +46,8 @@ fn main() -> ExitCode {
             // Invalid orders are the operator's to fix: status 2, as documented.
             let code = if err.downcast_ref::<ocimetal::error::OrderError>().is_some() {
                 2
+            } else if err.downcast_ref::<ocimetal::error::NoOrders>().is_some() {
+                4
             } else {
                 1
             };

@@ -41,6 +41,10 @@ pub fn gather(opts: &GatherOptions) -> anyhow::Result<Orders> {
         (None, None) => None,
     };
     let drive = read_drive(opts, &cmdline, node.as_ref())?;
+    let says_what = cmdline.image.is_some() || cmdline.root_device_hints.is_some();
+    if node.is_none() && drive.is_none() && !says_what {
+        return Err(crate::error::NoOrders.into());
+    }
     // The caller logs `orders.warnings` once the orders are known to be usable: a refusal
     // must stay one line.
     merge(&cmdline, node.as_ref(), drive.as_ref()).map_err(Into::into)

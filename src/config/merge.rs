@@ -124,6 +124,10 @@ fn choose_image(
             ));
         }
     }
+    warnings.push(format!(
+        "no image ordered (instance_info.image_source, ocimetal.image, meta_data.oci_image): \
+         installing the default {DEFAULT_IMAGE}"
+    ));
     Ok(Sourced::new(
         DEFAULT_IMAGE.to_string(),
         Source::Default,

@@ -687,3 +687,32 @@ fn report_url_comes_from_instance_info_then_cmdline_then_meta_data() {
     let plan = node.plan();
     assert_eq!(plan["report_url"], "https://node.lab/events?redacted");
 }
+
+#[test]
+fn without_orders_nothing_is_planned_and_the_status_is_4() {
+    let inventory = fixture("inventory.json").display().to_string();
+    for cmdline in [
+        "",
+        "ocimetal.debug ocimetal.insecure_registry=lab:5000",
+        "quiet",
+    ] {
+        let run = ocimetal(&["plan", "--cmdline", cmdline, "--inventory", &inventory]);
+        assert_eq!(run.code, Some(4), "{cmdline:?}: {run:?}");
+        assert!(run.stdout.is_empty(), "{run:?}");
+        assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+        assert!(run.stderr.starts_with("ocimetal: no orders: "), "{run:?}");
+    }
+    // Orders that name disks but no image: the default image, said as a warning.
+    let run = ocimetal(&[
+        "plan",
+        "--json",
+        "--arch",
+        "x86_64",
+        "--cmdline",
+        "ocimetal.root_device_hints=serial=S-ALPHA",
+        "--inventory",
+        &inventory,
+    ]);
+    assert_eq!(run.json()["image"], "docker.io/library/ubuntu:24.04");
+    assert!(run.stderr.contains("no image ordered"), "{run:?}");
+}

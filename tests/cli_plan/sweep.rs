@@ -541,8 +541,32 @@ fn check(seed: u64, index: usize, orders: &Orders, json: bool) -> Result<Option<
         }
         Some(2) if !run.stdout.is_empty() => Err(describe("stdout on refusal")),
         Some(2) => Ok(run.code),
+        // No orders at all: one line, and only when nothing was ordered.
+        Some(4) if run.stderr.lines().count() != 1 || !run.stdout.is_empty() => {
+            Err(describe("no-orders not one line"))
+        }
+        Some(4) if !run.stderr.starts_with("ocimetal: no orders: ") => {
+            Err(describe("status 4 without saying no orders"))
+        }
+        Some(4) if gives_orders(orders) => Err(describe("no orders although some were given")),
+        Some(4) => Ok(run.code),
         _ => Err(describe("neither a plan nor a refusal")),
     }
+}
+
+/// Whether `orders` hold any source of orders: a node, a configdrive, or an
+/// `ocimetal.image=` / `ocimetal.root_device_hints=` word.
+fn gives_orders(orders: &Orders) -> bool {
+    use ocimetal::host::cmdline::{own_words, Key};
+    // The kernel's own word splitting decides what the command line holds.
+    let says_what = own_words(&orders.cmdline)
+        .into_iter()
+        .any(|w| matches!(w.key(), Some(Key::Image | Key::RootDeviceHints)) && w.value.is_some());
+    orders.node.is_some()
+        || orders.node_text.is_some()
+        || orders.meta_data.is_some()
+        || orders.meta_data_text.is_some()
+        || says_what
 }
 
 /// Damaged configdrive images, read by our own ISO 9660 reader from a file or from Ironic's

@@ -42,7 +42,13 @@ fn nothing_given_gives_defaults() {
     );
     assert!(orders.meta_data.is_empty() && orders.user_data.is_none());
     assert!(!orders.force && !orders.debug && !orders.dry_run);
-    assert!(orders.warnings.is_empty());
+    assert_eq!(
+        orders.warnings,
+        [
+            "no image ordered (instance_info.image_source, ocimetal.image, meta_data.oci_image): \
+          installing the default ubuntu:24.04"
+        ]
+    );
     assert_eq!(orders.configdrive_origin, None);
 }
 
@@ -211,7 +217,14 @@ fn hints_blank_meta_data_falls_through_with_warning() {
         orders.root_device_hints.unwrap().source,
         Source::InstanceInfo
     );
-    assert!(orders.warnings[0].contains("meta_data.root_device_hints"));
+    assert!(
+        orders
+            .warnings
+            .iter()
+            .any(|w| w.contains("meta_data.root_device_hints")),
+        "{:?}",
+        orders.warnings
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -365,6 +366,26 @@ def kexec(ctx):
                       efi_entries=False)
 
 
+def no_orders(ctx):
+    """The ramdisk booted with no orders at all (a stick in the wrong machine): no config-2
+    medium, no node, nothing on the command line that says what to install. Nothing is
+    installed, the disk stays byte for byte as it was, and the console says why."""
+    workdir = ctx.workdir("no-orders")
+    disk = assets.blank_disk(os.path.join(workdir, "disk1.qcow2"))
+    before = os.path.join(workdir, "disk1-before.qcow2")
+    shutil.copyfile(disk, before)
+    with ctx.ramdisk_guest("no-orders", workdir, [disk], ctx.cmdline()) as guest:
+        with ctx.phase("no-orders:boot"):
+            _, index = guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+        with ctx.phase("no-orders:installer"):
+            guest.wait_for(r"no orders: found no config-2 medium", PLAN_TIMEOUT, start=index,
+                           fail_on_failure_tag=False)
+    compare = subprocess.run(["qemu-img", "compare", before, disk], capture_output=True,
+                             text=True)
+    if compare.returncode != 0:
+        raise ScenarioFailed(f"no-orders: the disk changed: {compare.stdout.strip()}")
+
+
 def apt_failure(ctx):
     """An install that fails on purpose: the minimal image needs packages, and apt's proxy
     answers nothing. The reason reaches the console and the final event, the result file
@@ -403,6 +424,7 @@ SCENARIOS = {
     "bootable-offline": (bootable_offline, "13", ["debian:{release}-bootable"]),
     "kexec": (kexec, "13", ["debian:{release}-bootable"]),
     "apt-failure": (apt_failure, "13", ["debian:{release}"]),
+    "no-orders": (no_orders, "13", []),
 }
 
 RELEASES = ("12", "13")
