@@ -2,6 +2,7 @@
 //! 10 s or 10 % (a five-minute pull is some thirty lines, not three hundred); each measurement
 //! also goes to the caller's observer (the service's `STATUS=`).
 
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +13,8 @@ pub(crate) struct Progress {
     done: Vec<AtomicU64>,
     started: Instant,
     observer: Option<super::ProgressObserver>,
+    /// Standard error is a terminal: the progress is one line updated in place.
+    terminal: bool,
 }
 
 /// Time between logged lines at most...
@@ -30,6 +33,7 @@ impl Progress {
             done,
             started: Instant::now(),
             observer,
+            terminal: std::io::stderr().is_terminal(),
         })
     }
 
@@ -55,6 +59,16 @@ impl Progress {
 
     /// Logs one line: total, rate, time left at that rate, and every layer.
     fn log(&self, rate_bytes_per_sec: f64) {
+        tracing::info!(
+            downloaded = self.downloaded(),
+            total = self.total(),
+            "{}",
+            self.line(rate_bytes_per_sec)
+        );
+    }
+
+    /// `pull: 120.0 of 285.0 MiB (42%) at 20.1 MiB/s, 8 s left; layers (MiB) 1:…`.
+    fn line(&self, rate_bytes_per_sec: f64) -> String {
         let downloaded = self.downloaded();
         let total = self.total().max(1);
         let eta = match rate_bytes_per_sec > 0.0 {
@@ -79,16 +93,14 @@ impl Progress {
                 )
             })
             .collect();
-        tracing::info!(
-            downloaded,
-            total,
+        format!(
             "pull: {:.1} of {:.1} MiB ({}%) at {:.1} MiB/s{eta}; layers (MiB) {}",
             downloaded as f64 / MIB,
             total as f64 / MIB,
             downloaded * 100 / total,
             rate_bytes_per_sec / MIB,
             layers.join(" ")
-        );
+        )
     }
 
     fn observe(&self) {
@@ -105,12 +117,19 @@ impl Progress {
             let mut ticker = tokio::time::interval(Duration::from_secs(1));
             ticker.tick().await;
             let mut logged = (Instant::now(), 0u64, 0u64);
+            let mut shown = (Instant::now(), 0u64);
             loop {
                 ticker.tick().await;
                 progress.observe();
                 let now = Instant::now();
                 let (downloaded, percent) = (progress.downloaded(), progress.percent());
-                if should_log(now.duration_since(logged.0), logged.2, percent) {
+                if progress.terminal {
+                    // A person watching: one line, rewritten every second.
+                    let secs = now.duration_since(shown.0).as_secs_f64().max(1e-3);
+                    let rate = downloaded.saturating_sub(shown.1) as f64 / secs;
+                    eprint!("\r\x1b[K{}", progress.line(rate));
+                    shown = (now, downloaded);
+                } else if should_log(now.duration_since(logged.0), logged.2, percent) {
                     let secs = now.duration_since(logged.0).as_secs_f64().max(1e-3);
                     progress.log(downloaded.saturating_sub(logged.1) as f64 / secs);
                     logged = (now, downloaded, percent);
@@ -122,8 +141,17 @@ impl Progress {
     /// Logs the final line with the average rate.
     pub fn finish(&self) {
         self.observe();
+        clear_terminal_line();
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         self.log(self.downloaded() as f64 / secs);
+    }
+}
+
+/// Clears the progress line on a terminal so that a log line can take its place (the next
+/// tick draws it again below).
+pub(crate) fn clear_terminal_line() {
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[K");
     }
 }
 

@@ -199,6 +199,7 @@ fn apply_all(
             abort.set(format!("{e:#}"));
             (Some(index), e)
         })?;
+        super::progress::clear_terminal_line();
         tracing::info!(
             layer = index + 1,
             digest = %layer.digest,
