@@ -166,7 +166,7 @@ def _check_events(label, events, final="SUCCESS"):
     problems = checks.check_events(events, final)
     if problems:
         raise ScenarioFailed(f"{label}: events: " + "; ".join(problems))
-    last = events[-1]
+    last = next(e for e in events if e.get("name") == "ocimetal" and e.get("event_type") == "finish")
     steps = sum(1 for e in events if e.get("event_type") == "finish" and e["name"] != "ocimetal")
     print(f"    {label} events: {len(events)} ({steps} steps), final {last.get('result')}: "
           f"{last.get('description', '')[:160]}", flush=True)
