@@ -138,7 +138,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
 
     let layout = layout::layouts(&selection.disks, raid, hints_field)?;
     let hostname = orders.hostname.as_ref().map(|h| h.value.clone());
-    let (order_files, warnings) = system::write::order_files(orders, raid)?;
+    let (order_files, warnings) = system::assemble::order_files(orders, raid)?;
     let orders_hash = orders_hash(orders);
     let esps: Vec<MountPoint> = layout
         .iter()

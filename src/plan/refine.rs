@@ -2,9 +2,9 @@
 //! the facts read from the target once the image is on disk.
 
 use super::step::{BootEntry, EfiEntries, Files, Packages, Step};
+use super::system::assemble::{edit_path, render_edit};
 use super::system::dpkg::{installed_packages, missing_packages, packages_to_install};
 use super::system::packages::{packages_for, packages_to_purge, OsRelease};
-use super::system::write::{edit_path, render_edit};
 use crate::error::OrderError;
 use std::collections::BTreeMap;
 

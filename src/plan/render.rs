@@ -175,7 +175,7 @@ pub fn step_detail(step: &Step) -> String {
                     " and, depending on the image, {}",
                     f.edits
                         .iter()
-                        .map(|e| format!("/{}", super::system::write::edit_path(e)))
+                        .map(|e| format!("/{}", super::system::assemble::edit_path(e)))
                         .collect::<Vec<_>>()
                         .join(", ")
                 );

@@ -3,6 +3,7 @@
 //!
 //! [`OrderError`]: crate::error::OrderError
 
+pub mod assemble;
 pub mod boot;
 pub mod cloud_init;
 pub mod dpkg;
@@ -11,7 +12,6 @@ pub mod files;
 pub mod network;
 pub mod packages;
 pub mod record;
-pub mod write;
 pub mod yaml;
 
 pub use file::{FileContents, TargetFile};
