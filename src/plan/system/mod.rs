@@ -4,7 +4,6 @@
 //! [`OrderError`]: crate::error::OrderError
 
 pub mod assemble;
-pub mod assemble;
 pub mod boot;
 pub mod cloud_init;
 pub mod dpkg;
