@@ -322,6 +322,8 @@ def kexec(ctx):
                       efi_entries=False)
 
 
+from .ironic import ironic  # noqa: E402  (it uses ScenarioFailed and SERVICE_STARTED above)
+
 # name: (function, default Debian release, images it needs as templates of the release)
 SCENARIOS = {
     "plan": (plan, "13", ["debian:{release}"]),
@@ -332,6 +334,7 @@ SCENARIOS = {
     "reentry": (reentry, "13", ["debian:{release}"]),
     "bootable-offline": (bootable_offline, "13", ["debian:{release}-bootable"]),
     "kexec": (kexec, "13", ["debian:{release}-bootable"]),
+    "ironic": (ironic, "13", ["debian:{release}-bootable"]),
 }
 
 RELEASES = ("12", "13")
