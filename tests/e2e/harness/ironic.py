@@ -182,11 +182,13 @@ class Libvirt:
         # The domain is TCG. Where /dev/kvm is accessible but KVM does not work, libvirt
         # finds QEMU's cached capabilities stale ("KVM should be usable now") and probes QEMU
         # again on every define and start (about 100 s each under load); libvirtd gets a
-        # private mount namespace with a root-only file over /dev/kvm instead.
+        # private mount namespace with a root-only file over /dev/kvm instead, and our
+        # qemu.conf.
         nokvm = os.path.join(self.workdir, "no-kvm")
         open(nokvm, "w").close()
         os.chmod(nokvm, 0o600)
-        mask = f"[ ! -e /dev/kvm ] || mount --bind {nokvm} /dev/kvm; exec \"$0\" \"$@\""
+        mask = (f"mount --bind {os.path.join(CONFIG_DIR, 'qemu.conf')} /etc/libvirt/qemu.conf && "
+                f"{{ [ ! -e /dev/kvm ] || mount --bind {nokvm} /dev/kvm; }} && exec \"$0\" \"$@\"")
         try:
             for daemon in ("virtlogd", "libvirtd"):
                 pidfile = os.path.join(self.workdir, f"{daemon}.pid")
@@ -588,6 +590,9 @@ def _deploy(ctx, api, libvirt, console, files, hostname, label):
         api.baremetal("node", "set", NODE,
                       "--instance-info", f"kernel={base}/ocimetal-ramdisk.vmlinuz",
                       "--instance-info", f"ramdisk={base}/ocimetal-ramdisk.cpio.zst",
+                      # The ramdisk deploy reads the ESP only from instance_info: driver_info's
+                      # `bootloader` is for the agent's deploy ISO (Ironic 39.0.0).
+                      "--instance-info", f"bootloader={base}/esp.img",
                       "--instance-info", f"ramdisk_kernel_arguments={ctx.cmdline()}")
         start = console.mark()
         api.baremetal("node", "deploy", NODE, "--config-drive",
@@ -646,7 +651,6 @@ def ironic(ctx):
             api.baremetal("node", "create", "--driver", "redfish", "--name", NODE,
                           "--driver-info", f"redfish_address={emulator.url}",
                           "--driver-info", f"redfish_system_id=/redfish/v1/Systems/{system_uuid}",
-                          "--driver-info", f"bootloader=http://127.0.0.1:{files.port}/ocimetal/esp.img",
                           "--boot-interface", "redfish-virtual-media",
                           "--deploy-interface", "ramdisk")
             _expect_state(api, "enroll")
