@@ -370,6 +370,15 @@ class Ironic:
                                  f"{result.stderr.strip()[-1500:]}")
         return result.stdout
 
+    def log_size(self):
+        return os.path.getsize(self.log_path)
+
+    def boot_requests(self, offset):
+        """The `Boot` bodies of the Redfish PATCH requests Ironic logged after byte `offset`."""
+        with open(self.log_path, errors="replace") as f:
+            f.seek(offset)
+            return re.findall(r"HTTP request: PATCH \S+/Systems/\S+; .*body: (\{'Boot': .*?\}\})", f.read())
+
     def node(self):
         return json.loads(self.baremetal("node", "show", NODE, "-f", "json", record=False))
 
@@ -584,8 +593,10 @@ def _boot_installed(ctx, console, label, start, hostname):
 
 
 def _deploy(ctx, api, libvirt, console, files, hostname, label):
-    """instance_info, then `deploy` with a configdrive; waits for `active` and the install."""
+    """instance_info, then `deploy` with a configdrive; waits for `active`. Returns the console
+    index the deploy started at and the boot device requests Ironic sent."""
     base = f"http://127.0.0.1:{files.port}/ocimetal"
+    offset = api.log_size()
     with ctx.phase(f"ironic:{label}"):
         api.baremetal("node", "set", NODE,
                       "--instance-info", f"kernel={base}/ocimetal-ramdisk.vmlinuz",
@@ -600,7 +611,9 @@ def _deploy(ctx, api, libvirt, console, files, hostname, label):
         _expect_state(api, "active", "power on")
         # A ramdisk deploy is done when the ramdisk boots: the CD and the configdrive stay.
         _check_media(libvirt, label, ["cdrom", "floppy"])
-    return start
+    requests = api.boot_requests(offset)
+    print(f"    {label}: boot device requests: {requests}", flush=True)
+    return start, requests
 
 
 def _install(ctx, console, start, label):
@@ -660,10 +673,9 @@ def ironic(ctx):
             _expect_state(api, "available")
 
         hostname = "e2e-ironic"
-        start = _deploy(ctx, api, libvirt, console, files, hostname, "deploy")
+        start, _ = _deploy(ctx, api, libvirt, console, files, hostname, "deploy")
         index = _install(ctx, console, start, "install")
-        facts = _boot_installed(ctx, console, "first-boot", index, hostname)
-        machine_id = facts.get("machine-id", [None])[0]
+        _boot_installed(ctx, console, "first-boot", index, hostname)
 
         # The BMC keeps the CD as the boot device: the next power-on boots the ramdisk again.
         with ctx.phase("ironic:reentry"):
@@ -672,23 +684,28 @@ def ironic(ctx):
             console.wait_running()
             _, index = console.wait_for(SERVICE_STARTED, BOOT_TIMEOUT, start=start)
             _, index = console.wait_for(ALREADY_INSTALLED, BOOT_TIMEOUT, start=index)
-        facts = _boot_installed(ctx, console, "reentry-boot", index, hostname)
-        if facts.get("machine-id", [None])[0] != machine_id:
-            raise ScenarioFailed("ironic: the machine-id changed at re-entry: reinstalled")
+        _boot_installed(ctx, console, "reentry-boot", index, hostname)
+        # (The test image carries a machine-id of its own, so that tells nothing here.)
+        if console.lines_between(r"step wipe: start|" + INSTALLED, start, console.mark()):
+            raise ScenarioFailed("ironic: the ramdisk booted again reinstalled the machine")
 
         with ctx.phase("ironic:undeploy"):
             api.baremetal("node", "undeploy", NODE, "--wait", str(STATE_TIMEOUT))
-            _expect_state(api, "available", "power off")
+            node = _expect_state(api, "available", "power off")
             _check_media(libvirt, "undeploy", [])
+            print(f"    undeploy: instance_info left: {node['instance_info']}", flush=True)
 
+        # Other orders, and a one-time boot device: Ironic asks the BMC for `Once` (the
+        # emulator's libvirt driver keeps every boot device persistent all the same).
         hostname = "e2e-ironic-2"
-        start = _deploy(ctx, api, libvirt, console, files, hostname, "redeploy")
+        api.baremetal("node", "set", NODE, "--driver-info", "force_persistent_boot_device=Never")
+        start, requests = _deploy(ctx, api, libvirt, console, files, hostname, "redeploy")
+        if not any("'Cd'" in r and "'Once'" in r for r in requests):
+            raise ScenarioFailed(f"ironic: with force_persistent_boot_device=Never Ironic sent {requests}")
         index = _install(ctx, console, start, "reinstall")
         if not console.lines_between(ANOTHER_DEPLOYMENT, start, index):
             raise ScenarioFailed("ironic: the second deploy did not say it replaces the first")
-        facts = _boot_installed(ctx, console, "second-boot", index, hostname)
-        if facts.get("machine-id", [None])[0] == machine_id:
-            raise ScenarioFailed("ironic: the second deploy kept the first one's machine-id")
+        _boot_installed(ctx, console, "second-boot", index, hostname)
         with ctx.phase("ironic:undeploy-2"):
             api.baremetal("node", "undeploy", NODE, "--wait", str(STATE_TIMEOUT))
             _expect_state(api, "available", "power off")
