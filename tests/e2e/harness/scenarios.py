@@ -413,6 +413,8 @@ def apt_failure(ctx):
         raise ScenarioFailed(f"apt-failure: the final event does not say why: {final}")
 
 
+from .ironic import ironic  # noqa: E402  (it uses ScenarioFailed and SERVICE_STARTED above)
+
 # name: (function, default Debian release, images it needs as templates of the release)
 SCENARIOS = {
     "plan": (plan, "13", ["debian:{release}"]),
@@ -425,6 +427,7 @@ SCENARIOS = {
     "kexec": (kexec, "13", ["debian:{release}-bootable"]),
     "apt-failure": (apt_failure, "13", ["debian:{release}"]),
     "no-orders": (no_orders, "13", []),
+    "ironic": (ironic, "13", ["debian:{release}-bootable"]),
 }
 
 RELEASES = ("12", "13")
