@@ -23,6 +23,7 @@ for dev in $(blkid -t TYPE=vfat -o device); do
 done
 efibootmgr | while read -r line; do fact efi "$line"; done
 fact kept-logs "$(ls /var/log/ocimetal 2>/dev/null | sort | tr '\n' ' ')"
+ip -4 -o addr show scope global | while read -r _ dev _ addr _; do fact ipv4 "$dev $addr"; done
 fact journal-steps "$(grep -o '"OCIMETAL_STEP":"[a-z-]*"' /var/log/ocimetal/journal.json 2>/dev/null | sort -u | wc -l)"
 fact done 1
 systemctl poweroff

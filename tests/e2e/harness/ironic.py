@@ -480,23 +480,6 @@ class DomainConsole(Guest):
 
 # --- orders ---------------------------------------------------------------------------------
 
-def _user_data(hostname):
-    """checks.user_data with the IPv4 addresses among the facts."""
-    script = checks.FACTS_SCRIPT.replace(
-        "fact done 1",
-        "ip -4 -o addr show scope global | while read -r _ dev _ addr _; do fact ipv4 \"$dev $addr\"; done\n"
-        "fact done 1")
-    body = "\n".join("      " + line for line in script.splitlines())
-    return f"""#cloud-config
-hostname: {hostname}
-write_files:
-  - path: /var/lib/cloud/scripts/per-boot/zz-ocimetal-e2e-facts
-    permissions: "0755"
-    content: |
-{body}
-"""
-
-
 def _network_data():
     """DHCP on the first NIC (the registry), a static address on the second."""
     return {
@@ -515,7 +498,7 @@ def _config_drive(ctx, hostname):
                       "oci_image": ctx.debian("-bootable"),
                       "root_device_hints": f"serial={DISK1_SERIAL} {DISK2_SERIAL}"},
         "network_data": _network_data(),
-        "user_data": _user_data(hostname),
+        "user_data": checks.user_data(hostname),
     }
 
 
