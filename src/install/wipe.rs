@@ -77,8 +77,7 @@ pub fn erase_signatures(host: &dyn Host, device: &str) -> anyhow::Result<()> {
 
 /// Stops/removes every device stacked on `name`, deepest first.
 fn tear_down_holders(host: &dyn Host, sys: &Path, name: &str) -> anyhow::Result<()> {
-    for holder in sysfs::holders(sys, name) {
-        tear_down_holders(host, sys, &holder)?;
+    for holder in sysfs::stacked_on(sys, name) {
         unmount_device(host, sys, &holder)?;
         let path = format!("/dev/{holder}");
         if holder.starts_with("dm-") {
