@@ -224,6 +224,7 @@ async fn push_image(registry: &TestRegistry) -> String {
     let wanted = ocimetal::plan::system::packages::packages_for(
         &ocimetal::plan::system::packages::OsRelease::parse("ID=debian\nVERSION_ID=\"13\"\n"),
         Arch::X86_64,
+        ocimetal::plan::system::packages::PackageChoices::default(),
     )
     .unwrap();
     let status: String = wanted

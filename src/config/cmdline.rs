@@ -46,6 +46,8 @@ pub struct CmdlineOrders {
     pub report_auth: Option<Secret>,
     /// `ocimetal.on_failure=`.
     pub on_failure: Option<FailureAction>,
+    /// `ocimetal.ssh_server=`; `None` when not given (the default is yes).
+    pub ssh_server: Option<bool>,
 }
 
 /// Parses the `ocimetal.*` words of a kernel command line; other words are ignored.
@@ -113,6 +115,7 @@ fn apply(
         Key::OnFailure => {
             orders.on_failure = Some(parse_on_failure(field, &required(field, value)?)?)
         }
+        Key::SshServer => orders.ssh_server = Some(parse_flag(field, value.as_deref())?),
     }
     Ok(())
 }

@@ -71,6 +71,7 @@ pub fn merge(
         report_url,
         report_auth: cmdline.report_auth.clone(),
         force: cmdline.force,
+        ssh_server: cmdline.ssh_server.unwrap_or(true),
         debug: cmdline.debug,
         dry_run: cmdline.dry_run,
         configdrive_origin: drive.map(|d| d.origin.clone()),

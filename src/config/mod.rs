@@ -163,6 +163,8 @@ pub struct Orders {
     pub report_auth: Option<Secret>,
     /// Reinstall even when this deployment is already on disk.
     pub force: bool,
+    /// Give the installed system an SSH server (`ocimetal.ssh_server`, default yes).
+    pub ssh_server: bool,
     /// Verbose logs and a root console login in the ramdisk.
     pub debug: bool,
     /// Decide and print the plan, then stop without touching a disk (`ocimetal.dry_run`).
@@ -227,6 +229,7 @@ impl std::fmt::Debug for Orders {
             )
             .field("report_auth", &self.report_auth)
             .field("force", &self.force)
+            .field("ssh_server", &self.ssh_server)
             .field("debug", &self.debug)
             .field("dry_run", &self.dry_run)
             .field("configdrive_origin", &self.configdrive_origin)

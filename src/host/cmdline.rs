@@ -61,6 +61,8 @@ pub enum Key {
     ReportAuth,
     /// `ocimetal.on_failure=`: what a failed install does (stay, poweroff, reboot).
     OnFailure,
+    /// `ocimetal.ssh_server=`: whether the installed system gets an SSH server (default yes).
+    SshServer,
 }
 
 impl Key {
@@ -84,6 +86,7 @@ impl Key {
         Key::ReportUrl,
         Key::ReportAuth,
         Key::OnFailure,
+        Key::SshServer,
     ];
 
     /// The whole parameter name, with underscores: `ocimetal.root_device_hints`.
@@ -107,6 +110,7 @@ impl Key {
             Key::ReportUrl => "ocimetal.report_url",
             Key::ReportAuth => "ocimetal.report_auth",
             Key::OnFailure => "ocimetal.on_failure",
+            Key::SshServer => "ocimetal.ssh_server",
         }
     }
 

@@ -24,7 +24,7 @@ use crate::inventory::BlockDevice;
 use crate::oci::{ImageRef, Platform};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use system::packages::OsRelease;
+use system::packages::{OsRelease, PackageChoices};
 
 /// The md array the seed creates for RAID1.
 pub const RAID_DEVICE: &str = "/dev/md0";
@@ -227,10 +227,14 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
     steps.push(Step::Mount(Mount {
         mounts: esps[..1].to_vec(),
     }));
+    let choices = PackageChoices {
+        ssh_server: orders.ssh_server,
+    };
     steps.push(Step::Packages(Packages::DependsOnImage {
-        rules: package_sets(arch)?,
+        rules: package_sets(arch, choices)?,
         arch,
         raid,
+        choices,
         apt_proxy: orders.apt_proxy.clone(),
     }));
     let mut edits = vec![FileEdit::InitramfsModules, FileEdit::InitramfsConf];
@@ -413,12 +417,12 @@ pub fn esp_mountpoint(index: usize) -> String {
 
 /// The package rule for each supported family, shown with a placeholder version: Debian 13
 /// and Ubuntu 24.04 (an LTS, which gets the HWE kernel; other releases get linux-generic).
-fn package_sets(arch: Arch) -> Result<Vec<PackageSet>, OrderError> {
+fn package_sets(arch: Arch, choices: PackageChoices) -> Result<Vec<PackageSet>, OrderError> {
     [("debian", "13"), ("ubuntu", "24.04")]
         .iter()
         .map(|(distro, version)| {
             let os = OsRelease::parse(&format!("ID={distro}\nVERSION_ID=\"{version}\"\n"));
-            let packages = system::packages::packages_for(&os, arch)?
+            let packages = system::packages::packages_for(&os, arch, choices)?
                 .into_iter()
                 .map(|p| p.replace(version, "{VERSION_ID}"))
                 .collect();
@@ -472,6 +476,7 @@ mod tests {
             report_url: None,
             report_auth: None,
             force: false,
+            ssh_server: true,
             debug: false,
             dry_run: false,
             configdrive_origin: None,

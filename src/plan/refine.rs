@@ -3,7 +3,9 @@
 
 use super::step::{BootEntry, EfiEntries, Files, Packages, Step};
 use super::system::assemble::{edit_path, render_edit};
-use super::system::dpkg::{installed_packages, missing_packages, packages_to_install};
+use super::system::dpkg::{
+    installed_packages, missing_packages, packages_to_install, renderer_needs,
+};
 use super::system::packages::{packages_for, packages_to_purge, OsRelease};
 use crate::error::OrderError;
 use std::collections::BTreeMap;
@@ -50,12 +52,14 @@ pub fn refine(step: &Step, facts: &ImageFacts) -> Result<Step, OrderError> {
         Step::Packages(Packages::DependsOnImage {
             arch,
             raid,
+            choices,
             apt_proxy,
             ..
         }) => {
             let os = facts.os.as_ref().ok_or_else(no_os_release)?;
-            let wanted = packages_for(os, *arch)?;
             let installed = installed_packages(&facts.dpkg_status);
+            let mut wanted = packages_for(os, *arch, *choices)?;
+            wanted.extend(renderer_needs(&installed));
             let missing = missing_packages(&wanted, &installed, facts.has_kernel);
             let (install, skipped) = packages_to_install(&missing, *raid, facts.secure_boot);
             Step::Packages(Packages::Decided {
@@ -115,6 +119,7 @@ mod tests {
     use super::*;
     use crate::arch::Arch;
     use crate::plan::step::PackageSet;
+    use crate::plan::system::packages::PackageChoices;
 
     fn debian() -> OsRelease {
         OsRelease::parse("ID=debian\nVERSION_ID=\"13\"\n")
@@ -128,13 +133,14 @@ mod tests {
             }],
             arch: Arch::X86_64,
             raid,
+            choices: PackageChoices::default(),
             apt_proxy: None,
         })
     }
 
     #[test]
     fn a_bootable_image_needs_no_apt_and_a_bare_one_gets_everything_missing() {
-        let wanted = packages_for(&debian(), Arch::X86_64).unwrap();
+        let wanted = packages_for(&debian(), Arch::X86_64, PackageChoices::default()).unwrap();
         let everything: String = wanted
             .iter()
             .map(|p| format!("Package: {p}\nStatus: install ok installed\n\n"))

@@ -6,6 +6,7 @@
 //! made concrete by [`super::refine`] once the image is on disk.
 
 use super::layout::DiskLayout;
+use super::system::packages::PackageChoices;
 use super::system::record::RecordedDisk;
 use super::system::TargetFile;
 use crate::arch::Arch;
@@ -205,6 +206,8 @@ pub enum Packages {
         rules: Vec<PackageSet>,
         arch: Arch,
         raid: bool,
+        /// What the orders chose (the SSH server).
+        choices: PackageChoices,
         /// HTTP proxy for apt (printed without a password).
         #[serde(serialize_with = "crate::config::serialize_proxy")]
         apt_proxy: Option<String>,

@@ -454,6 +454,11 @@ fn command_line_orders() {
             &["needs a value"],
         ),
         case(
+            cmdline("ocimetal.ssh_server=maybe"),
+            "ocimetal.ssh_server",
+            &["maybe"],
+        ),
+        case(
             cmdline("ocimetal.on_failure=explode"),
             "ocimetal.on_failure",
             &["explode", "stay, poweroff, reboot"],

@@ -689,6 +689,43 @@ fn report_url_comes_from_instance_info_then_cmdline_then_meta_data() {
 }
 
 #[test]
+fn the_ssh_server_and_the_filesystem_tools_are_in_every_package_rule_unless_opted_out() {
+    let meta = json!({"uuid": UUID, "root_device_hints": "serial=S-ALPHA"});
+    let rules = |cmdline: &str| -> Vec<Vec<String>> {
+        let plan = Orders::meta(meta.clone()).with_cmdline(cmdline).plan();
+        step(&plan, "packages")["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .map(|rule| strings(&rule["packages"]))
+            .collect()
+    };
+    for (cmdline, ssh) in [
+        ("", true),
+        ("ocimetal.ssh_server=yes", true),
+        ("ocimetal.ssh_server=no", false),
+        ("ocimetal.ssh-server=0", false),
+    ] {
+        let rules = rules(cmdline);
+        assert_eq!(rules.len(), 2, "{cmdline}: {rules:?}");
+        for packages in rules {
+            assert_eq!(
+                packages.iter().any(|p| p == "openssh-server"),
+                ssh,
+                "{cmdline}: {packages:?}"
+            );
+            for tool in ["e2fsprogs", "dosfstools", "iproute2"] {
+                assert!(packages.iter().any(|p| p == tool), "{tool}: {packages:?}");
+            }
+            assert!(
+                packages.iter().any(|p| p.starts_with("busybox")),
+                "{packages:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn without_orders_nothing_is_planned_and_the_status_is_4() {
     let inventory = fixture("inventory.json").display().to_string();
     for cmdline in [

@@ -36,6 +36,18 @@ pub fn config_only_packages(dpkg_status: &str) -> Vec<String> {
         .collect()
 }
 
+/// Packages the image's own network stack needs: cloud-init renders ENI first when ifupdown
+/// is installed (its default renderer order), and the ENI renderer adds network_data's routes
+/// with `route` from net-tools, behind `|| true`: without it every static route is lost
+/// without a word.
+pub fn renderer_needs(installed: &BTreeSet<String>) -> Vec<String> {
+    if installed.contains("ifupdown") {
+        vec!["net-tools".to_string()]
+    } else {
+        Vec::new()
+    }
+}
+
 /// What still has to be installed: `wanted` minus installed packages; kernel packages count as
 /// present when the image already carries a kernel.
 pub fn missing_packages(
@@ -51,14 +63,27 @@ pub fn missing_packages(
         .collect()
 }
 
-/// Without these the installed system cannot boot as planned: kernel, GRUB's EFI build, the
-/// initramfs generator, LVM, an init, cloud-init for the seed; with RAID1 also mdadm and the
-/// rsync the ESP mirroring needs; with Secure Boot on, shim and the signed GRUB too.
+/// Without these the installed system cannot boot as planned, or not cleanly: kernel, GRUB's
+/// EFI build, the initramfs generator and the busybox its hooks need, LVM, an init, cloud-init
+/// for the seed and the `ip` its network renderers need, the tools of the filesystems the install made (fsck runs at every boot); with
+/// RAID1 also mdadm and the rsync the ESP mirroring needs; with Secure Boot on, shim and the
+/// signed GRUB too.
 pub fn is_boot_critical(name: &str, raid: bool, secure_boot: bool) -> bool {
     let signed = name.ends_with("-signed");
     let grub_efi = name.starts_with("grub-efi-") && (!signed || secure_boot);
     let shim = name.starts_with("shim-signed") && secure_boot;
-    let always = ["initramfs-tools", "lvm2", "cloud-init", "systemd-sysv"];
+    let always = [
+        "initramfs-tools",
+        "lvm2",
+        "cloud-init",
+        "systemd-sysv",
+        "e2fsprogs",
+        "dosfstools",
+        "busybox",
+        "busybox-initramfs",
+        "iproute2",
+        "net-tools",
+    ];
     let with_raid = ["mdadm", "rsync"];
     grub_efi
         || shim
@@ -147,6 +172,29 @@ Status: install ok installed
         assert_eq!(packages_to_install(&rsync, true, false).0, rsync);
         assert!(is_boot_critical("linux-generic-hwe-24.04", false, false));
         assert!(!is_boot_critical("grub-efi-amd64-signed", true, false));
+    }
+
+    #[test]
+    fn an_image_with_ifupdown_needs_net_tools_for_its_routes() {
+        let with = installed_packages("Package: ifupdown\nStatus: install ok installed\n");
+        assert_eq!(renderer_needs(&with), ["net-tools"]);
+        assert!(renderer_needs(&installed_packages(STATUS)).is_empty());
+        assert!(is_boot_critical("net-tools", false, false));
+    }
+
+    #[test]
+    fn the_tools_a_clean_first_boot_needs_are_essential_the_ssh_server_is_not() {
+        for name in [
+            "e2fsprogs",
+            "dosfstools",
+            "busybox",
+            "busybox-initramfs",
+            "iproute2",
+        ] {
+            assert!(is_boot_critical(name, false, false), "{name}");
+        }
+        let ssh = vec!["openssh-server".to_string()];
+        assert_eq!(packages_to_install(&ssh, false, false), (vec![], ssh));
     }
 
     #[test]

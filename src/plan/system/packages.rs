@@ -1,10 +1,11 @@
 //! What gets installed into (and removed from) the image, by distribution and architecture.
 //!
-//! The list is the seed's (`install_packages` and `get_architecture_config`), with three
-//! decisions of our own, each written next to its rule: Debian gets `systemd-resolved` (so the
-//! DNS servers of network_data reach `/etc/resolv.conf`), aarch64 gets the signed GRUB and
-//! shim like x86_64 (both distributions build them), and Ubuntu releases without an HWE kernel
-//! get `linux-generic`.
+//! The list is the seed's (`install_packages` and `get_architecture_config`), with decisions
+//! of our own, each written next to its rule: the tools of every filesystem the install creates
+//! (so fsck and cloud-init's resizefs work), busybox for the initramfs hooks, an SSH server
+//! unless the orders opt out, `systemd-resolved` on Debian (so the DNS servers of network_data
+//! reach `/etc/resolv.conf`), the signed GRUB and shim on aarch64 like x86_64 (both
+//! distributions build them), and `linux-generic` on Ubuntu releases without an HWE kernel.
 
 use crate::arch::Arch;
 use crate::error::OrderError;
@@ -151,6 +152,10 @@ const BASE_PACKAGES: &[(&str, &str)] = &[
         "initramfs-tools",
         "builds the initramfs that assembles RAID and activates LVM",
     ),
+    (
+        "iproute2",
+        "cloud-init renames NICs and its network renderers need `ip`",
+    ),
     ("lvm2", "root filesystem is on LVM"),
     ("mdadm", "RAID1 assembly (harmless without RAID)"),
     (
@@ -158,6 +163,11 @@ const BASE_PACKAGES: &[(&str, &str)] = &[
         "cloud-init's network renderer, the same on Debian and Ubuntu",
     ),
     ("rsync", "keeps the second ESP in sync with the first"),
+    (
+        "e2fsprogs",
+        "fsck.ext4 and resize2fs for the ext4 root (boot-time check, cloud-init's resizefs)",
+    ),
+    ("dosfstools", "fsck.vfat for the ESPs that fstab lists"),
     ("sudo", "cloud-init's default user gets sudo"),
     (
         "systemd-sysv",
@@ -165,8 +175,26 @@ const BASE_PACKAGES: &[(&str, &str)] = &[
     ),
 ];
 
+/// What the orders choose about the package list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PackageChoices {
+    /// Install an SSH server (`ocimetal.ssh_server`, on unless the orders say no): cloud-init
+    /// generates host keys and installs `public_keys` for it.
+    pub ssh_server: bool,
+}
+
+impl Default for PackageChoices {
+    fn default() -> Self {
+        Self { ssh_server: true }
+    }
+}
+
 /// The rules for `os` on `arch`: base tools, boot loader, kernel, in install order.
-pub fn package_rules(os: &OsRelease, arch: Arch) -> Result<Vec<PackageRule>, OrderError> {
+pub fn package_rules(
+    os: &OsRelease,
+    arch: Arch,
+    choices: PackageChoices,
+) -> Result<Vec<PackageRule>, OrderError> {
     let family = os.family().ok_or_else(|| {
         OrderError::new(
             "image",
@@ -181,6 +209,22 @@ pub fn package_rules(os: &OsRelease, arch: Arch) -> Result<Vec<PackageRule>, Ord
         .iter()
         .map(|(name, reason)| PackageRule::new(*name, reason))
         .collect();
+    // initramfs-tools falls back to klibc without busybox, and the hooks of mdadm (`rm`, a
+    // `mount -o relatime` of efivarfs) fail under klibc at every boot.
+    rules.push(PackageRule::new(
+        match family {
+            Family::Debian => "busybox",
+            Family::Ubuntu => "busybox-initramfs",
+        },
+        "the initramfs hooks (mdadm's) need busybox's tools, klibc's do not fit them",
+    ));
+    if choices.ssh_server {
+        rules.push(PackageRule::new(
+            "openssh-server",
+            "a server is reached over SSH: cloud-init makes host keys and installs public_keys \
+             (opt out with ocimetal.ssh_server=no)",
+        ));
+    }
     if family == Family::Debian {
         // Ubuntu's systemd ships resolved; Debian split it out, and without it netplan's
         // nameservers never reach /etc/resolv.conf.
@@ -209,8 +253,12 @@ pub fn package_rules(os: &OsRelease, arch: Arch) -> Result<Vec<PackageRule>, Ord
 }
 
 /// The package names of [`package_rules`], in order.
-pub fn packages_for(os: &OsRelease, arch: Arch) -> Result<Vec<String>, OrderError> {
-    Ok(package_rules(os, arch)?
+pub fn packages_for(
+    os: &OsRelease,
+    arch: Arch,
+    choices: PackageChoices,
+) -> Result<Vec<String>, OrderError> {
+    Ok(package_rules(os, arch, choices)?
         .into_iter()
         .map(|r| r.package)
         .collect())
@@ -330,19 +378,24 @@ ID=debian
     fn ubuntu_lts_on_x86_64_gets_the_seed_list_and_the_hwe_kernel() {
         let os = OsRelease::parse(UBUNTU_2404);
         assert_eq!(
-            packages_for(&os, Arch::X86_64).expect("supported"),
+            packages_for(&os, Arch::X86_64, PackageChoices::default()).expect("supported"),
             [
                 "cloud-init",
                 "curl",
                 "efibootmgr",
                 "grub-common",
                 "initramfs-tools",
+                "iproute2",
                 "lvm2",
                 "mdadm",
                 "netplan.io",
                 "rsync",
+                "e2fsprogs",
+                "dosfstools",
                 "sudo",
                 "systemd-sysv",
+                "busybox-initramfs",
+                "openssh-server",
                 "grub-efi-amd64",
                 "grub-efi-amd64-signed",
                 "shim-signed",
@@ -354,10 +407,12 @@ ID=debian
     #[test]
     fn debian_on_aarch64_gets_resolved_signed_arm64_grub_and_the_arm64_kernel() {
         let os = OsRelease::parse(DEBIAN_13);
-        let pkgs = packages_for(&os, Arch::Aarch64).expect("supported");
+        let pkgs = packages_for(&os, Arch::Aarch64, PackageChoices::default()).expect("supported");
         assert_eq!(
-            pkgs[11..],
+            pkgs[14..],
             [
+                "busybox",
+                "openssh-server",
                 "systemd-resolved",
                 "grub-efi-arm64",
                 "grub-efi-arm64-bin",
@@ -367,7 +422,7 @@ ID=debian
             ]
         );
         assert_eq!(
-            packages_for(&os, Arch::X86_64)
+            packages_for(&os, Arch::X86_64, PackageChoices::default())
                 .expect("supported")
                 .last()
                 .map(String::as_str),
@@ -380,7 +435,11 @@ ID=debian
         let interim = OsRelease::parse("ID=ubuntu\nVERSION_ID=\"24.10\"\n");
         let mint = OsRelease::parse("ID=linuxmint\nID_LIKE=\"ubuntu debian\"\nVERSION_ID=\"22\"\n");
         let old_lts = OsRelease::parse("ID=ubuntu\nVERSION_ID=\"22.04\"\n");
-        let last = |os: &OsRelease| packages_for(os, Arch::X86_64).expect("ok").pop();
+        let last = |os: &OsRelease| {
+            packages_for(os, Arch::X86_64, PackageChoices::default())
+                .expect("ok")
+                .pop()
+        };
         assert_eq!(last(&interim).as_deref(), Some("linux-generic"));
         assert_eq!(last(&mint).as_deref(), Some("linux-generic"));
         assert_eq!(last(&old_lts).as_deref(), Some("linux-generic-hwe-22.04"));
@@ -393,16 +452,31 @@ ID=debian
     #[test]
     fn non_debian_images_are_an_order_error_naming_what_is_supported() {
         let os = OsRelease::parse("ID=fedora\nVERSION_ID=41\nPRETTY_NAME=\"Fedora Linux 41\"\n");
-        let e = packages_for(&os, Arch::X86_64).expect_err("unsupported");
+        let e =
+            packages_for(&os, Arch::X86_64, PackageChoices::default()).expect_err("unsupported");
         assert_eq!(e.field, "image");
         assert!(e.problem.contains("ID=fedora"), "{e}");
         assert!(e.problem.contains("Debian, Ubuntu"), "{e}");
     }
 
     #[test]
+    fn the_ssh_server_is_on_by_default_and_the_orders_can_leave_it_out() {
+        let os = OsRelease::parse(DEBIAN_13);
+        let with = packages_for(&os, Arch::X86_64, PackageChoices::default()).expect("ok");
+        let without =
+            packages_for(&os, Arch::X86_64, PackageChoices { ssh_server: false }).expect("ok");
+        assert!(with.iter().any(|p| p == "openssh-server"));
+        assert!(!without.iter().any(|p| p == "openssh-server"));
+        assert_eq!(with.len(), without.len() + 1);
+        for tool in ["e2fsprogs", "dosfstools", "busybox"] {
+            assert!(without.iter().any(|p| p == tool), "{tool}");
+        }
+    }
+
+    #[test]
     fn every_rule_has_a_reason() {
         let os = OsRelease::parse(DEBIAN_13);
-        let rules = package_rules(&os, Arch::X86_64).expect("ok");
+        let rules = package_rules(&os, Arch::X86_64, PackageChoices::default()).expect("ok");
         assert!(rules.iter().all(|r| !r.reason.is_empty()));
         let json = serde_json::to_value(&rules[0]).expect("serialise");
         assert_eq!(json["package"], "cloud-init");
