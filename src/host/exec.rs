@@ -112,6 +112,15 @@ const TAIL_LINE_CHARS: usize = 500;
 /// [`TAIL_LINES`] lines of its output are logged and the error ends with the last ones: the
 /// reason must not have scrolled by.
 pub fn run_streamed(cmd: &mut Command) -> anyhow::Result<()> {
+    run_watched(cmd, None)
+}
+
+/// Hears every whole line a streamed command prints (on either stream), as it comes.
+pub type LineWatch = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
+/// [`run_streamed`], with every output line also given to `watch` (progress from apt's
+/// output, for example).
+pub fn run_watched(cmd: &mut Command, watch: Option<LineWatch>) -> anyhow::Result<()> {
     let line = display(cmd);
     tracing::info!("run: {line}");
     let mut child = cmd
@@ -124,11 +133,11 @@ pub fn run_streamed(cmd: &mut Command) -> anyhow::Result<()> {
     let out = child
         .stdout
         .take()
-        .map(|r| forward(r, std::io::stdout(), tail.clone()));
+        .map(|r| forward(r, std::io::stdout(), tail.clone(), watch.clone()));
     let err = child
         .stderr
         .take()
-        .map(|r| forward(r, std::io::stderr(), tail.clone()));
+        .map(|r| forward(r, std::io::stderr(), tail.clone(), watch.clone()));
     let status = child
         .wait()
         .with_context(|| format!("waiting for `{line}`"))?;
@@ -172,10 +181,11 @@ impl Tail {
     }
 }
 
-/// One stream's line being assembled for the tail.
+/// One stream's line being assembled for the tail (and the watcher, if any).
 #[derive(Default)]
 struct LineSplitter {
     partial: Vec<u8>,
+    watch: Option<LineWatch>,
 }
 
 impl LineSplitter {
@@ -193,6 +203,9 @@ impl LineSplitter {
     }
 
     fn flush(&mut self, tail: &std::sync::Mutex<Tail>) {
+        if let Some(watch) = self.watch.as_ref().filter(|_| !self.partial.is_empty()) {
+            watch(&String::from_utf8_lossy(&self.partial));
+        }
         if let Ok(mut tail) = tail.lock() {
             tail.push_line(&self.partial);
         }
@@ -205,6 +218,7 @@ fn forward<R, W>(
     mut reader: R,
     mut sink: W,
     tail: std::sync::Arc<std::sync::Mutex<Tail>>,
+    watch: Option<LineWatch>,
 ) -> std::thread::JoinHandle<()>
 where
     R: std::io::Read + Send + 'static,
@@ -212,7 +226,10 @@ where
 {
     std::thread::spawn(move || {
         let mut buffer = [0u8; 8192];
-        let mut splitter = LineSplitter::default();
+        let mut splitter = LineSplitter {
+            partial: Vec::new(),
+            watch,
+        };
         while let Ok(n) = reader.read(&mut buffer) {
             if n == 0 {
                 break;
@@ -266,6 +283,21 @@ mod tests {
             text.ends_with("line 100 | progress 99% | the real reason"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_watched_command_gives_every_line_to_the_watcher_as_it_comes() {
+        let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = heard.clone();
+        let watch: LineWatch = std::sync::Arc::new(move |line: &str| {
+            sink.lock().unwrap().push(line.to_string());
+        });
+        run_watched(
+            &mut cmd("sh", ["-c", "echo one; echo two; printf 'three'"]),
+            Some(watch),
+        )
+        .unwrap();
+        assert_eq!(*heard.lock().unwrap(), ["one", "two", "three"]);
     }
 
     #[test]

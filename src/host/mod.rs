@@ -31,6 +31,11 @@ pub trait Host {
     fn run(&self, cmd: &mut Command) -> anyhow::Result<Output>;
     /// Runs a long, chatty command (apt, update-initramfs) with its output on our console.
     fn run_streamed(&self, cmd: &mut Command) -> anyhow::Result<()>;
+    /// [`Host::run_streamed`], with every output line also given to `watch` as it comes.
+    fn run_watched(&self, cmd: &mut Command, watch: exec::LineWatch) -> anyhow::Result<()> {
+        let _ = watch;
+        self.run_streamed(cmd)
+    }
     /// Mounts `source` (`fstype` like `ext4`, `vfat`, `proc`) at `target`, creating it.
     fn mount(
         &self,
@@ -110,6 +115,10 @@ impl Host for System {
 
     fn run_streamed(&self, cmd: &mut Command) -> anyhow::Result<()> {
         exec::run_streamed(cmd)
+    }
+
+    fn run_watched(&self, cmd: &mut Command, watch: exec::LineWatch) -> anyhow::Result<()> {
+        exec::run_watched(cmd, Some(watch))
     }
 
     fn mount(

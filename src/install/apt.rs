@@ -1,7 +1,10 @@
 //! Installing packages in the target with apt, only what the image lacks, with services and
 //! initramfs generation held back until every file is in place.
 
+use super::apt_progress::AptProgress;
 use super::chroot::Chroot;
+use crate::host::exec::LineWatch;
+use crate::host::systemd::notify_status;
 use crate::plan::system::dpkg::config_only_packages;
 use crate::plan::system::files::{apt_proxy_file, policy_rc_d_file};
 use crate::plan::Packages;
@@ -83,7 +86,7 @@ pub fn install(
             ])
             .args(missing);
         chroot
-            .run_streamed(&mut install)
+            .run_watched(&mut install, progress_watch())
             .context("installing packages in the target")?;
     }
     let status = std::fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap_or_default();
@@ -100,6 +103,29 @@ pub fn install(
         .host()
         .run_tolerant(chroot.command("apt-get").arg("clean"));
     Ok(())
+}
+
+/// Follows apt's output: the service status at every package, the journal every 10 s or 10 %.
+fn progress_watch() -> LineWatch {
+    let progress = std::sync::Mutex::new(AptProgress::default());
+    std::sync::Arc::new(move |line: &str| {
+        let Ok(mut progress) = progress.lock() else {
+            return;
+        };
+        let Some(count) = progress.feed(line) else {
+            return;
+        };
+        notify_status(&format!("step packages: {}", count.line()), true);
+        if progress.due(count, std::time::Instant::now()) {
+            tracing::info!(
+                ocimetal_step = "packages",
+                packages_done = count.done,
+                packages_total = count.total,
+                "{}",
+                count.line()
+            );
+        }
+    })
 }
 
 /// Puts policy-rc.d, the update-initramfs diversion, dpkg's unsafe-io setting and the apt

@@ -1,7 +1,7 @@
 //! Running commands inside the installed system: proc, sys, dev, run and efivarfs bound in,
 //! resolv.conf usable, everything undone on leave (also when dropped on an error path).
 
-use crate::host::exec::Output;
+use crate::host::exec::{LineWatch, Output};
 use crate::host::mount::MountStack;
 use crate::host::Host;
 use std::ffi::CString;
@@ -68,6 +68,11 @@ impl<'h> Chroot<'h> {
     /// Runs a command made by [`Chroot::command`], output streamed.
     pub fn run_streamed(&self, cmd: &mut Command) -> anyhow::Result<()> {
         self.host.run_streamed(cmd)
+    }
+
+    /// Runs a command made by [`Chroot::command`], output streamed and watched.
+    pub fn run_watched(&self, cmd: &mut Command, watch: LineWatch) -> anyhow::Result<()> {
+        self.host.run_watched(cmd, watch)
     }
 
     /// A command that runs `program` inside the chroot with a clean, non-interactive

@@ -3,6 +3,7 @@
 //! deactivated whatever happens.
 
 pub mod apt;
+mod apt_progress;
 pub mod bootloader;
 pub mod chroot;
 mod context;
