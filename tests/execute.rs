@@ -48,6 +48,8 @@ struct RecordingHost {
     events: Mutex<Vec<serde_json::Value>>,
     efi_entries: Mutex<Vec<String>>,
     fail_on: Option<String>,
+    /// What mounting a device shows: (device, directory whose files appear at the target).
+    filesystems: Vec<(String, PathBuf)>,
 }
 
 impl RecordingHost {
@@ -59,6 +61,7 @@ impl RecordingHost {
             events: Mutex::new(Vec::new()),
             efi_entries: Mutex::new(Vec::new()),
             fail_on: None,
+            filesystems: Vec::new(),
         }
     }
 
@@ -133,6 +136,9 @@ impl Host for RecordingHost {
 
     fn mount(&self, source: &str, target: &Path, _: &str, _: Option<&str>) -> anyhow::Result<()> {
         std::fs::create_dir_all(target)?;
+        if let Some((_, dir)) = self.filesystems.iter().find(|(dev, _)| dev == source) {
+            copy_tree(dir, target);
+        }
         self.record(Action::Mount(source.to_string(), target.to_path_buf()));
         Ok(())
     }
@@ -258,6 +264,19 @@ async fn push_image(registry: &TestRegistry) -> String {
         )
         .await;
     image
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
 
 /// The plan for two mirrored disks of the fixture inventory, with a configdrive.
@@ -684,4 +703,147 @@ async fn a_failed_step_is_named_and_everything_is_undone() {
     let tail = last["output_tail"].as_array().unwrap();
     assert_eq!(tail.len(), 40, "the last 40 lines");
     assert_eq!(tail.last().unwrap(), "output line 50");
+}
+
+/// An ESP as an earlier install of `plan` left it, with a marker made from `orders_hash`.
+fn deployed_esp(plan: &Plan, orders_hash: &str) -> tempfile::TempDir {
+    let esp = tempfile::tempdir().unwrap();
+    let record = ocimetal::plan::system::record::DeploymentRecord::new(
+        reentry_step(plan).node_uuid.clone(),
+        orders_hash.into(),
+        ocimetal::plan::system::record::RecordedImage {
+            reference: plan.image.to_string(),
+            digest: "sha256:0".into(),
+            platform: "linux/amd64".into(),
+        },
+        Vec::new(),
+        std::time::SystemTime::now(),
+        std::time::SystemTime::now(),
+    );
+    std::fs::create_dir_all(esp.path().join("ocimetal")).unwrap();
+    std::fs::write(
+        esp.path().join("ocimetal/deployment.json"),
+        record.to_file().unwrap().contents.bytes(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(esp.path().join("EFI/debian")).unwrap();
+    std::fs::write(esp.path().join("EFI/debian/shimx64.efi"), "shim").unwrap();
+    esp
+}
+
+fn reentry_step(plan: &Plan) -> &plan::Reentry {
+    plan.find(|s| match s {
+        Step::Reentry(r) => Some(r),
+        _ => None,
+    })
+    .expect("a reentry step")
+}
+
+/// The first disk died: the marker is on the second one only. The install boots it, making
+/// the boot entry again (NVRAM has none), and touches no disk.
+#[test]
+fn a_deployed_node_boots_its_disk_and_gets_its_boot_entry_back() {
+    let registry = TestRegistry::start();
+    let plan = raid_plan("lab.invalid/debian:13", &registry, "");
+    let reentry = reentry_step(&plan);
+    let esps: Vec<String> = reentry.esps().into_iter().map(|(_, esp)| esp).collect();
+    assert_eq!(esps[..2], ["/dev/sda1", "/dev/sdb1"]);
+    let esp = deployed_esp(&plan, &reentry.orders_hash);
+    let root = tempfile::tempdir().unwrap();
+    let mut host = RecordingHost::new(root.path());
+    host.filesystems = vec![("/dev/sdb1".into(), esp.path().to_path_buf())];
+    ocimetal::install::execute(&plan, &host, root.path()).unwrap();
+
+    let actions = host.actions();
+    let steps: Vec<String> = by_step(&actions).into_iter().map(|(n, _)| n).collect();
+    // Only the power action follows, outside the steps.
+    assert_eq!(steps, ["reentry"]);
+    let commands = runs(&actions);
+    assert!(
+        commands.iter().any(
+            |c| c.starts_with("efibootmgr -q -c -d /dev/sdb -p 1 -L ocimetal EFI")
+                && c.ends_with("-l \\EFI\\debian\\shimx64.efi")
+        ),
+        "{commands:?}"
+    );
+    assert!(commands
+        .iter()
+        .all(|c| !c.starts_with("sgdisk") && !c.starts_with("wipefs")));
+    assert!(actions.contains(&Action::Power("reboot.target".into())));
+    let events = host.events.lock().unwrap();
+    let last = events.last().unwrap();
+    assert!(
+        last["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("already deployed"),
+        "{last}"
+    );
+}
+
+/// This node's disks hold a deployment from other orders: the install stops before the wipe
+/// and says how to reinstall.
+#[test]
+fn a_deployed_node_with_other_orders_is_refused_not_wiped() {
+    let registry = TestRegistry::start();
+    let plan = raid_plan("lab.invalid/debian:13", &registry, "");
+    let other = format!("{}{}", plan::reentry::ORDERS_HASH_PREFIX, "0".repeat(64));
+    let esp = deployed_esp(&plan, &other);
+    let root = tempfile::tempdir().unwrap();
+    let mut host = RecordingHost::new(root.path());
+    host.filesystems = vec![("/dev/sda1".into(), esp.path().to_path_buf())];
+    let err = ocimetal::install::execute(&plan, &host, root.path()).unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("other orders") && text.contains("ocimetal.force"),
+        "{text}"
+    );
+    let actions = host.actions();
+    let steps: Vec<String> = by_step(&actions).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(steps, ["reentry"]);
+    assert!(runs(&actions)
+        .iter()
+        .all(|c| !c.starts_with("efibootmgr -q -c")));
+    // With ocimetal.force the plan has no reentry step: it reinstalls.
+    let forced = raid_plan("lab.invalid/debian:13", &registry, "ocimetal.force");
+    assert!(forced
+        .find(|s| match s {
+            Step::Reentry(r) => Some(r),
+            _ => None,
+        })
+        .is_none());
+}
+
+/// Orders that no longer fit the disks (one RAID1 member gone): the deployment on the
+/// survivor is booted instead of failing in the ramdisk.
+#[test]
+fn orders_that_cannot_be_planned_still_boot_the_deployment_on_disk() {
+    let registry = TestRegistry::start();
+    let plan = raid_plan("lab.invalid/debian:13", &registry, "");
+    let step = reentry_step(&plan).clone();
+    let esp = deployed_esp(&plan, &step.orders_hash);
+    let root = tempfile::tempdir().unwrap();
+    let mut host = RecordingHost::new(root.path());
+    host.filesystems = vec![("/dev/sdb1".into(), esp.path().to_path_buf())];
+    let why = ocimetal::error::OrderError::new("root_device_hints", "no disk matches");
+    let booted = ocimetal::install::boot_installed_instead(
+        &host,
+        &step,
+        ocimetal::config::RebootAction::Reboot,
+        &why,
+    )
+    .unwrap();
+    assert!(booted);
+    assert!(host
+        .actions()
+        .contains(&Action::Power("reboot.target".into())));
+    // No marker anywhere: the planning error stands.
+    let empty = RecordingHost::new(root.path());
+    assert!(!ocimetal::install::boot_installed_instead(
+        &empty,
+        &step,
+        ocimetal::config::RebootAction::Reboot,
+        &why
+    )
+    .unwrap());
 }

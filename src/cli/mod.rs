@@ -66,8 +66,45 @@ pub struct Decision {
     pub plan: Plan,
 }
 
+/// Orders and disks, read but not yet planned.
+pub struct Inputs {
+    pub orders: Orders,
+    pub arch: Arch,
+    pub devices: Vec<BlockDevice>,
+    pub excluded: Vec<Excluded>,
+}
+
+impl Inputs {
+    fn plan(&self) -> Result<Plan, OrderError> {
+        plan::plan(&PlanInput {
+            orders: &self.orders,
+            devices: &self.devices,
+            arch: self.arch,
+        })
+    }
+
+    fn decided(self, plan: Plan) -> Decision {
+        // Only now: invalid orders are refused with one line and nothing before it.
+        for warning in self.orders.warnings.iter().chain(&plan.warnings) {
+            tracing::warn!("{warning}");
+        }
+        Decision {
+            orders: self.orders,
+            excluded: self.excluded,
+            plan,
+        }
+    }
+}
+
 /// Gathers orders and the inventory, then plans. Touches no disk.
 pub fn decide(sources: &SourceArgs) -> anyhow::Result<Decision> {
+    let inputs = gather_inputs(sources)?;
+    let plan = inputs.plan()?;
+    Ok(inputs.decided(plan))
+}
+
+/// Gathers orders and the inventory. Touches no disk.
+pub fn gather_inputs(sources: &SourceArgs) -> anyhow::Result<Inputs> {
     let orders = config::gather(&GatherOptions {
         cmdline: sources.cmdline.clone(),
         node: sources.node.clone(),
@@ -91,19 +128,11 @@ pub fn decide(sources: &SourceArgs) -> anyhow::Result<Decision> {
         })?,
     };
     let (devices, excluded) = load_devices(sources.inventory.as_ref())?;
-    let plan = plan::plan(&PlanInput {
-        orders: &orders,
-        devices: &devices,
-        arch,
-    })?;
-    // Only now: invalid orders are refused with one line and nothing before it.
-    for warning in orders.warnings.iter().chain(&plan.warnings) {
-        tracing::warn!("{warning}");
-    }
-    Ok(Decision {
+    Ok(Inputs {
         orders,
+        arch,
+        devices,
         excluded,
-        plan,
     })
 }
 
@@ -172,17 +201,37 @@ pub fn debug_requested() -> bool {
 /// `ocimetal install`: decide, log the plan, then execute it (or only print it on `dry_run`).
 pub fn run_install(args: &InstallArgs) -> anyhow::Result<()> {
     crate::host::systemd::notify_status("reading orders", false);
-    let decision = decide(&args.sources)?;
-    let host = match &decision.plan.report_url {
+    let inputs = gather_inputs(&args.sources)?;
+    let host = match &inputs.orders.report_url {
         Some(url) => {
-            let auth = decision
-                .plan
+            let auth = inputs
+                .orders
                 .report_auth
                 .as_ref()
                 .map(|a| String::from_utf8_lossy(a.expose()).into_owned());
-            crate::host::System::reporting_to(url, auth)?
+            crate::host::System::reporting_to(&url.value, auth)?
         }
         None => crate::host::System::default(),
+    };
+    let decision = match inputs.plan() {
+        Ok(plan) => inputs.decided(plan),
+        Err(err) => {
+            let orders = &inputs.orders;
+            if !orders.force && !orders.dry_run {
+                if let Ok(step) = plan::reentry::reentry_step(orders, &inputs.devices, inputs.arch)
+                {
+                    if crate::install::boot_installed_instead(
+                        &host,
+                        &step,
+                        orders.reboot.value,
+                        &err,
+                    )? {
+                        return Ok(());
+                    }
+                }
+            }
+            return Err(err.into());
+        }
     };
     tracing::info!("orders: {}", config::redacted_summary(&decision.orders));
     for line in plan::render_summary(&decision.plan).lines() {

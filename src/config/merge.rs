@@ -70,7 +70,7 @@ pub fn merge(
         on_failure: cmdline.on_failure.unwrap_or_default(),
         report_url,
         report_auth: cmdline.report_auth.clone(),
-        force: cmdline.force,
+        force: cmdline.force || meta_flag(meta, "ocimetal_force")?.unwrap_or(false),
         ssh_server: cmdline.ssh_server.unwrap_or(true),
         debug: cmdline.debug,
         dry_run: cmdline.dry_run,
@@ -253,6 +253,26 @@ fn choose_hostname(meta: &Map<String, Value>) -> Result<Option<Sourced<String>>,
 /// type is an error naming `meta_data.KEY`.
 fn meta_string(meta: &Map<String, Value>, key: &str) -> Result<Option<String>, OrderError> {
     optional_string(meta.get(key), &format!("meta_data.{key}"))
+}
+
+/// A yes/no key of meta_data: a JSON boolean, or a string like the command line's flags.
+fn meta_flag(meta: &Map<String, Value>, key: &str) -> Result<Option<bool>, OrderError> {
+    match meta.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) => crate::host::cmdline::flag_value(Some(s))
+            .map(Some)
+            .ok_or_else(|| {
+                OrderError::new(
+                    format!("meta_data.{key}"),
+                    format!("{s:?} is not a yes/no value; use true or false"),
+                )
+            }),
+        Some(other) => Err(OrderError::new(
+            format!("meta_data.{key}"),
+            format!("must be true or false, not {other}"),
+        )),
+    }
 }
 
 /// A few log lines with every merged value and its source, and no secret: user_data and the

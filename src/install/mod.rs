@@ -62,6 +62,40 @@ pub fn execute(plan: &Plan, host: &dyn Host, root: &Path) -> anyhow::Result<()> 
     result
 }
 
+/// When the orders cannot be planned on today's disks (a RAID1 member died, the hints no
+/// longer match): if this deployment is on one of them, boot it instead of failing in the
+/// ramdisk. `Ok(true)` when the machine is on its way to the installed system.
+pub fn boot_installed_instead(
+    host: &dyn Host,
+    step: &crate::plan::Reentry,
+    reboot: crate::config::RebootAction,
+    why: &crate::error::OrderError,
+) -> anyhow::Result<bool> {
+    tracing::warn!(
+        "the orders cannot be planned on these disks ({why}); looking for this deployment on them"
+    );
+    match reentry::run(host, step) {
+        Ok(true) => {}
+        Ok(false) => return Ok(false),
+        Err(err) => {
+            tracing::error!("{err:#}");
+            return Ok(false);
+        }
+    }
+    host.report(&Event::finish(
+        "ocimetal",
+        Outcome::Success,
+        format!("already deployed: booting the installed system (the orders cannot be planned on these disks: {why})"),
+    ));
+    host.flush_reports(REPORT_FLUSH);
+    let reboot = match reboot {
+        crate::config::RebootAction::Kexec => crate::config::RebootAction::Reboot,
+        other => other,
+    };
+    power::run(host, reboot, None)?;
+    Ok(true)
+}
+
 fn run_steps(plan: &Plan, host: &dyn Host, root: &Path, phases: &mut Phases) -> anyhow::Result<()> {
     let mut ctx = Context::new(host, root, serde_json::to_vec_pretty(plan)?)?;
     for planned in &plan.steps {
@@ -157,7 +191,7 @@ fn run_step(ctx: &mut Context<'_>, step: &Step) -> anyhow::Result<Flow> {
     let host = ctx.host;
     match step {
         Step::Reentry(s) => {
-            if reentry::run(host, s) {
+            if reentry::run(host, s)? {
                 return Ok(Flow::SkipToEnd);
             }
         }

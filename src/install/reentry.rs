@@ -1,59 +1,189 @@
-//! The re-entry guard: a deployment marker on the primary ESP, so that a ramdisk booted again
-//! (Ironic's ramdisk deploy leaves the CD or PXE as the boot device) boots the installed disk
-//! instead of installing the same deployment twice.
+//! The re-entry guard: deployment markers on the ESPs, so that a ramdisk booted again
+//! (Ironic's ramdisk deploy may leave the CD or PXE as the boot device) boots the installed
+//! disk instead of installing it again, and never wipes a deployed node because its orders
+//! drifted. The decision is [`crate::plan::reentry::judge`]'s; this module reads the markers
+//! and makes the firmware boot the installed system.
 
 use super::efi;
+use crate::host::exec::cmd;
 use crate::host::mount::MountStack;
 use crate::host::Host;
+use crate::plan::reentry::{judge, Found, Identity, Verdict};
 use crate::plan::system::record::DeploymentRecord;
-use crate::plan::Reentry;
+use crate::plan::{BootEntry, Reentry, BOOT_ENTRY_PREFIX};
+use std::io::Read;
+use std::path::Path;
 
 /// Path of the marker on the ESP: the same record as `/etc/ocimetal/deployment.json`, kept
 /// where the ramdisk can read it without assembling md or activating LVM.
 pub const MARKER_PATH: &str = "ocimetal/deployment.json";
 
-/// The re-entry step: true when the disk already holds this deployment (BootNext then points
-/// at it and the install is skipped).
-pub fn run(host: &dyn Host, step: &Reentry) -> bool {
-    let Some(marker) = read_marker(host, &step.esp) else {
-        return false;
+/// A marker is a few hundred bytes; anything larger is not ours.
+const MARKER_MAX_BYTES: u64 = 64 * 1024;
+
+/// The re-entry step: `Ok(true)` when the disks hold this deployment and the firmware will
+/// boot it next (the install is skipped); `Ok(false)` to install; an error when this node's
+/// disks hold a deployment of other orders, or when the installed system cannot be made the
+/// next boot (rather than rebooting into the ramdisk again, in a loop).
+pub fn run(host: &dyn Host, step: &Reentry) -> anyhow::Result<bool> {
+    let found: Vec<Found> = step
+        .esps()
+        .into_iter()
+        .filter_map(|(disk, esp)| read_esp(host, disk, esp, &step.loaders))
+        .collect();
+    let today = Identity {
+        node_uuid: step.node_uuid.as_deref(),
+        orders_hash: &step.orders_hash,
+        image: &step.image,
     };
-    if !marker.is_same_deployment(step.node_uuid.as_deref(), &step.orders_hash) {
-        tracing::info!(
-            "the disks hold another deployment ({}, {}); reinstalling",
-            marker.image.reference,
-            marker.orders_hash
-        );
-        return false;
+    match judge(&found, &today) {
+        Verdict::Install(why) => {
+            tracing::info!("reentry: {why}; installing");
+            Ok(false)
+        }
+        Verdict::Refuse(why) => anyhow::bail!("{why}"),
+        Verdict::Boot(found) => {
+            let record = &found.record;
+            tracing::info!(
+                "this deployment ({} {}, finished {}) is already installed on {}: booting it \
+                 instead of reinstalling (ocimetal.force reinstalls)",
+                record.image.reference,
+                record.image.digest,
+                record.finished_at,
+                found.esp
+            );
+            host.notify("already deployed: booting the installed system", false);
+            boot_next(host, &found)?;
+            Ok(true)
+        }
     }
-    tracing::info!(
-        "this deployment ({} {}, finished {}) is already installed: booting it instead of \
-         reinstalling (ocimetal.force reinstalls)",
-        marker.image.reference,
-        marker.image.digest,
-        marker.finished_at,
-    );
-    host.notify("already deployed: booting the installed system", false);
-    match efi::boot_next_to(host, &step.boot_entry) {
-        Ok(Some(n)) => tracing::info!("BootNext set to Boot{n}"),
-        Ok(None) => tracing::warn!("no boot entry of ours; relying on the firmware's order"),
-        Err(err) => tracing::warn!("setting BootNext: {err:#}"),
-    }
-    true
 }
 
-/// Reads the marker from an ESP device, mounting it read-only in a private directory; `None`
-/// when the device is missing or has no FAT filesystem or no marker.
-pub fn read_marker(host: &dyn Host, esp_device: &str) -> Option<DeploymentRecord> {
+/// Points BootNext at our entry for `found`'s ESP, making the entry again when it is gone
+/// (NVRAM reset, board replaced): the next boot is the installed system, not this ramdisk.
+fn boot_next(host: &dyn Host, found: &Found) -> anyhow::Result<()> {
+    let label = format!("{BOOT_ENTRY_PREFIX} {}", fat_label(host, &found.esp));
+    if let Some(number) = efi::boot_next_to(host, &label)? {
+        tracing::info!("BootNext set to Boot{number} {label:?}");
+        return Ok(());
+    }
+    let loader = found.loader.clone().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} holds this deployment's marker but no boot loader, and no boot entry of ours \
+             exists; not rebooting into the installer again (ocimetal.force reinstalls)",
+            found.esp
+        )
+    })?;
+    let disk = found.disk.clone();
+    tracing::info!("reentry: no boot entry {label:?}; making it again for {disk} {loader}");
+    efi::ensure_entries(
+        host,
+        &[BootEntry {
+            label,
+            disk,
+            partition: 1,
+            loader,
+            without_shim: None,
+        }],
+    )?;
+    Ok(())
+}
+
+/// The FAT label of an ESP of ours (`EFI`, `EFI2`); `EFI` when it cannot be read.
+fn fat_label(host: &dyn Host, esp: &str) -> String {
+    host.run(&mut cmd("blkid", ["-s", "LABEL", "-o", "value", esp]))
+        .ok()
+        .map(|out| out.stdout.trim().to_string())
+        .filter(|label| !label.is_empty())
+        .unwrap_or_else(|| crate::plan::ESP_LABEL.to_string())
+}
+
+/// Reads the marker and looks for a boot loader on an ESP, mounting it read-only in a private
+/// directory; `None` when the device is missing or has no FAT filesystem or no marker.
+fn read_esp(host: &dyn Host, disk: String, esp: String, loaders: &[String]) -> Option<Found> {
     let dir = tempfile::Builder::new()
         .prefix("ocimetal-esp-")
         .tempdir_in("/run")
         .ok()?;
     let mut mounts = MountStack::new(host);
     mounts
-        .mount_fs(esp_device, dir.path(), "vfat", Some("ro"))
+        .mount_fs(&esp, dir.path(), "vfat", Some("ro,nodev,nosuid,noexec"))
         .ok()?;
-    let text = std::fs::read_to_string(dir.path().join(MARKER_PATH)).ok();
+    let text = read_bounded(&dir.path().join(MARKER_PATH));
+    let loader = find_loader(dir.path(), loaders);
     drop(mounts);
-    DeploymentRecord::parse(text?.as_bytes()).ok()
+    let record = DeploymentRecord::parse(&text?).ok()?;
+    Some(Found {
+        disk,
+        esp,
+        record,
+        loader,
+    })
+}
+
+fn read_bounded(path: &Path) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(MARKER_MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    (bytes.len() as u64 <= MARKER_MAX_BYTES).then_some(bytes)
+}
+
+/// The first of `loaders` found in a vendor directory `EFI/<name>/` (not the removable-media
+/// `EFI/BOOT`), as an EFI path.
+fn find_loader(esp_root: &Path, loaders: &[String]) -> Option<String> {
+    let mut vendors: Vec<String> = std::fs::read_dir(esp_root.join("EFI"))
+        .ok()?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| !name.eq_ignore_ascii_case("BOOT"))
+        .collect();
+    vendors.sort();
+    loaders.iter().find_map(|loader| {
+        vendors
+            .iter()
+            .find(|vendor| esp_root.join("EFI").join(vendor).join(loader).is_file())
+            .map(|vendor| format!("\\EFI\\{vendor}\\{loader}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loader_is_found_in_a_vendor_directory_shim_first() {
+        let esp = tempfile::tempdir().unwrap();
+        let names = ["shimx64.efi".to_string(), "grubx64.efi".to_string()];
+        assert_eq!(find_loader(esp.path(), &names), None);
+        std::fs::create_dir_all(esp.path().join("EFI/BOOT")).unwrap();
+        std::fs::write(esp.path().join("EFI/BOOT/shimx64.efi"), b"x").unwrap();
+        assert_eq!(
+            find_loader(esp.path(), &names),
+            None,
+            "not the fallback path"
+        );
+        std::fs::create_dir_all(esp.path().join("EFI/debian")).unwrap();
+        std::fs::write(esp.path().join("EFI/debian/grubx64.efi"), b"x").unwrap();
+        assert_eq!(
+            find_loader(esp.path(), &names).as_deref(),
+            Some("\\EFI\\debian\\grubx64.efi")
+        );
+        std::fs::write(esp.path().join("EFI/debian/shimx64.efi"), b"x").unwrap();
+        assert_eq!(
+            find_loader(esp.path(), &names).as_deref(),
+            Some("\\EFI\\debian\\shimx64.efi")
+        );
+    }
+
+    #[test]
+    fn an_oversized_marker_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m");
+        std::fs::write(&path, vec![b' '; MARKER_MAX_BYTES as usize + 1]).unwrap();
+        assert_eq!(read_bounded(&path), None);
+        std::fs::write(&path, b"{}").unwrap();
+        assert_eq!(read_bounded(&path).as_deref(), Some(&b"{}"[..]));
+    }
 }

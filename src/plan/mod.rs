@@ -6,12 +6,14 @@
 //! runs, in that order. Nothing here touches a disk or the network.
 
 pub mod layout;
+pub mod reentry;
 mod refine;
 mod render;
 pub mod step;
 pub mod system;
 
 pub use layout::{partition_path, DiskLayout, Partition};
+pub use reentry::orders_hash;
 pub use refine::{refine, ImageFacts};
 pub use render::{render_summary, rendered_files, step_detail, RenderedFile};
 pub use step::*;
@@ -23,7 +25,6 @@ use crate::hints::{select_targets, RootDeviceHints};
 use crate::inventory::BlockDevice;
 use crate::oci::{ImageRef, Platform};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use system::packages::{OsRelease, PackageChoices};
 
 /// The md array the seed creates for RAID1.
@@ -176,12 +177,11 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
 
     let mut steps = Vec::new();
     if !orders.force {
-        steps.push(Step::Reentry(Reentry {
-            esp: layout[0].partitions[0].device.clone(),
-            node_uuid: orders.node_uuid.clone(),
-            orders_hash: orders_hash.clone(),
-            boot_entry: boot_entries[0].label.clone(),
-        }));
+        steps.push(Step::Reentry(reentry::reentry_step(
+            orders,
+            input.devices,
+            arch,
+        )?));
     }
     let mut not_in_use = wipe.clone();
     not_in_use.extend(disks.iter().filter(|d| !wipe.contains(d)).cloned());
@@ -272,7 +272,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
         }));
     }
     steps.push(Step::Record(Record {
-        node_uuid: orders.node_uuid.clone(),
+        node_uuid: reentry::node_identity(orders),
         orders_hash,
         image: image.clone(),
         platform: platform.clone(),
@@ -336,49 +336,6 @@ pub fn normalize_image(image: &Sourced<String>) -> Result<ImageRef, OrderError> 
                 ),
         )
     })
-}
-
-/// A digest of the orders that shape the result (node, image, hints, wipe mode, hostname,
-/// meta_data, user_data, network_data): two runs with equal digests install the same system.
-/// Secrets enter only through the digest.
-pub fn orders_hash(orders: &Orders) -> String {
-    let mut hash = Sha256::new();
-    let hints = orders
-        .root_device_hints
-        .as_ref()
-        .map(|h| serde_json::to_string(&h.value).unwrap_or_default())
-        .unwrap_or_default();
-    let wipe = orders
-        .wipe_mode
-        .as_ref()
-        .map(|w| format!("{:?}", w.value))
-        .unwrap_or_default();
-    let meta = serde_json::to_string(&orders.meta_data).unwrap_or_default();
-    let network = orders
-        .network_data
-        .as_ref()
-        .map(|n| n.to_string())
-        .unwrap_or_default();
-    let user_data = orders.user_data.as_ref().map(|u| u.expose()).unwrap_or(&[]);
-    for part in [
-        orders.node_uuid.as_deref().unwrap_or("").as_bytes(),
-        orders.image.value.as_bytes(),
-        hints.as_bytes(),
-        wipe.as_bytes(),
-        orders
-            .hostname
-            .as_ref()
-            .map(|h| h.value.as_bytes())
-            .unwrap_or(&[]),
-        meta.as_bytes(),
-        network.as_bytes(),
-        user_data,
-    ] {
-        // Length-prefix each part so that moving bytes between fields changes the digest.
-        hash.update((part.len() as u64).to_le_bytes());
-        hash.update(part);
-    }
-    format!("sha256:{}", hex::encode(hash.finalize()))
 }
 
 /// md `--homehost`: the seed uses metal3-name; fall back to the hostname, then a fixed name.
@@ -489,7 +446,17 @@ mod tests {
         let base = orders();
         let same = orders_hash(&base);
         assert_eq!(same, orders_hash(&orders()));
-        assert!(same.starts_with("sha256:") && same.len() == 7 + 64);
+        let prefix = reentry::ORDERS_HASH_PREFIX;
+        assert!(same.starts_with(prefix) && same.len() == prefix.len() + 64);
+        // The digest of these orders is fixed: a change of ocimetal that changes it must bump
+        // the format version, or every deployed node would look re-ordered.
+        assert_eq!(
+            same,
+            "ocimetal-orders/2:sha256:0237eab24f387a2f37f9a3f8c779ab39eef2992ced90b66d7f4554edf9bc39e7"
+        );
+        let mut other_wipe = orders();
+        other_wipe.wipe_mode = Some(Sourced::new(WipeMode::All, Source::Cmdline, "x"));
+        assert_ne!(same, orders_hash(&other_wipe));
         let mut other_image = orders();
         other_image.image.value = "debian:12".into();
         assert_ne!(same, orders_hash(&other_image));

@@ -88,9 +88,14 @@ pub fn render_summary(plan: &Plan) -> String {
 pub fn step_detail(step: &Step) -> String {
     match step {
         Step::Reentry(r) => format!(
-            "if {} holds this deployment's marker, point BootNext at {:?} and skip to the end \
-             (ocimetal.force reinstalls)",
-            r.esp, r.boot_entry
+            "read the deployment markers on {}: this deployment there → boot it (BootNext, \
+             the entry made again if gone) and skip to the end; this node's from other orders \
+             → stop (ocimetal.force reinstalls); otherwise install",
+            r.esps()
+                .into_iter()
+                .map(|(_, esp)| esp)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Step::Validate(v) => format!(
             "refuse targets in use ({}); resolve {} for {} in the registry and start the layer \

@@ -57,17 +57,31 @@ pub enum Step {
     Power(Power),
 }
 
-/// The re-entry check: a marker on the primary ESP naming this deployment.
+/// The re-entry check: deployment markers on the ESPs of every eligible disk, judged by
+/// [`super::reentry::judge`] before anything is touched.
 #[derive(Debug, Clone, Serialize)]
 pub struct Reentry {
-    /// The primary ESP, read-only mounted to read the marker.
-    pub esp: String,
+    /// Every eligible disk: an ESP of ours would be its partition 1, read-only mounted to
+    /// read a marker.
+    pub disks: Vec<String>,
     /// Ironic's node UUID, when known: the same node means the same deployment.
     pub node_uuid: Option<String>,
     /// Digest of the orders that shape the result (see [`super::orders_hash`]).
     pub orders_hash: String,
-    /// The label of the entry to point BootNext at when the deployment is found.
-    pub boot_entry: String,
+    /// The normalised image reference (for markers with an older digest format).
+    pub image: String,
+    /// Boot loader file names to boot an ESP with, preferred first (shim, then GRUB).
+    pub loaders: Vec<String>,
+}
+
+impl Reentry {
+    /// (disk, ESP partition) for every disk looked at.
+    pub fn esps(&self) -> Vec<(String, String)> {
+        self.disks
+            .iter()
+            .map(|disk| (disk.clone(), super::layout::partition_path(disk, 1)))
+            .collect()
+    }
 }
 
 /// Registry access, as ordered. The pull secret is never printed.

@@ -102,11 +102,6 @@ impl DeploymentRecord {
     pub fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
-
-    /// True when this record is the deployment `orders_hash` for `node_uuid` would make.
-    pub fn is_same_deployment(&self, node_uuid: Option<&str>, orders_hash: &str) -> bool {
-        self.orders_hash == orders_hash && self.node_uuid.as_deref() == node_uuid
-    }
 }
 
 /// Formats `time` as RFC 3339 in UTC with second precision, e.g. `2025-01-31T12:00:00Z`.
@@ -202,14 +197,5 @@ mod tests {
             DeploymentRecord::parse(text.as_bytes()).expect("parse"),
             record
         );
-    }
-
-    #[test]
-    fn same_deployment_needs_same_node_and_orders() {
-        let record = sample();
-        assert!(record.is_same_deployment(Some("node-1"), "sha256:abc"));
-        assert!(!record.is_same_deployment(Some("node-2"), "sha256:abc"));
-        assert!(!record.is_same_deployment(Some("node-1"), "sha256:abd"));
-        assert!(!record.is_same_deployment(None, "sha256:abc"));
     }
 }

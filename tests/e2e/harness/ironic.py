@@ -27,7 +27,7 @@ import xml.etree.ElementTree as ET
 from . import assets, checks
 # scenarios.py imports this module after defining these.
 from .scenarios import SERVICE_STARTED, ScenarioFailed
-from .vm import DISK1_SERIAL, DISK2_SERIAL, GUEST_MAC, Guest, strip_escapes
+from .vm import DISK1_SERIAL, DISK2_SERIAL, GUEST_MAC, SECOND_MAC, Guest, strip_escapes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG_DIR = os.path.join(os.path.dirname(HERE), "ironic")
@@ -36,8 +36,6 @@ DOMAIN = "ocimetal-e2e-ironic"
 NODE = "ocimetal-e2e"
 POOL = "ocimetal-e2e"
 LIBVIRT_URI = "qemu:///system"
-SECOND_MAC = "52:54:00:12:34:57"
-STATIC_IP = "192.0.2.10"
 
 # Time limits, in seconds, under TCG on a busy 2-core machine.
 VENV_TIMEOUT = 30 * 60
@@ -49,7 +47,7 @@ CHECK_TIMEOUT = 20 * 60
 
 INSTALLED = r"installed \S+ \(sha256:[0-9a-f]+\) on "
 ALREADY_INSTALLED = r"is already installed: booting it instead of reinstalling"
-ANOTHER_DEPLOYMENT = r"the disks hold another deployment .*; reinstalling"
+REINSTALL = r"step wipe: start"
 
 
 def _template(template, **values):
@@ -480,24 +478,17 @@ class DomainConsole(Guest):
 
 # --- orders ---------------------------------------------------------------------------------
 
-def _network_data():
-    """DHCP on the first NIC (the registry), a static address on the second."""
+def _config_drive(ctx, hostname, force=False):
+    """The configdrive of a deploy; `force` for a deploy of other orders onto a node that
+    holds a deployment already (without it ocimetal refuses to wipe a deployed node)."""
+    meta = {"local-hostname": hostname, "metal3-name": hostname,
+            "oci_image": ctx.debian("-bootable"),
+            "root_device_hints": f"serial={DISK1_SERIAL} {DISK2_SERIAL}"}
+    if force:
+        meta["ocimetal_force"] = True
     return {
-        "links": [{"id": "nic0", "type": "phy", "ethernet_mac_address": GUEST_MAC, "mtu": 1500},
-                  {"id": "nic1", "type": "phy", "ethernet_mac_address": SECOND_MAC, "mtu": 1500}],
-        "networks": [{"id": "net0", "link": "nic0", "type": "ipv4_dhcp", "network_id": "n0"},
-                     {"id": "net1", "link": "nic1", "type": "ipv4", "network_id": "n1",
-                      "ip_address": STATIC_IP, "netmask": "255.255.255.0", "routes": []}],
-        "services": [],
-    }
-
-
-def _config_drive(ctx, hostname):
-    return {
-        "meta_data": {"local-hostname": hostname, "metal3-name": hostname,
-                      "oci_image": ctx.debian("-bootable"),
-                      "root_device_hints": f"serial={DISK1_SERIAL} {DISK2_SERIAL}"},
-        "network_data": _network_data(),
+        "meta_data": meta,
+        "network_data": checks.network_data(GUEST_MAC),
         "user_data": checks.user_data(hostname),
     }
 
@@ -545,13 +536,14 @@ def _expect_state(api, provision, power=None):
     return node
 
 
-def _check_facts(label, facts, hostname):
-    for key in ("hostname", "root-source", "mdstat", "esp", "ipv4"):
+def _check_facts(label, facts, hostname, console):
+    for key in ("hostname", "root-source", "mdstat", "esp", "ipv4", "route", "dns", "cloud-init",
+                "failed-unit", "journal-err"):
         for value in facts.get(key, []):
             print(f"    {label} {key}: {value}", flush=True)
     problems = checks.check_installed(facts, hostname=hostname, esp_count=2, raid="[UU]")
-    if not any(value.endswith(f" {STATIC_IP}/24") for value in facts.get("ipv4", [])):
-        problems.append(f"no {STATIC_IP}/24 from network_data: {facts.get('ipv4')}")
+    problems += checks.check_first_boot(facts, console)
+    problems += checks.check_network(facts)
     if problems:
         raise ScenarioFailed(f"{label}: " + "; ".join(problems))
 
@@ -571,11 +563,11 @@ def _boot_installed(ctx, console, label, start, hostname):
         console.wait_for(r"E2E-FACT done", CHECK_TIMEOUT, start=start, fail_on_failure_tag=False)
         console.wait_exit(120, fail_on_failure_tag=False)
     facts = console.facts_since(start)
-    _check_facts(label, facts, hostname)
+    _check_facts(label, facts, hostname, console.lines_between("", start, console.mark()))
     return facts
 
 
-def _deploy(ctx, api, libvirt, console, files, hostname, label):
+def _deploy(ctx, api, libvirt, console, files, hostname, label, force=False):
     """instance_info, then `deploy` with a configdrive; waits for `active`. Returns the console
     index the deploy started at and the boot device requests Ironic sent."""
     base = f"http://127.0.0.1:{files.port}/ocimetal"
@@ -590,7 +582,7 @@ def _deploy(ctx, api, libvirt, console, files, hostname, label):
                       "--instance-info", f"ramdisk_kernel_arguments={ctx.cmdline()}")
         start = console.mark()
         api.baremetal("node", "deploy", NODE, "--config-drive",
-                      json.dumps(_config_drive(ctx, hostname)), "--wait", str(STATE_TIMEOUT))
+                      json.dumps(_config_drive(ctx, hostname, force)), "--wait", str(STATE_TIMEOUT))
         _expect_state(api, "active", "power on")
         # A ramdisk deploy is done when the ramdisk boots: the CD and the configdrive stay.
         _check_media(libvirt, label, ["cdrom", "floppy"])
@@ -613,7 +605,7 @@ def ironic(ctx):
     """A real Ironic deploys the ramdisk over Redfish virtual media; ocimetal installs RAID1
     from the configdrive Ironic builds; the machine boots the disk, the ramdisk booting again
     from the persistent CD boots the disk without reinstalling, undeploy ejects the media,
-    and a second deploy with other orders reinstalls."""
+    and a second deploy with other orders and `ocimetal_force` reinstalls."""
     workdir = ctx.workdir("ironic")
     iso = os.path.join(ctx.repo, "build", "ramdisk", "ocimetal-ramdisk.iso")
     system_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, "ocimetal-e2e-ironic"))
@@ -682,12 +674,13 @@ def ironic(ctx):
         # emulator's libvirt driver keeps every boot device persistent all the same).
         hostname = "e2e-ironic-2"
         api.baremetal("node", "set", NODE, "--driver-info", "force_persistent_boot_device=Never")
-        start, requests = _deploy(ctx, api, libvirt, console, files, hostname, "redeploy")
+        start, requests = _deploy(ctx, api, libvirt, console, files, hostname, "redeploy",
+                                  force=True)
         if not any("'Cd'" in r and "'Once'" in r for r in requests):
             raise ScenarioFailed(f"ironic: with force_persistent_boot_device=Never Ironic sent {requests}")
         index = _install(ctx, console, start, "reinstall")
-        if not console.lines_between(ANOTHER_DEPLOYMENT, start, index):
-            raise ScenarioFailed("ironic: the second deploy did not say it replaces the first")
+        if not console.lines_between(REINSTALL, start, index):
+            raise ScenarioFailed("ironic: the second deploy did not reinstall")
         _boot_installed(ctx, console, "second-boot", index, hostname)
         with ctx.phase("ironic:undeploy-2"):
             api.baremetal("node", "undeploy", NODE, "--wait", str(STATE_TIMEOUT))
