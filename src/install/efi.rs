@@ -111,9 +111,27 @@ pub fn ensure_entries(host: &dyn Host, entries: &[BootEntry]) -> anyhow::Result<
     Ok(created)
 }
 
-/// Sets BootNext to the existing entry labelled `label` (re-entry path).
+/// Whether BootNext already points at the entry labelled `label`: set by an earlier boot of
+/// the installer and not used, so the firmware booted something else first (a BMC's
+/// persistent boot override wins over BootNext on some machines).
+pub fn boot_next_unused(state: &BootState, label: &str) -> bool {
+    state
+        .entries
+        .iter()
+        .any(|(n, l)| l == label && state.next.as_ref() == Some(n))
+}
+
+/// Sets BootNext to the existing entry labelled `label` (re-entry path). Refuses when an
+/// earlier BootNext to it went unused: rebooting again would only boot the installer again.
 pub fn boot_next_to(host: &dyn Host, label: &str) -> anyhow::Result<Option<String>> {
     let state = read_state(host)?;
+    if boot_next_unused(&state, label) {
+        anyhow::bail!(
+            "BootNext already points at {label:?} from an earlier boot of the installer, and \
+             the firmware booted the installer again (a persistent boot override on the BMC?): \
+             not rebooting in a loop; make the disk the boot device"
+        );
+    }
     let found = state
         .entries
         .iter()
@@ -133,6 +151,17 @@ mod tests {
 Boot0000* UiApp\tFvVol(7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1)/FvFile(462caa21-7614-4503-836e-8ab6f4662331)\n\
 Boot0001* UEFI QEMU DVD-ROM QM00005 \tPciRoot(0x0)/Pci(0x1f,0x2)/Sata(2,65535,0){auto_created_boot_option}\n\
 Boot0003* ocimetal EFI\tHD(1,GPT,5b1c...,0x1000,0x400000)/File(\\EFI\\debian\\shimx64.efi)\n";
+
+    #[test]
+    fn an_unused_boot_next_to_our_entry_is_noticed() {
+        let mut state = parse_efibootmgr(OUTPUT);
+        assert!(!boot_next_unused(&state, "ocimetal EFI"));
+        state.next = Some("0003".into());
+        assert!(boot_next_unused(&state, "ocimetal EFI"));
+        assert!(!boot_next_unused(&state, "ocimetal EFI2"));
+        let with_next = parse_efibootmgr(&format!("BootNext: 0003\n{OUTPUT}"));
+        assert_eq!(with_next.next.as_deref(), Some("0003"));
+    }
 
     #[test]
     fn efibootmgr_output_is_parsed() {
