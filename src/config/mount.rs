@@ -39,26 +39,83 @@ impl Default for DeviceRoots {
     }
 }
 
-/// The block device labelled `config-2`, if any: the udev symlink first, then a scan of the
-/// udev database (the symlink is missing when two devices share the label or udev rules
-/// differ).
+/// The block device labelled `config-2`, if any. Every labelled device in the udev database
+/// is a candidate; removable and virtual media (CD, USB, floppy, a whole device) come first,
+/// then by name, so the choice is the same at every boot and logged when there are several. A
+/// `config-2` partition on a fixed disk is what an earlier deploy left there (IPA writes one
+/// at the end of its target): never read as today's orders. Without a udev database, the
+/// `by-label` symlink.
 pub fn find_config2(roots: &DeviceRoots) -> Option<PathBuf> {
-    for label in LABELS {
-        let link = roots.by_label.join(label);
-        if let Ok(device) = fs::canonicalize(&link) {
-            return Some(device);
-        }
+    let mut media: Vec<(Medium, PathBuf)> = udev::block_entries(&roots.udev_data)
+        .into_iter()
+        .filter(|(_, entry)| {
+            entry
+                .properties
+                .get("ID_FS_LABEL")
+                .is_some_and(|label| LABELS.contains(&label.as_str()))
+        })
+        .map(|(major_minor, _)| {
+            (
+                medium(&roots.sys_dev_block.join(&major_minor)),
+                device_node(roots, &major_minor),
+            )
+        })
+        .collect();
+    media.sort();
+    if media.len() > 1 {
+        let listed: Vec<String> = media
+            .iter()
+            .map(|(kind, path)| format!("{} ({kind:?})", path.display()))
+            .collect();
+        tracing::info!("config-2 media: {}", listed.join(", "));
     }
-    let entries = udev::block_entries(&roots.udev_data);
-    for label in LABELS {
-        let found = entries.iter().find(|(_, entry)| {
-            entry.properties.get("ID_FS_LABEL").map(String::as_str) == Some(label)
-        });
-        if let Some((major_minor, _)) = found {
-            return Some(device_node(roots, major_minor));
-        }
+    if !media.is_empty() {
+        return media
+            .into_iter()
+            .find(|(kind, _)| *kind != Medium::PartitionOfFixedDisk)
+            .map(|(_, path)| path);
     }
-    None
+    LABELS
+        .iter()
+        .find_map(|label| fs::canonicalize(roots.by_label.join(label)).ok())
+}
+
+/// What kind of device holds a `config-2` filesystem, in order of preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Medium {
+    /// A removable disk or a partition of one, USB, an optical or floppy drive.
+    Removable,
+    /// A whole fixed device (a configdrive attached as its own disk), or unknown to sysfs.
+    WholeDevice,
+    /// A partition of a fixed disk: an earlier deploy's, ignored.
+    PartitionOfFixedDisk,
+}
+
+/// Classifies the device whose `/sys/dev/block/MAJ:MIN` link is `sys_link`.
+fn medium(sys_link: &Path) -> Medium {
+    let Ok(real) = fs::canonicalize(sys_link) else {
+        return Medium::WholeDevice;
+    };
+    let partition = real.join("partition").is_file();
+    let disk = if partition {
+        real.parent().unwrap_or(&real)
+    } else {
+        &real
+    };
+    let name = disk
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let removable = sysfs::read_u64(&disk.join("removable")) == Some(1)
+        || ["sr", "fd"].iter().any(|prefix| name.starts_with(prefix))
+        || real
+            .components()
+            .any(|c| c.as_os_str().to_string_lossy().starts_with("usb"));
+    match (removable, partition) {
+        (true, _) => Medium::Removable,
+        (false, false) => Medium::WholeDevice,
+        (false, true) => Medium::PartitionOfFixedDisk,
+    }
 }
 
 /// `/dev/NAME` for a `MAJ:MIN`, from sysfs; `/dev/block/MAJ:MIN` when sysfs does not say.
@@ -211,6 +268,67 @@ mod tests {
         // Without sysfs the /dev/block link names it.
         fs::remove_dir_all(roots.sys_dev_block.join("11:0")).unwrap();
         assert_eq!(find_config2(&roots), Some(roots.dev.join("block/11:0")));
+    }
+
+    /// A sysfs device directory under `base/devices/PATH` with `/sys/dev/block/MAJ:MIN`
+    /// pointing at it.
+    fn sys_device(roots: &DeviceRoots, base: &Path, path: &str, devno: &str, partition: bool) {
+        let dir = base.join("devices").join(path);
+        fs::create_dir_all(&dir).unwrap();
+        let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+        fs::write(dir.join("uevent"), format!("DEVNAME={name}\n")).unwrap();
+        if partition {
+            fs::write(dir.join("partition"), "2\n").unwrap();
+        } else {
+            fs::write(dir.join("removable"), "0\n").unwrap();
+        }
+        fs::create_dir_all(&roots.sys_dev_block).unwrap();
+        std::os::unix::fs::symlink(&dir, roots.sys_dev_block.join(devno)).unwrap();
+        fs::write(
+            roots.udev_data.join(format!("b{devno}")),
+            "E:ID_FS_LABEL=config-2\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_stale_partition_on_a_fixed_disk_is_never_read_and_removable_media_come_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = roots(dir.path());
+        // The fixed disk's disk-level attributes, then its config-2 partition.
+        fs::create_dir_all(dir.path().join("devices/pci0/virtio3/block/vda")).unwrap();
+        fs::write(
+            dir.path().join("devices/pci0/virtio3/block/vda/removable"),
+            "0\n",
+        )
+        .unwrap();
+        sys_device(
+            &roots,
+            dir.path(),
+            "pci0/virtio3/block/vda/vda2",
+            "254:2",
+            true,
+        );
+        assert_eq!(find_config2(&roots), None, "only a stale partition");
+        // A USB stick's partition and a virtual CD: the CD (by name) of the removable ones.
+        sys_device(
+            &roots,
+            dir.path(),
+            "pci0/usb1/1-1/host6/block/sdc/sdc1",
+            "8:33",
+            true,
+        );
+        assert_eq!(find_config2(&roots), Some(roots.dev.join("sdc1")));
+        sys_device(
+            &roots,
+            dir.path(),
+            "pci0/ata1/host0/block/sr0",
+            "11:0",
+            false,
+        );
+        assert_eq!(find_config2(&roots), Some(roots.dev.join("sdc1")));
+        fs::remove_file(roots.udev_data.join("b8:33")).unwrap();
+        assert_eq!(find_config2(&roots), Some(roots.dev.join("sr0")));
     }
 
     #[test]

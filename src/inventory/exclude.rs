@@ -25,6 +25,12 @@ pub(super) fn reasons(roots: &ScanRoots, found: &[Found]) -> Vec<Vec<String>> {
 
     for (holder, label, kind) in labelled(roots, found, &owners) {
         if label.eq_ignore_ascii_case(CONFIG_DRIVE_LABEL) {
+            if holder.name != holder.disk && is_fixed_disk(found, &holder.disk) {
+                // A configdrive partition on a fixed disk is what an earlier deploy left
+                // (IPA writes one at the end of its target): orders arrive on removable or
+                // virtual media, so that disk stays a candidate.
+                continue;
+            }
             add(
                 &holder.disk,
                 format!(
@@ -76,6 +82,24 @@ pub(super) fn reasons(roots: &ScanRoots, found: &[Found]) -> Vec<Vec<String>> {
         }
     }
     reasons
+}
+
+/// A disk that is neither removable nor on USB: where an earlier install lives, not where
+/// orders arrive.
+fn is_fixed_disk(found: &[Found], disk: &str) -> bool {
+    let Some(device) = found.iter().find(|d| d.name == disk) else {
+        return false;
+    };
+    let removable = sysfs::read_u64(&device.dir.join("removable")) == Some(1);
+    let usb = device
+        .udev
+        .as_ref()
+        .is_some_and(|u| u.get("ID_BUS") == Some("usb"))
+        || std::fs::canonicalize(&device.dir).is_ok_and(|real| {
+            real.components()
+                .any(|c| c.as_os_str().to_string_lossy().starts_with("usb"))
+        });
+    !removable && !usb
 }
 
 /// Reasons that follow from the device alone: its kind, read-only flag and size.

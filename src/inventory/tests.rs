@@ -419,6 +419,34 @@ fn usb_stick_with_config_drive_is_excluded_and_plain_one_kept() {
 }
 
 #[test]
+fn a_configdrive_partition_left_on_a_fixed_disk_keeps_the_disk_a_candidate() {
+    let machine = mixed_machine();
+    // What IPA's direct deploy leaves at the end of its target disk.
+    machine
+        .disk(
+            "vde",
+            "pci0000:00/0000:00:09.0/virtio9",
+            "254:64",
+            GIB_SECTORS,
+        )
+        .partition("vde1", "254:65", "E:ID_FS_TYPE=ext4\n")
+        .partition(
+            "vde2",
+            "254:66",
+            "E:ID_FS_TYPE=iso9660\nE:ID_FS_LABEL=config-2\n",
+        );
+    let scan = scan_at(&machine.roots()).unwrap();
+    assert!(
+        scan.excluded.iter().all(|e| e.name != "/dev/vde"),
+        "{:?}",
+        scan.excluded
+    );
+    device(&scan, "/dev/vde");
+    // The same on a USB stick (removable, orders arrive there) still excludes it.
+    assert!(exclusion(&scan, "/dev/sdc").contains("configuration drive"));
+}
+
+#[test]
 fn non_disks_are_excluded_with_their_kind() {
     let scan = scan_at(&mixed_machine().roots()).unwrap();
     let sr0 = exclusion(&scan, "/dev/sr0");
