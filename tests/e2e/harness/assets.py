@@ -161,7 +161,8 @@ trap 'for d in dev sys proc; do umount -R "$ROOTFS/$d" || true; done' EXIT
 chroot "$ROOTFS" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 chroot "$ROOTFS" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \\
     linux-image-amd64 grub-efi-amd64 shim-signed cloud-init mdadm lvm2 initramfs-tools \\
-    efibootmgr e2fsprogs dosfstools ca-certificates systemd-sysv
+    efibootmgr e2fsprogs dosfstools ca-certificates systemd-sysv busybox iproute2 netplan.io \\
+    systemd-resolved openssh-server rsync sudo curl
 chroot "$ROOTFS" apt-get clean
 rm -f "$ROOTFS/usr/sbin/policy-rc.d"
 """

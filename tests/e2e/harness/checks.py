@@ -1,7 +1,12 @@
 """What the installed system reports about itself, and the checks on it.
 
-cloud-init's user_data installs a per-boot script that prints `E2E-FACT KEY VALUE` lines on
-the serial console and powers the machine off."""
+cloud-init's user_data installs a per-boot script that starts the facts unit once cloud-init's
+last stage is over; the unit prints `E2E-FACT KEY VALUE` lines on the serial console (the
+first-boot health: failed units, error-priority journal lines, cloud-init's status; the
+network as configured) and powers the machine off."""
+
+import os
+import re
 
 FACTS_SCRIPT = r"""#!/bin/sh
 # Facts for the end-to-end test, printed on the serial console at every boot.
@@ -24,32 +29,158 @@ done
 efibootmgr | while read -r line; do fact efi "$line"; done
 fact kept-logs "$(ls /var/log/ocimetal 2>/dev/null | sort | tr '\n' ' ')"
 ip -4 -o addr show scope global | while read -r _ dev _ addr _; do fact ipv4 "$dev $addr"; done
+ip -4 route show | while read -r line; do fact route "$line"; done
+ip -o link show | while read -r _ dev rest; do
+    fact mtu "${dev%:} $(echo "$rest" | sed -n 's/.* mtu \([0-9]*\) .*/\1/p')"
+done
+if command -v resolvectl >/dev/null; then
+    resolvectl dns --no-pager | while read -r line; do fact dns "$line"; done
+fi
+grep '^nameserver' /etc/resolv.conf | while read -r line; do fact dns "$line"; done
+fact ssh-server "$(systemctl is-active ssh.service)"
 fact journal-steps "$(grep -o '"OCIMETAL_STEP":"[a-z-]*"' /var/log/ocimetal/journal.json 2>/dev/null | sort -u | wc -l)"
+cloud-init status --long --wait | while read -r line; do fact cloud-init "$line"; done
+systemctl list-units --failed --plain --no-legend --no-pager | while read -r unit _; do
+    fact failed-unit "$unit"
+done
+journalctl -b -p err --no-pager -o short-monotonic | grep -v '^-- ' | while read -r line; do
+    fact journal-err "$line"
+done
 fact done 1
 systemctl poweroff
 """
 
+# Started by cloud-init's per-boot scripts; runs once cloud-final is over (a unit ordered
+# after it: the script itself runs inside cloud-final, which `--wait` would wait for forever).
+LAUNCHER = """#!/bin/sh
+exec systemd-run --no-block --unit=ocimetal-e2e-facts --property=After=cloud-final.service \\
+    /usr/local/sbin/ocimetal-e2e-facts
+"""
+
+from .vm import SECOND_MAC
+
+STATIC_IP = "192.0.2.10"
+STATIC_ROUTE = "198.51.100.0/24 via 192.0.2.1"
+STATIC_DNS = "192.0.2.53"
+STATIC_MTU = "1400"
+
+
+def _indented(text):
+    return "\n".join("      " + line for line in text.splitlines())
+
 
 def user_data(hostname):
     """Cloud-config that sets the hostname and installs the facts script."""
-    body = "\n".join("      " + line for line in FACTS_SCRIPT.splitlines())
     return f"""#cloud-config
 hostname: {hostname}
 write_files:
+  - path: /usr/local/sbin/ocimetal-e2e-facts
+    permissions: "0755"
+    content: |
+{_indented(FACTS_SCRIPT)}
   - path: /var/lib/cloud/scripts/per-boot/zz-ocimetal-e2e-facts
     permissions: "0755"
     content: |
-{body}
+{_indented(LAUNCHER)}
 """
 
 
-def network_data(mac):
-    """OpenStack network_data.json: DHCP on the one NIC."""
+def network_data(mac, second_mac=SECOND_MAC):
+    """OpenStack network_data.json: DHCP on the first NIC (the registry); on the second a
+    static address with a route, a DNS server and an MTU of its own."""
     return {
-        "links": [{"id": "nic0", "type": "phy", "ethernet_mac_address": mac, "mtu": 1500}],
-        "networks": [{"id": "net0", "link": "nic0", "type": "ipv4_dhcp", "network_id": "n0"}],
-        "services": [],
+        "links": [{"id": "nic0", "type": "phy", "ethernet_mac_address": mac, "mtu": 1500},
+                  {"id": "nic1", "type": "phy", "ethernet_mac_address": second_mac,
+                   "mtu": int(STATIC_MTU)}],
+        "networks": [{"id": "net0", "link": "nic0", "type": "ipv4_dhcp", "network_id": "n0"},
+                     {"id": "net1", "link": "nic1", "type": "ipv4", "network_id": "n1",
+                      "ip_address": STATIC_IP, "netmask": "255.255.255.0",
+                      "routes": [{"network": "198.51.100.0", "netmask": "255.255.255.0",
+                                  "gateway": "192.0.2.1"}]}],
+        "services": [{"type": "dns", "address": STATIC_DNS}],
     }
+
+
+def check_network(facts):
+    """Problems with the network_data of `network_data()` as the installed system applied it:
+    the static address, its route, its MTU and the DNS server."""
+    problems = []
+    dev = next((v.split()[0] for v in facts.get("ipv4", []) if v.endswith(f" {STATIC_IP}/24")),
+               None)
+    if not dev:
+        return [f"no {STATIC_IP}/24 from network_data: {facts.get('ipv4')}"]
+    if not any(r.startswith(STATIC_ROUTE) and f" dev {dev}" in r for r in facts.get("route", [])):
+        problems.append(f"no route {STATIC_ROUTE} on {dev}: {facts.get('route')}")
+    if f"{dev} {STATIC_MTU}" not in facts.get("mtu", []):
+        problems.append(f"{dev} has not the MTU {STATIC_MTU}: {facts.get('mtu')}")
+    if not any(STATIC_DNS in line for line in facts.get("dns", [])):
+        problems.append(f"the DNS server {STATIC_DNS} is not in use: {facts.get('dns')}")
+    return problems
+
+
+ALLOWED_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "first-boot-allowed.txt")
+# Console lines of the initramfs (before systemd) that say something went wrong.
+_INITRAMFS_TROUBLE = re.compile(r"(?i)not found|error|fail|invalid|unknown|can't|cannot|warning")
+_KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\]")
+
+
+def allowed_patterns(path=ALLOWED_FILE):
+    """The allow-list: one regular expression per line, each after a comment giving the
+    reason; messages that come from the emulated machine, not from the install."""
+    patterns = []
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.strip() and not line.lstrip().startswith("#"):
+                patterns.append(re.compile(line))
+    return patterns
+
+
+# The initramfs is over once systemd or a service of the installed system speaks.
+_AFTER_INITRAMFS = re.compile(r"Welcome to |systemd\[1\]: |cloud-init\[|E2E-FACT |login: ")
+
+
+def initramfs_lines(console_lines):
+    """The lines the initramfs printed: from GRUB loading it (or the kernel starting /init,
+    after a kexec) until systemd or a service of the installed system speaks; the kernel's
+    own timestamped messages are left out (error-priority ones are in the journal)."""
+    out, inside = [], False
+    for line in console_lines:
+        if "Loading initial ramdisk" in line or "Run /init as init process" in line:
+            inside = True
+        elif inside and _AFTER_INITRAMFS.search(line):
+            break
+        elif inside and line.strip() and not _KERNEL_LINE.match(line):
+            out.append(line.strip())
+    return out
+
+
+def check_first_boot(facts, console_lines, allowed=None):
+    """Problems in the installed system's first boot: failed units, error-priority journal
+    messages and initramfs complaints not on the allow-list, a cloud-init status other than
+    done."""
+    allowed = allowed_patterns() if allowed is None else allowed
+
+    def unexplained(lines):
+        return [line for line in lines if not any(p.search(line) for p in allowed)]
+
+    problems = []
+    failed = unexplained(facts.get("failed-unit", []))
+    if failed:
+        problems.append(f"failed units: {failed}")
+    errors = unexplained(facts.get("journal-err", []))
+    if errors:
+        problems.append(f"error messages: {errors[:8]}")
+    early = unexplained([line for line in initramfs_lines(console_lines)
+                         if _INITRAMFS_TROUBLE.search(line)])
+    if early:
+        problems.append(f"initramfs: {early[:8]}")
+    status = next((line.split(":", 1)[1].strip() for line in facts.get("cloud-init", [])
+                   if line.startswith("status:")), None)
+    if status != "done":
+        problems.append(f"cloud-init status is {status!r}: {facts.get('cloud-init')}")
+    return problems
 
 
 def collect_facts(guest):

@@ -182,17 +182,22 @@ def _check_boot(ctx, label, workdir, disks, boot_disk, vars_path, **expect):
             guest.wait_for(r"E2E-FACT done", CHECK_TIMEOUT, fail_on_failure_tag=False)
             guest.wait_exit(120, fail_on_failure_tag=False)
         facts = checks.collect_facts(guest)
-    _report_and_check(label, facts, **expect)
+        console = list(guest.lines)
+    _report_and_check(label, facts, console, **expect)
     return facts
 
 
-def _report_and_check(label, facts, **expect):
+def _report_and_check(label, facts, console, **expect):
     """Prints the main facts of an installed system and fails the scenario on any problem
-    `checks.check_installed` finds."""
-    for key in ("hostname", "root-source", "mdstat", "esp", "kept-logs", "journal-steps"):
+    `checks.check_installed` finds, on any trouble in its first boot (`console`: its console
+    lines) and when the network of `checks.network_data` is not as ordered."""
+    for key in ("hostname", "root-source", "mdstat", "esp", "kept-logs", "journal-steps",
+                "ipv4", "route", "dns", "cloud-init", "failed-unit", "journal-err"):
         for value in facts.get(key, []):
             print(f"    {label} {key}: {value}", flush=True)
     problems = checks.check_installed(facts, **expect)
+    problems += checks.check_first_boot(facts, console)
+    problems += checks.check_network(facts)
     if problems:
         raise ScenarioFailed(f"{label}: " + "; ".join(problems))
 
@@ -360,9 +365,10 @@ def kexec(ctx):
             guest.wait_for(r"E2E-FACT done", CHECK_TIMEOUT, start=index, fail_on_failure_tag=False)
             guest.wait_exit(120, fail_on_failure_tag=False)
         facts = checks.collect_facts(guest)
+        console = guest.lines[index:]
     _check_events("kexec", ctx.events("kexec"))
     # The firmware did not boot this kernel, so BootCurrent names the ramdisk's entry.
-    _report_and_check("kexec", facts, hostname=hostname, esp_count=1, raid=None,
+    _report_and_check("kexec", facts, console, hostname=hostname, esp_count=1, raid=None,
                       efi_entries=False)
 
 
