@@ -15,8 +15,10 @@ DISK2_SERIAL = "DISK2SERIAL"
 DISK2_WWN = "0x5000c500a1b2c3d4"
 GUEST_MAC = "52:54:00:12:34:56"
 # The second NIC: on a network of its own with nothing else on it, for network_data's static
-# address, route, DNS server and MTU.
+# address, route, DNS server and MTU. Its QEMU network is 192.0.2.0/24, so that the ramdisk's
+# DHCP on every NIC never gives it a second route to 10.0.2.0/24.
 SECOND_MAC = "52:54:00:12:34:57"
+SECOND_NET = "user,id=n1,restrict=on,net=192.0.2.0/24"
 
 # Terminal control sequences systemd and getty write to the console (queries, colours).
 _ESCAPES = re.compile(r"\x1b\[[0-9;:?!=>]*[a-zA-Z]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>78c]|\r")
@@ -63,7 +65,7 @@ class Guest:
             "-drive", f"if=pflash,format=raw,unit=1,file={vars_path}",
             "-device", "virtio-scsi-pci,id=scsi0",
             "-netdev", netdev, "-device", f"virtio-net-pci,netdev=n0,mac={GUEST_MAC}",
-            "-netdev", "user,id=n1,restrict=on",
+            "-netdev", SECOND_NET,
             "-device", f"virtio-net-pci,netdev=n1,mac={SECOND_MAC},romfile=",
             "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
         ]
