@@ -67,10 +67,22 @@ impl std::fmt::Debug for Registry {
 
 impl RetryPolicy {
     /// The wait before attempt `attempt + 1`: the backoff, or longer when the registry
-    /// asked for it.
+    /// asked for it, plus up to half as much again at random: a fleet that a registry
+    /// throttled at once must not come back at once.
     pub(crate) fn wait(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        self.delay(attempt).max(retry_after.unwrap_or_default())
+        let base = self.delay(attempt).max(retry_after.unwrap_or_default());
+        base + (base / 2).mul_f64(unit_random())
     }
+}
+
+/// A number in [0, 1) from the standard library's per-instance random hash keys (no crate
+/// needed for jitter).
+fn unit_random() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let bits = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl Registry {
@@ -252,6 +264,18 @@ fn load_ca_file(path: Option<&std::path::Path>) -> anyhow::Result<Vec<Certificat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_are_jittered_up_to_half_again_and_honour_retry_after() {
+        let policy = RetryPolicy::default();
+        let base = policy.delay(2).max(Duration::from_secs(1));
+        let waits: Vec<Duration> = (0..200)
+            .map(|_| policy.wait(2, Some(Duration::from_secs(1))))
+            .collect();
+        assert!(waits.iter().all(|w| *w >= base && *w <= base.mul_f64(1.5)));
+        let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
+        assert!(distinct.len() > 100, "{} distinct waits", distinct.len());
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
