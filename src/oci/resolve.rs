@@ -168,9 +168,7 @@ async fn fetch_manifest(
     let tag_or_digest = by.digest().or(by.tag()).unwrap_or("latest");
     let (body, named) = registry
         .retrying(endpoint, || {
-            registry
-                .http
-                .get_manifest(&registry.client, endpoint, tag_or_digest)
+            registry.http.get_manifest(endpoint, tag_or_digest)
         })
         .await?;
     let check = |digest: &str| BlobVerifier::check_whole("manifest", digest, &body);
