@@ -59,22 +59,39 @@ pub fn size(limit: u64) -> String {
 }
 
 /// All of `reader`, when it holds at most `limit` bytes.
-pub fn read_to_limit(reader: impl Read, limit: u64) -> Result<Vec<u8>, Refused> {
-    let mut bytes = Vec::new();
-    reader
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
+///
+/// The buffer is taken zeroed at its full size at once: the system backs only the pages
+/// written, and no growing copy ever holds a read twice.
+pub fn read_to_limit(mut reader: impl Read, limit: u64) -> Result<Vec<u8>, Refused> {
+    let room = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
+    let mut bytes = vec![0u8; room];
+    let mut filled = 0;
+    while filled < room {
+        match reader.read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    if filled as u64 > limit {
         return Err(Refused::TooLarge(limit));
     }
+    bytes.truncate(filled);
     Ok(bytes)
 }
 
 /// The regular file at `path` (symlinks followed: the operator named it), at most `limit`
 /// bytes. A FIFO is opened without waiting for a writer, then refused.
 pub fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>, Refused> {
+    read_opened(open_regular(path)?, limit)
+}
+
+/// The regular file at `path` (symlinks followed: the operator named it), opened for reading.
+/// A FIFO is opened without waiting for a writer, then refused.
+pub fn open_regular(path: &Path) -> Result<File, Refused> {
     let fd = nix::fcntl::open(path, read_flags(), Mode::empty()).map_err(io::Error::from)?;
-    read_regular(File::from(fd), limit)
+    regular(File::from(fd))
 }
 
 /// The regular file `rel` under the directory `dir`, at most `limit` bytes, resolved without
@@ -94,11 +111,29 @@ pub fn read_beneath(dir: &Path, rel: &Path, limit: u64) -> Result<Option<Vec<u8>
                 | ResolveFlag::RESOLVE_NO_MAGICLINKS,
         );
     match openat2(root.as_fd(), rel, how) {
-        Ok(fd) => read_regular(File::from(fd), limit).map(Some),
+        Ok(fd) => read_opened(regular(File::from(fd))?, limit).map(Some),
         Err(Errno::ENOENT) => Ok(None),
         Err(Errno::ELOOP) => Err(Refused::Symlink),
         Err(errno) => Err(Refused::Io(errno.into())),
     }
+}
+
+/// `file`, when it is a regular file.
+fn regular(file: File) -> Result<File, Refused> {
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(Refused::NotRegular(kind_name(kind)));
+    }
+    Ok(file)
+}
+
+/// All of `file`, refused unread when its size is over `limit` (and still when it grows
+/// past it while being read).
+fn read_opened(file: File, limit: u64) -> Result<Vec<u8>, Refused> {
+    if file.metadata()?.len() > limit {
+        return Err(Refused::TooLarge(limit));
+    }
+    read_to_limit(file, limit)
 }
 
 /// Read-only, never waiting on a FIFO, never becoming the controlling terminal.
@@ -106,19 +141,8 @@ fn read_flags() -> OFlag {
     OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC
 }
 
-fn read_regular(file: File, limit: u64) -> Result<Vec<u8>, Refused> {
-    let meta = file.metadata()?;
-    let kind = meta.file_type();
-    if !kind.is_file() {
-        return Err(Refused::NotRegular(kind_name(&kind)));
-    }
-    if meta.len() > limit {
-        return Err(Refused::TooLarge(limit));
-    }
-    read_to_limit(file, limit)
-}
-
-fn kind_name(kind: &std::fs::FileType) -> &'static str {
+/// "a FIFO", "a character device", "a directory" and so on.
+pub fn kind_name(kind: std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     if kind.is_dir() {
         "a directory"

@@ -109,6 +109,7 @@ pub fn parse_object(
     field: &str,
     name: &str,
 ) -> Result<Map<String, Value>, OrderError> {
+    check_value_count(bytes, field)?;
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(not_an_object(&other, field, name)),
@@ -119,10 +120,67 @@ pub fn parse_object(
     }
 }
 
+/// Most values (objects, lists, strings, numbers) a JSON document from outside may hold. A
+/// parsed value takes 32 bytes and more, so `[0,0,0,…]` would take 16 times its size; real
+/// orders hold some hundreds.
+pub const MAX_JSON_VALUES: usize = 100_000;
+
+/// Refuses a document of more than [`MAX_JSON_VALUES`] values before it is parsed, so that
+/// its memory stays near its size.
+pub fn check_value_count(bytes: &[u8], field: &str) -> Result<(), OrderError> {
+    if value_count(bytes) > MAX_JSON_VALUES {
+        return Err(OrderError::new(
+            field,
+            format!("holds more than {MAX_JSON_VALUES} JSON values; orders hold some hundreds"),
+        ));
+    }
+    Ok(())
+}
+
+/// An upper bound of the values in a JSON text: one, plus one per `[`, `{` and `,` outside
+/// strings (every value but the first of a list or object follows a comma).
+fn value_count(bytes: &[u8]) -> usize {
+    let mut count = 1;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' | b',' => count += 1,
+                _ => {}
+            }
+        }
+    }
+    count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn counts_values_outside_strings() {
+        assert_eq!(value_count(b"{}"), 2);
+        assert_eq!(value_count(br#"{"a":[1,2,3],"b":"x,[{\",y"}"#), 6);
+        let many = format!("[{}0]", "0,".repeat(MAX_JSON_VALUES));
+        let err = parse_object(many.as_bytes(), "meta", "meta_data").unwrap_err();
+        assert_eq!(err.field, "meta");
+        assert!(
+            err.problem.contains("more than 100000 JSON values"),
+            "{err}"
+        );
+        let fine = format!("{{\"a\":[{}0]}}", "0,".repeat(1000));
+        assert!(parse_object(fine.as_bytes(), "meta", "meta_data").is_ok());
+    }
 
     #[test]
     fn errors_name_the_field_and_what_it_must_be() {
