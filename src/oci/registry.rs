@@ -191,17 +191,21 @@ fn mirror_host(endpoint: &str) -> Result<(String, bool), OrderError> {
     Ok((host, url.scheme() == "http"))
 }
 
+/// Largest CA file read (Debian's whole system bundle is some 220 KiB).
+pub const MAX_CA_FILE: u64 = 4 * crate::bounded::MIB;
+
 /// Reads a PEM bundle of extra CA certificates, one oci-client certificate per PEM block.
 fn load_ca_file(path: Option<&std::path::Path>) -> anyhow::Result<Vec<Certificate>> {
     let Some(path) = path else {
         return Ok(Vec::new());
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = crate::bounded::read_file(path, MAX_CA_FILE).map_err(|refused| {
         OrderError::new(
             "ca_file",
-            format!("cannot read CA file {}: {e}", path.display()),
+            format!("the CA file {} {refused}", path.display()),
         )
     })?;
+    let text = String::from_utf8_lossy(&bytes);
     const END: &str = "-----END CERTIFICATE-----";
     let certs: Vec<Certificate> = text
         .split_inclusive(END)
