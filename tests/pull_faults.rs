@@ -668,15 +668,16 @@ async fn a_tampered_manifest_fails_verification() {
 /// Runs `ocimetal pull` of `test/faults:1` through `proxy`.
 async fn ocimetal_pull_via(proxy: &Proxy) -> peak::Run {
     let dest = tempfile::tempdir().unwrap();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ocimetal"));
-    command
+    let mut measured = peak::measured(env!("CARGO_BIN_EXE_ocimetal"));
+    measured
+        .command()
         .arg("pull")
         .args(["--platform", "linux/amd64", "--insecure-registry"])
         .arg(proxy.host())
         .arg(format!("{}/test/faults:1", proxy.host()))
         .arg(dest.path().join("root"))
         .env("RUST_LOG", "off");
-    tokio::task::spawn_blocking(move || peak::run(command))
+    tokio::task::spawn_blocking(move || measured.run())
         .await
         .unwrap()
 }
