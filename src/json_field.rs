@@ -128,13 +128,18 @@ pub const MAX_JSON_VALUES: usize = 100_000;
 /// Refuses a document of more than [`MAX_JSON_VALUES`] values before it is parsed, so that
 /// its memory stays near its size.
 pub fn check_value_count(bytes: &[u8], field: &str) -> Result<(), OrderError> {
-    if value_count(bytes) > MAX_JSON_VALUES {
+    if too_many_values(bytes) {
         return Err(OrderError::new(
             field,
             format!("holds more than {MAX_JSON_VALUES} JSON values; orders hold some hundreds"),
         ));
     }
     Ok(())
+}
+
+/// The JSON text holds more than [`MAX_JSON_VALUES`] values.
+pub fn too_many_values(bytes: &[u8]) -> bool {
+    value_count(bytes) > MAX_JSON_VALUES
 }
 
 /// An upper bound of the values in a JSON text: one, plus one per `[`, `{` and `,` outside

@@ -209,6 +209,11 @@ fn parse_manifest(body: &[u8]) -> Result<OciManifest, String> {
         schema_version: i64,
         media_type: Option<String>,
     }
+    use crate::json_field::{too_many_values, MAX_JSON_VALUES};
+    // Parsed, `{"annotations": {"a": "", …}}` would take many times its 4 MiB.
+    if too_many_values(body) {
+        return Err(format!("holds more than {MAX_JSON_VALUES} JSON values"));
+    }
     let versioned: Versioned =
         serde_json::from_slice(body).map_err(|e| format!("not a manifest: {e}"))?;
     if versioned.schema_version != 2 {
@@ -380,5 +385,13 @@ mod tests {
         assert!(parse_manifest(b"<html>")
             .unwrap_err()
             .contains("not a manifest"));
+        let annotations = format!(
+            r#"{{"schemaVersion":2,"annotations":{{{}"z":""}}}}"#,
+            r#""a":"","#.repeat(100_000)
+        );
+        assert_eq!(
+            parse_manifest(annotations.as_bytes()).unwrap_err(),
+            "holds more than 100000 JSON values"
+        );
     }
 }
