@@ -1,5 +1,6 @@
 //! Limits on what is read from outside: files named by orders, files of a configdrive, HTTP
-//! bodies, and the text of an answer quoted in an error.
+//! bodies, the number of values in a JSON document, and the text of an answer quoted in an
+//! error.
 //!
 //! The installer runs in a small ramdisk. An input larger than it may be, one that never
 //! ends (`/dev/zero`) or never starts (a FIFO with no writer) is refused with one line naming
@@ -225,6 +226,41 @@ pub fn excerpt(bytes: &[u8]) -> String {
     line
 }
 
+/// Most values (objects, lists, strings, numbers) a JSON document from outside may hold. A
+/// parsed value takes 32 bytes and more, so `[0,0,0,…]` would take 16 times its size; real
+/// orders hold some hundreds.
+pub const MAX_JSON_VALUES: usize = 100_000;
+
+/// The JSON text holds more than [`MAX_JSON_VALUES`] values.
+pub fn too_many_values(bytes: &[u8]) -> bool {
+    value_count(bytes) > MAX_JSON_VALUES
+}
+
+/// An upper bound of the values in a JSON text: one, plus one per `[`, `{` and `,` outside
+/// strings (every value but the first of a list or object follows a comma).
+fn value_count(bytes: &[u8]) -> usize {
+    let mut count = 1;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' | b',' => count += 1,
+                _ => {}
+            }
+        }
+    }
+    count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +277,16 @@ mod tests {
         assert!(long.ends_with('…'));
         assert_eq!(excerpt(b"\xff\xfeok"), "\u{fffd}\u{fffd}ok");
         assert_eq!(excerpt(b""), "");
+    }
+
+    #[test]
+    fn counts_json_values_outside_strings() {
+        assert_eq!(value_count(b"{}"), 2);
+        assert_eq!(value_count(br#"{"a":[1,2,3],"b":"x,[{\",y"}"#), 6);
+        assert!(!too_many_values("[0]".repeat(1000).as_bytes()));
+        assert!(too_many_values(
+            format!("[{}0]", "0,".repeat(MAX_JSON_VALUES)).as_bytes()
+        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Reading fields of JSON orders (node documents, configdrive files, network_data) with the
 //! path of each field, so that a wrong value is one line naming the field and what it must be.
 
+use crate::bounded::{too_many_values, MAX_JSON_VALUES};
 use crate::error::OrderError;
 use serde_json::{Map, Value};
 
@@ -120,11 +121,6 @@ pub fn parse_object(
     }
 }
 
-/// Most values (objects, lists, strings, numbers) a JSON document from outside may hold. A
-/// parsed value takes 32 bytes and more, so `[0,0,0,…]` would take 16 times its size; real
-/// orders hold some hundreds.
-pub const MAX_JSON_VALUES: usize = 100_000;
-
 /// Refuses a document of more than [`MAX_JSON_VALUES`] values before it is parsed, so that
 /// its memory stays near its size.
 pub fn check_value_count(bytes: &[u8], field: &str) -> Result<(), OrderError> {
@@ -137,45 +133,13 @@ pub fn check_value_count(bytes: &[u8], field: &str) -> Result<(), OrderError> {
     Ok(())
 }
 
-/// The JSON text holds more than [`MAX_JSON_VALUES`] values.
-pub fn too_many_values(bytes: &[u8]) -> bool {
-    value_count(bytes) > MAX_JSON_VALUES
-}
-
-/// An upper bound of the values in a JSON text: one, plus one per `[`, `{` and `,` outside
-/// strings (every value but the first of a list or object follows a comma).
-fn value_count(bytes: &[u8]) -> usize {
-    let mut count = 1;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in bytes {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-        } else {
-            match b {
-                b'"' => in_string = true,
-                b'[' | b'{' | b',' => count += 1,
-                _ => {}
-            }
-        }
-    }
-    count
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     #[test]
-    fn counts_values_outside_strings() {
-        assert_eq!(value_count(b"{}"), 2);
-        assert_eq!(value_count(br#"{"a":[1,2,3],"b":"x,[{\",y"}"#), 6);
+    fn documents_of_too_many_values_are_refused() {
         let many = format!("[{}0]", "0,".repeat(MAX_JSON_VALUES));
         let err = parse_object(many.as_bytes(), "meta", "meta_data").unwrap_err();
         assert_eq!(err.field, "meta");

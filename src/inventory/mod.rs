@@ -169,7 +169,13 @@ pub fn load_json(path: &Path) -> anyhow::Result<Vec<BlockDevice>> {
     };
     let text = crate::bounded::read_file(path, MAX_INVENTORY)
         .map_err(|refused| invalid(format!("the file {refused}")))?;
-    crate::json_field::check_value_count(&text, "--inventory").map_err(|e| invalid(e.problem))?;
+    if crate::bounded::too_many_values(&text) {
+        return Err(invalid(format!(
+            "holds more than {} JSON values",
+            crate::bounded::MAX_JSON_VALUES
+        ))
+        .into());
+    }
     let text = String::from_utf8(text).map_err(|_| invalid("the file is not UTF-8 text".into()))?;
     let devices: Vec<BlockDevice> =
         serde_json::from_str(&text).map_err(|err| invalid(err.to_string()))?;

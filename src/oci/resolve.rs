@@ -209,7 +209,7 @@ fn parse_manifest(body: &[u8]) -> Result<OciManifest, String> {
         schema_version: i64,
         media_type: Option<String>,
     }
-    use crate::json_field::{too_many_values, MAX_JSON_VALUES};
+    use crate::bounded::{too_many_values, MAX_JSON_VALUES};
     // Parsed, `{"annotations": {"a": "", …}}` would take many times its 4 MiB.
     if too_many_values(body) {
         return Err(format!("holds more than {MAX_JSON_VALUES} JSON values"));
