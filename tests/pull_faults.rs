@@ -42,6 +42,8 @@ enum Fault {
     /// A token-authenticated registry whose token endpoint answers with this status and a
     /// body of `bytes` bytes.
     TokenFlood { code: u16, bytes: usize },
+    /// Answer 200 with one header line of `bytes` bytes, every time.
+    HeaderFlood { bytes: usize },
 }
 
 impl Fault {
@@ -184,6 +186,11 @@ async fn serve(
         record(Some(code));
         return flood(conn, code, bytes).await;
     }
+    if let (Some(_), Fault::HeaderFlood { bytes }) = (hit, fault) {
+        record(Some(200));
+        conn.write_all(b"HTTP/1.1 200 OK\r\nX-Flood: ").await?;
+        return write_as(&mut conn, bytes).await;
+    }
     if let (
         Some(n),
         Fault::Status {
@@ -273,8 +280,13 @@ async fn flood(mut conn: TcpStream, code: u16, bytes: usize) -> std::io::Result<
     );
     conn.write_all(head.as_bytes()).await?;
     conn.write_all(FLOOD_HEAD).await?;
+    write_as(&mut conn, bytes - FLOOD_HEAD.len()).await
+}
+
+/// Writes `bytes` `A`s, as long as the client reads, then hangs up.
+async fn write_as(conn: &mut TcpStream, bytes: usize) -> std::io::Result<()> {
     let chunk = vec![b'A'; 1 << 16];
-    let mut left = bytes - FLOOD_HEAD.len();
+    let mut left = bytes;
     while left > 0 {
         let n = left.min(chunk.len());
         conn.write_all(&chunk[..n]).await?;
@@ -676,7 +688,7 @@ async fn ocimetal_pull_via(proxy: &Proxy) -> peak::Run {
         .arg(proxy.host())
         .arg(format!("{}/test/faults:1", proxy.host()))
         .arg(dest.path().join("root"))
-        .env("RUST_LOG", "off");
+        .env("OCIMETAL_LOG", "off");
     tokio::task::spawn_blocking(move || measured.run())
         .await
         .unwrap()
@@ -762,4 +774,34 @@ async fn a_huge_token_answer_is_refused_in_bounded_memory() {
         );
         assert_eq!(proxy.seen("/token").len(), 1, "a refusal is not retried");
     }
+}
+
+#[tokio::test]
+async fn an_endless_header_is_refused_in_bounded_memory() {
+    let registry = TestRegistry::start();
+    let proxy = Proxy::start(
+        registry.addr,
+        "/manifests/".into(),
+        Fault::HeaderFlood { bytes: FLOOD_BYTES },
+    )
+    .await;
+    let run = ocimetal_pull_via(&proxy).await;
+    eprintln!(
+        "a 600 MiB header: peak RSS {} KiB, {:?}: {}",
+        run.max_rss_kib, run.took, run.stderr
+    );
+    assert_eq!(run.code, 1, "{:.400}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("registry {} unavailable", proxy.host()))
+            && run.stderr.ends_with("message head is too large"),
+        "{:.400}",
+        run.stderr
+    );
+    assert_one_short_line(&run.stderr, 500);
+    assert!(
+        run.max_rss_kib <= MAX_RSS_KIB,
+        "peak RSS {} KiB",
+        run.max_rss_kib
+    );
 }
