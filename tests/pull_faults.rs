@@ -44,6 +44,9 @@ enum Fault {
     TokenFlood { code: u16, bytes: usize },
     /// Answer 200 with one header line of `bytes` bytes, every time.
     HeaderFlood { bytes: usize },
+    /// Answer with this status and the start of a body, then send nothing more while the
+    /// connection stays open.
+    Stall { code: u16 },
 }
 
 impl Fault {
@@ -185,6 +188,18 @@ async fn serve(
     if let (Some(_), Fault::Flood { code, bytes }) = (hit, fault) {
         record(Some(code));
         return flood(conn, code, bytes).await;
+    }
+    if let (Some(_), Fault::Stall { code }) = (hit, fault) {
+        record(Some(code));
+        let head = format!(
+            "HTTP/1.1 {code} Stall\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            1 << 20
+        );
+        conn.write_all(head.as_bytes()).await?;
+        conn.write_all(FLOOD_HEAD).await?;
+        // Until the client hangs up.
+        let mut rest = Vec::new();
+        return conn.read_to_end(&mut rest).await.map(|_| ());
     }
     if let (Some(_), Fault::HeaderFlood { bytes }) = (hit, fault) {
         record(Some(200));
@@ -803,5 +818,30 @@ async fn an_endless_header_is_refused_in_bounded_memory() {
         run.max_rss_kib <= MAX_RSS_KIB,
         "peak RSS {} KiB",
         run.max_rss_kib
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_error_answer_is_quoted_after_ten_seconds() {
+    let registry = TestRegistry::start();
+    let proxy = Proxy::start(
+        registry.addr,
+        "/manifests/".into(),
+        Fault::Stall { code: 400 },
+    )
+    .await;
+    let run = ocimetal_pull_via(&proxy).await;
+    eprintln!("a stalled 400: {:?}: {}", run.took, run.stderr);
+    assert_eq!(run.code, 1, "{:.400}", run.stderr);
+    assert!(
+        run.stderr
+            .ends_with("manifests/1: HTTP 400: {\"token\":\"bad [2J request second line"),
+        "{:.400}",
+        run.stderr
+    );
+    assert!(
+        run.took >= Duration::from_secs(9) && run.took < Duration::from_secs(30),
+        "{:?}",
+        run.took
     );
 }
