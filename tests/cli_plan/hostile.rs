@@ -263,3 +263,69 @@ fn an_inline_configdrive_at_the_limits_stays_within_memory() {
         &["decompresses to more than 64 MiB"],
     );
 }
+
+/// Serves every request on 127.0.0.1 with `head` and then `A`s, as long as the client reads;
+/// returns the base URL.
+fn flood_server(head: &'static str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
+                line.clear();
+            }
+            let chunk = vec![b'A'; 1 << 16];
+            if stream.write_all(head.as_bytes()).is_ok() {
+                while stream.write_all(&chunk).is_ok() {}
+            }
+        }
+    });
+    base
+}
+
+#[test]
+fn documents_at_urls_that_never_end() {
+    // No length announced: the body is read up to the limit, then refused.
+    let base = flood_server("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+    let run = plan(&["--node", &format!("{base}/node.json")]);
+    eprintln!(
+        "endless node JSON: {:?}, peak RSS {} KiB: {}",
+        run.took, run.max_rss_kib, run.stderr
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "ocimetal: fetching the node JSON from {base}/node.json: document larger than 16 MiB"
+        )
+    );
+    assert!(
+        run.took < QUICK && run.max_rss_kib <= MAX_RSS_KIB,
+        "{run:?}"
+    );
+
+    // A length over the limit is refused before the body is read.
+    let base = flood_server("HTTP/1.1 200 OK\r\nContent-Length: 4294967296\r\n\r\n");
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("node.json");
+    let doc = json!({"uuid": "u", "instance_info": {"configdrive": format!("{base}/cd")}});
+    std::fs::write(&node, doc.to_string()).unwrap();
+    let run = plan(&["--node", &node.display().to_string()]);
+    eprintln!(
+        "4 GiB configdrive URL: {:?}, peak RSS {} KiB: {}",
+        run.took, run.max_rss_kib, run.stderr
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        format!("ocimetal: fetching the configdrive from {base}/cd: document larger than 16 MiB")
+    );
+    assert!(
+        run.took < QUICK && run.max_rss_kib <= MAX_RSS_KIB,
+        "{run:?}"
+    );
+}
