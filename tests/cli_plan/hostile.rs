@@ -287,45 +287,36 @@ fn flood_server(head: &'static str) -> String {
     base
 }
 
+/// `run` failed to fetch the `what` at `url` as too large: status 1, one line, quickly, in
+/// bounded memory.
+fn assert_too_large_at(run: &peak::Run, what: &str, url: &str) {
+    eprintln!(
+        "{what} at {url}: {:?}, peak RSS {} KiB: {}",
+        run.took, run.max_rss_kib, run.stderr
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    let line = format!("ocimetal: fetching the {what} from {url}: document larger than 16 MiB");
+    assert_eq!(run.stderr, line);
+    assert!(
+        run.took < QUICK && run.max_rss_kib <= MAX_RSS_KIB,
+        "{run:?}"
+    );
+}
+
 #[test]
 fn documents_at_urls_that_never_end() {
     // No length announced: the body is read up to the limit, then refused.
     let base = flood_server("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
-    let run = plan(&["--node", &format!("{base}/node.json")]);
-    eprintln!(
-        "endless node JSON: {:?}, peak RSS {} KiB: {}",
-        run.took, run.max_rss_kib, run.stderr
-    );
-    assert_eq!(run.code, 1, "{run:?}");
-    assert_eq!(
-        run.stderr,
-        format!(
-            "ocimetal: fetching the node JSON from {base}/node.json: document larger than 16 MiB"
-        )
-    );
-    assert!(
-        run.took < QUICK && run.max_rss_kib <= MAX_RSS_KIB,
-        "{run:?}"
-    );
+    let url = format!("{base}/node.json");
+    assert_too_large_at(&plan(&["--node", &url]), "node JSON", &url);
 
     // A length over the limit is refused before the body is read.
     let base = flood_server("HTTP/1.1 200 OK\r\nContent-Length: 4294967296\r\n\r\n");
+    let url = format!("{base}/cd");
     let dir = tempfile::tempdir().unwrap();
     let node = dir.path().join("node.json");
-    let doc = json!({"uuid": "u", "instance_info": {"configdrive": format!("{base}/cd")}});
+    let doc = json!({"uuid": "u", "instance_info": {"configdrive": url}});
     std::fs::write(&node, doc.to_string()).unwrap();
     let run = plan(&["--node", &node.display().to_string()]);
-    eprintln!(
-        "4 GiB configdrive URL: {:?}, peak RSS {} KiB: {}",
-        run.took, run.max_rss_kib, run.stderr
-    );
-    assert_eq!(run.code, 1, "{run:?}");
-    assert_eq!(
-        run.stderr,
-        format!("ocimetal: fetching the configdrive from {base}/cd: document larger than 16 MiB")
-    );
-    assert!(
-        run.took < QUICK && run.max_rss_kib <= MAX_RSS_KIB,
-        "{run:?}"
-    );
+    assert_too_large_at(&run, "configdrive", &url);
 }
