@@ -777,9 +777,15 @@ async fn a_huge_token_answer_is_refused_in_bounded_memory() {
         assert_eq!(status, 1, "{stderr:.400}");
         assert!(stderr.contains(&proxy.host()), "{stderr:.400}");
         let expected = if code == 200 {
-            "token endpoint answer is larger than 1 MiB".to_string()
+            format!(
+                "token endpoint http://{}/token: answer is larger than 1 MiB",
+                proxy.host()
+            )
         } else {
-            format!("token endpoint: HTTP {code}: {{\"token\":\"bad [2J request")
+            format!(
+                "token endpoint http://{}/token: HTTP {code}: {{\"token\":\"bad [2J request",
+                proxy.host()
+            )
         };
         assert!(stderr.contains(&expected), "{stderr:.400}");
         assert_one_short_line(&stderr, 500);

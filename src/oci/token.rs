@@ -74,6 +74,16 @@ pub(crate) async fn authorization(
         .send()
         .await
         .map_err(|e| Failure::Transient(one_line(&e.without_url()), None))?;
+    // Named in errors without its query, which may carry more than a name, and as one short
+    // line: the registry chose it.
+    let realm = bounded::excerpt(
+        challenge
+            .realm
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .as_bytes(),
+    );
     let fatal = |cause: String| {
         Failure::Fatal(PullError::Other {
             reference: endpoint.reference.whole(),
@@ -91,21 +101,23 @@ pub(crate) async fn authorization(
         }
         s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
             return Err(Failure::Transient(
-                format!("token endpoint: HTTP {}", s.as_u16()),
+                format!("token endpoint {realm}: HTTP {}", s.as_u16()),
                 super::http::retry_after(answer.headers(), std::time::SystemTime::now()),
             ))
         }
         s => {
             let code = s.as_u16();
             let text = bounded::body_excerpt(answer).await;
-            return Err(fatal(format!("token endpoint: HTTP {code}: {text}")));
+            return Err(fatal(format!(
+                "token endpoint {realm}: HTTP {code}: {text}"
+            )));
         }
     }
     let body = match bounded::read_body(&mut answer, MAX_TOKEN_ANSWER).await {
         Ok(body) => body,
         Err(BodyError::TooLarge(limit)) => {
             return Err(fatal(format!(
-                "token endpoint answer is larger than {}",
+                "token endpoint {realm}: answer is larger than {}",
                 bounded::size(limit)
             )))
         }
@@ -117,7 +129,7 @@ pub(crate) async fn authorization(
     let token = serde_json::from_slice::<TokenAnswer>(&body)
         .ok()
         .and_then(TokenAnswer::token)
-        .ok_or_else(|| fatal("token endpoint answer holds no token".to_string()))?;
+        .ok_or_else(|| fatal(format!("token endpoint {realm}: answer holds no token")))?;
     Ok(Some(format!("Bearer {token}")))
 }
 
