@@ -215,7 +215,7 @@ fn parse_manifest(body: &[u8]) -> Result<OciManifest, String> {
         return Err(format!("holds more than {MAX_JSON_VALUES} JSON values"));
     }
     let versioned: Versioned =
-        serde_json::from_slice(body).map_err(|e| format!("not a manifest: {e}"))?;
+        serde_json::from_slice(body).map_err(|e| format!("not a manifest: {}", quoted(&e)))?;
     if versioned.schema_version != 2 {
         return Err(format!(
             "schema version {} is not supported (only 2)",
@@ -229,7 +229,13 @@ fn parse_manifest(body: &[u8]) -> Result<OciManifest, String> {
             ));
         }
     }
-    serde_json::from_slice(body).map_err(|e| format!("cannot read it: {e}"))
+    serde_json::from_slice(body).map_err(|e| format!("cannot read it: {}", quoted(&e)))
+}
+
+/// A parse error as one short line: serde quotes the offending value, which the registry
+/// chose and may make megabytes long.
+fn quoted(err: &serde_json::Error) -> String {
+    crate::bounded::excerpt(err.to_string().as_bytes())
 }
 
 fn sha256_digest(body: &[u8]) -> String {
@@ -303,7 +309,11 @@ async fn config_platform(
     let parsed: ConfigPlatform = serde_json::from_slice(&bytes).map_err(|e| PullError::Other {
         reference: reference.clone(),
         registry: endpoint.host.clone(),
-        cause: format!("config {} is not an image config: {e}", config.digest),
+        cause: format!(
+            "config {} is not an image config: {}",
+            config.digest,
+            quoted(&e)
+        ),
     })?;
     let (Some(os), Some(architecture)) = (parsed.os, parsed.architecture) else {
         tracing::warn!(config = %config.digest, "image config names no platform; assuming {wanted}");
@@ -393,5 +403,12 @@ mod tests {
             parse_manifest(annotations.as_bytes()).unwrap_err(),
             "holds more than 100000 JSON values"
         );
+        let long = format!(r#"{{"schemaVersion":"{}"}}"#, "A".repeat(1 << 20));
+        let err = parse_manifest(long.as_bytes()).unwrap_err();
+        assert!(
+            err.starts_with("not a manifest: invalid type: string \"AAA"),
+            "{err:.300}"
+        );
+        assert!(err.chars().count() < 250, "{err:.300}");
     }
 }
