@@ -320,3 +320,14 @@ fn documents_at_urls_that_never_end() {
     let run = plan(&["--node", &node.display().to_string()]);
     assert_too_large_at(&run, "configdrive", &url);
 }
+
+#[test]
+fn values_with_line_breaks_and_terminal_escapes_stay_one_plain_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = tree(dir.path(), "escapes");
+    let meta = json!({"uuid": "u", "disk_wipe_mode": "all\u{1b}[2J\r\nnext"});
+    std::fs::write(latest(&root).join("meta_data.json"), meta.to_string()).unwrap();
+    let run = plan(&["--configdrive", &root]);
+    assert_refused(&run, "meta_data.disk_wipe_mode", &["all [2J  next"]);
+    assert!(!run.stderr.chars().any(char::is_control), "{run:?}");
+}
