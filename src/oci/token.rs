@@ -70,10 +70,6 @@ pub(crate) async fn authorization(
     if let Some((user, password)) = basic {
         request = request.basic_auth(user, Some(password));
     }
-    let mut answer = request
-        .send()
-        .await
-        .map_err(|e| Failure::Transient(one_line(&e.without_url()), None))?;
     // Named in errors without its query, which may carry more than a name, and as one short
     // line: the registry chose it.
     let realm = bounded::excerpt(
@@ -91,6 +87,16 @@ pub(crate) async fn authorization(
             cause,
         })
     };
+    let mut answer = request.send().await.map_err(|e| {
+        let builder = e.is_builder();
+        let cause = one_line(&e.without_url());
+        if builder {
+            // A realm that is no URL: asking again will not mend it.
+            fatal(format!("token endpoint {realm}: {cause}"))
+        } else {
+            Failure::Transient(format!("token endpoint {realm}: {cause}"), None)
+        }
+    })?;
     match answer.status() {
         StatusCode::OK => {}
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
