@@ -42,9 +42,6 @@ pub fn run(host: &dyn Host, step: &Reentry) -> bool {
     true
 }
 
-/// Largest deployment marker read.
-const MAX_MARKER: u64 = crate::bounded::MIB;
-
 /// Reads the marker from an ESP device, mounting it read-only in a private directory; `None`
 /// when the device is missing or has no FAT filesystem or no marker.
 pub fn read_marker(host: &dyn Host, esp_device: &str) -> Option<DeploymentRecord> {
@@ -56,8 +53,7 @@ pub fn read_marker(host: &dyn Host, esp_device: &str) -> Option<DeploymentRecord
     mounts
         .mount_fs(esp_device, dir.path(), "vfat", Some("ro"))
         .ok()?;
-    // The marker is a few hundred bytes; a disk offering more is not ours.
-    let bytes = crate::bounded::read_file(&dir.path().join(MARKER_PATH), MAX_MARKER).ok();
+    let text = std::fs::read_to_string(dir.path().join(MARKER_PATH)).ok();
     drop(mounts);
-    DeploymentRecord::parse(&bytes?).ok()
+    DeploymentRecord::parse(text?.as_bytes()).ok()
 }
