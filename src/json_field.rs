@@ -1,6 +1,7 @@
 //! Reading fields of JSON orders (node documents, configdrive files, network_data) with the
 //! path of each field, so that a wrong value is one line naming the field and what it must be.
 
+use crate::bounded::{too_many_values, MAX_JSON_VALUES};
 use crate::error::OrderError;
 use serde_json::{Map, Value};
 
@@ -109,6 +110,7 @@ pub fn parse_object(
     field: &str,
     name: &str,
 ) -> Result<Map<String, Value>, OrderError> {
+    check_value_count(bytes, field)?;
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(not_an_object(&other, field, name)),
@@ -119,10 +121,35 @@ pub fn parse_object(
     }
 }
 
+/// Refuses a document of more than [`MAX_JSON_VALUES`] values before it is parsed, so that
+/// its memory stays near its size.
+pub fn check_value_count(bytes: &[u8], field: &str) -> Result<(), OrderError> {
+    if too_many_values(bytes) {
+        return Err(OrderError::new(
+            field,
+            format!("holds more than {MAX_JSON_VALUES} JSON values; orders hold some hundreds"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn documents_of_too_many_values_are_refused() {
+        let many = format!("[{}0]", "0,".repeat(MAX_JSON_VALUES));
+        let err = parse_object(many.as_bytes(), "meta", "meta_data").unwrap_err();
+        assert_eq!(err.field, "meta");
+        assert!(
+            err.problem.contains("more than 100000 JSON values"),
+            "{err}"
+        );
+        let fine = format!("{{\"a\":[{}0]}}", "0,".repeat(1000));
+        assert!(parse_object(fine.as_bytes(), "meta", "meta_data").is_ok());
+    }
 
     #[test]
     fn errors_name_the_field_and_what_it_must_be() {

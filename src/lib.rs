@@ -6,6 +6,7 @@
 //! images on its own. docs/architecture.md maps the modules.
 
 pub mod arch;
+pub mod bounded;
 pub mod cli;
 pub mod config;
 pub mod error;

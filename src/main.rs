@@ -51,11 +51,16 @@ fn main() -> ExitCode {
             } else {
                 1
             };
-            // One line, in one place: the journal (which feeds the console) or stderr.
+            // One line, in one place: the journal (which feeds the console) or stderr. Text
+            // quoted from outside may carry line breaks or terminal escapes: they become spaces.
+            let line: String = format!("{err:#}")
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
             if to_journal {
-                tracing::error!("{err:#}");
+                tracing::error!("{line}");
             } else {
-                eprintln!("ocimetal: {err:#}");
+                eprintln!("ocimetal: {line}");
             }
             ExitCode::from(code)
         }

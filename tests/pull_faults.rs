@@ -1,12 +1,15 @@
 //! Pulls through a small fault-injecting HTTP proxy in front of a local registry:
 //! dropped connections, 5xx and 429 answers, corrupted blobs, and a registry that is down.
 
+#[path = "support/peak.rs"]
+mod peak;
 #[path = "support/registry.rs"]
 mod registry;
 
 use ocimetal::oci::{
     pull_into_sink, pull_when_ready, resolve, PullError, PullOptions, RetryPolicy,
 };
+use peak::MAX_RSS_KIB;
 use registry::{noise, tar_layer, Entry, Flavour, Layer, Pusher, TestRegistry, UnpackSink};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,6 +36,17 @@ enum Fault {
     /// which hands out `token-N`. Every `rotate_after` authorised requests the token
     /// changes, so a client holding the old one is refused once.
     BearerGate { rotate_after: usize },
+    /// Answer with this status and a body of `bytes` bytes (one endless line after a short
+    /// text with control characters), every time.
+    Flood { code: u16, bytes: usize },
+    /// A token-authenticated registry whose token endpoint answers with this status and a
+    /// body of `bytes` bytes.
+    TokenFlood { code: u16, bytes: usize },
+    /// Answer 200 with one header line of `bytes` bytes, every time.
+    HeaderFlood { bytes: usize },
+    /// Answer with this status and the start of a body, then send nothing more while the
+    /// connection stays open.
+    Stall { code: u16 },
 }
 
 impl Fault {
@@ -138,8 +152,15 @@ async fn serve(
         });
     };
 
+    if let Fault::TokenFlood { code, bytes } = fault {
+        if path.starts_with("/token") {
+            record(Some(code));
+            return flood(conn, code, bytes).await;
+        }
+        record(Some(401));
+        return challenge(conn).await;
+    }
     if let Fault::BearerGate { rotate_after } = fault {
-        let me = conn.local_addr()?;
         let served = hits.load(Ordering::SeqCst);
         let current = format!("token-{}", served / rotate_after);
         if path.starts_with("/token") {
@@ -154,13 +175,7 @@ async fn serve(
         }
         if path == "/v2/" || authorization.as_deref() != Some(&format!("Bearer {current}")) {
             record(Some(401));
-            let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"token needed"}]}"#;
-            let response = format!(
-                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{me}/token\",service=\"gate\",scope=\"repository:test/faults:pull\"\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            conn.write_all(response.as_bytes()).await?;
-            return conn.shutdown().await;
+            return challenge(conn).await;
         }
         hits.fetch_add(1, Ordering::SeqCst);
     }
@@ -170,6 +185,27 @@ async fn serve(
         None
     };
 
+    if let (Some(_), Fault::Flood { code, bytes }) = (hit, fault) {
+        record(Some(code));
+        return flood(conn, code, bytes).await;
+    }
+    if let (Some(_), Fault::Stall { code }) = (hit, fault) {
+        record(Some(code));
+        let head = format!(
+            "HTTP/1.1 {code} Stall\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            1 << 20
+        );
+        conn.write_all(head.as_bytes()).await?;
+        conn.write_all(FLOOD_HEAD).await?;
+        // Until the client hangs up.
+        let mut rest = Vec::new();
+        return conn.read_to_end(&mut rest).await.map(|_| ());
+    }
+    if let (Some(_), Fault::HeaderFlood { bytes }) = (hit, fault) {
+        record(Some(200));
+        conn.write_all(b"HTTP/1.1 200 OK\r\nX-Flood: ").await?;
+        return write_as(&mut conn, bytes).await;
+    }
     if let (
         Some(n),
         Fault::Status {
@@ -232,6 +268,45 @@ async fn serve(
         _ => {}
     }
     conn.write_all(&response).await?;
+    conn.shutdown().await
+}
+
+/// 401 with a challenge naming `/token` on this proxy.
+async fn challenge(mut conn: TcpStream) -> std::io::Result<()> {
+    let me = conn.local_addr()?;
+    let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"token needed"}]}"#;
+    let response = format!(
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{me}/token\",service=\"gate\",scope=\"repository:test/faults:pull\"\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(response.as_bytes()).await?;
+    conn.shutdown().await
+}
+
+/// The start of every flood: text with a terminal escape and line breaks, which an error
+/// line must not carry.
+const FLOOD_HEAD: &[u8] = b"{\"token\":\"bad\x1b[2J request\r\nsecond line ";
+
+/// Answers `code` with a `bytes`-byte body: [`FLOOD_HEAD`], then `A`s without end of line,
+/// for as long as the client reads.
+async fn flood(mut conn: TcpStream, code: u16, bytes: usize) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {code} Flood\r\nContent-Type: application/json\r\nContent-Length: {bytes}\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await?;
+    conn.write_all(FLOOD_HEAD).await?;
+    write_as(&mut conn, bytes - FLOOD_HEAD.len()).await
+}
+
+/// Writes `bytes` `A`s, as long as the client reads, then hangs up.
+async fn write_as(conn: &mut TcpStream, bytes: usize) -> std::io::Result<()> {
+    let chunk = vec![b'A'; 1 << 16];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        conn.write_all(&chunk[..n]).await?;
+        left -= n;
+    }
     conn.shutdown().await
 }
 
@@ -615,4 +690,164 @@ async fn a_tampered_manifest_fails_verification() {
     );
     assert!(err.to_string().contains("Docker-Content-Digest"), "{err:#}");
     assert!(!err.to_string().contains('\n'));
+}
+
+/// Runs `ocimetal pull` of `test/faults:1` through `proxy`.
+async fn ocimetal_pull_via(proxy: &Proxy) -> peak::Run {
+    let dest = tempfile::tempdir().unwrap();
+    let mut measured = peak::measured(env!("CARGO_BIN_EXE_ocimetal"));
+    measured
+        .command()
+        .arg("pull")
+        .args(["--platform", "linux/amd64", "--insecure-registry"])
+        .arg(proxy.host())
+        .arg(format!("{}/test/faults:1", proxy.host()))
+        .arg(dest.path().join("root"))
+        .env("OCIMETAL_LOG", "off");
+    tokio::task::spawn_blocking(move || measured.run())
+        .await
+        .unwrap()
+}
+
+/// One line of at most `max` characters, without the flood's control characters, that
+/// quotes no more of the answer than its start.
+fn assert_one_short_line(stderr: &str, max: usize) {
+    assert_eq!(stderr.lines().count(), 1, "{stderr:.400}");
+    assert!(
+        stderr.chars().count() <= max,
+        "{} characters: {stderr:.400}",
+        stderr.len()
+    );
+    assert!(!stderr.contains('\x1b'), "{stderr:.400}");
+    assert!(!stderr.contains(&"A".repeat(300)), "{stderr:.400}");
+}
+
+/// Big enough that reading it whole takes several times the allowed memory.
+const FLOOD_BYTES: usize = 600 << 20;
+
+#[tokio::test]
+async fn a_huge_error_answer_is_one_short_line_in_bounded_memory() {
+    let registry = TestRegistry::start();
+    let proxy = Proxy::start(
+        registry.addr,
+        "/manifests/".into(),
+        Fault::Flood {
+            code: 400,
+            bytes: FLOOD_BYTES,
+        },
+    )
+    .await;
+    let peak::Run {
+        code,
+        stderr,
+        max_rss_kib: max_rss,
+        took,
+    } = ocimetal_pull_via(&proxy).await;
+    eprintln!("HTTP 400 with 600 MiB: peak RSS {max_rss} KiB, {took:?}: {stderr}");
+    assert_eq!(code, 1, "{stderr:.400}");
+    assert!(
+        stderr.contains(&proxy.host())
+            && stderr.contains("HTTP 400: {\"token\":\"bad [2J request second line AAAA"),
+        "{stderr:.400}"
+    );
+    assert_one_short_line(&stderr, 500);
+    assert!(max_rss <= MAX_RSS_KIB, "peak RSS {max_rss} KiB");
+}
+
+#[tokio::test]
+async fn a_huge_token_answer_is_refused_in_bounded_memory() {
+    let registry = TestRegistry::start();
+    for code in [200, 400] {
+        let proxy = Proxy::start(
+            registry.addr,
+            String::new(),
+            Fault::TokenFlood {
+                code,
+                bytes: FLOOD_BYTES,
+            },
+        )
+        .await;
+        let peak::Run {
+            code: status,
+            stderr,
+            max_rss_kib: max_rss,
+            took,
+        } = ocimetal_pull_via(&proxy).await;
+        eprintln!("token endpoint {code} with 600 MiB: peak RSS {max_rss} KiB, {took:?}: {stderr}");
+        assert_eq!(status, 1, "{stderr:.400}");
+        assert!(stderr.contains(&proxy.host()), "{stderr:.400}");
+        let expected = if code == 200 {
+            format!(
+                "token endpoint http://{}/token: answer is larger than 1 MiB",
+                proxy.host()
+            )
+        } else {
+            format!(
+                "token endpoint http://{}/token: HTTP {code}: {{\"token\":\"bad [2J request",
+                proxy.host()
+            )
+        };
+        assert!(stderr.contains(&expected), "{stderr:.400}");
+        assert_one_short_line(&stderr, 500);
+        assert!(
+            max_rss <= MAX_RSS_KIB,
+            "HTTP {code}: peak RSS {max_rss} KiB"
+        );
+        assert_eq!(proxy.seen("/token").len(), 1, "a refusal is not retried");
+    }
+}
+
+#[tokio::test]
+async fn an_endless_header_is_refused_in_bounded_memory() {
+    let registry = TestRegistry::start();
+    let proxy = Proxy::start(
+        registry.addr,
+        "/manifests/".into(),
+        Fault::HeaderFlood { bytes: FLOOD_BYTES },
+    )
+    .await;
+    let run = ocimetal_pull_via(&proxy).await;
+    eprintln!(
+        "a 600 MiB header: peak RSS {} KiB, {:?}: {}",
+        run.max_rss_kib, run.took, run.stderr
+    );
+    assert_eq!(run.code, 1, "{:.400}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("registry {} unavailable", proxy.host()))
+            && run.stderr.ends_with("message head is too large"),
+        "{:.400}",
+        run.stderr
+    );
+    assert_one_short_line(&run.stderr, 500);
+    assert!(
+        run.max_rss_kib <= MAX_RSS_KIB,
+        "peak RSS {} KiB",
+        run.max_rss_kib
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_error_answer_is_quoted_after_ten_seconds() {
+    let registry = TestRegistry::start();
+    let proxy = Proxy::start(
+        registry.addr,
+        "/manifests/".into(),
+        Fault::Stall { code: 400 },
+    )
+    .await;
+    let run = ocimetal_pull_via(&proxy).await;
+    eprintln!("a stalled 400: {:?}: {}", run.took, run.stderr);
+    assert_eq!(run.code, 1, "{:.400}", run.stderr);
+    assert!(
+        run.stderr
+            .ends_with("manifests/1: HTTP 400: {\"token\":\"bad [2J request second line"),
+        "{:.400}",
+        run.stderr
+    );
+    assert!(
+        run.took >= Duration::from_secs(9) && run.took < Duration::from_secs(30),
+        "{:?}",
+        run.took
+    );
 }

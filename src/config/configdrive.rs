@@ -9,12 +9,15 @@
 //!   [`ConfigDrive::from_iso`]).
 //!
 //! `vendor_data*` is ignored everywhere: the installer has no use for it.
+//!
+//! Every file is read within a limit ([`MAX_META_DATA`], [`MAX_USER_DATA`],
+//! [`MAX_NETWORK_DATA`]); in a tree, only regular files are read and no symlink is followed.
 
 use super::iso9660::IsoImage;
 use super::Secret;
+use crate::bounded::{self, Refused};
 use crate::error::OrderError;
 use crate::json_field::{not_an_object, optional_object, parse_object};
-use base64::Engine;
 use serde_json::{Map, Value};
 use std::io::{Cursor, Read, Seek};
 use std::path::Path;
@@ -23,7 +26,21 @@ use std::path::Path;
 pub const LATEST: &str = "openstack/latest";
 
 /// Largest decompressed configdrive we accept (Ironic caps the stored one at 64 MiB too).
-const MAX_IMAGE: u64 = 64 * 1024 * 1024;
+const MAX_IMAGE: u64 = 64 * bounded::MIB;
+
+/// Largest `meta_data.json` read.
+pub const MAX_META_DATA: u64 = bounded::MIB;
+/// Largest `user_data` read (cloud-init's own sources cap it lower still, EC2 at 16 KiB).
+pub const MAX_USER_DATA: u64 = 16 * bounded::MIB;
+/// Largest `network_data.json` read.
+pub const MAX_NETWORK_DATA: u64 = bounded::MIB;
+
+/// The files read from a `config-2` tree, with their limits.
+const FILES: [(&str, u64); 3] = [
+    ("meta_data.json", MAX_META_DATA),
+    ("user_data", MAX_USER_DATA),
+    ("network_data.json", MAX_NETWORK_DATA),
+];
 
 /// The configdrive's content, typed.
 #[derive(Clone, Default, PartialEq)]
@@ -102,33 +119,30 @@ impl ConfigDrive {
         })
     }
 
-    /// Decodes Ironic's stored form: base64 of gzip of an ISO 9660 `config-2` image.
-    pub fn from_ironic_string(text: &str, field: &str) -> Result<Self, OrderError> {
-        let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-        let gzipped = base64::engine::general_purpose::STANDARD
-            .decode(compact.as_bytes())
-            .map_err(|err| {
-                OrderError::new(
+    /// Decodes Ironic's stored form: base64 of gzip of an ISO 9660 `config-2` image. The
+    /// text is decoded as a stream into the image (at most 64 MiB), and its memory given
+    /// back before the files are read from the image.
+    pub fn from_ironic_string(text: String, field: &str) -> Result<Self, OrderError> {
+        let base64 = base64::read::DecoderReader::new(
+            SkipWhitespace(text.as_bytes().iter()),
+            &base64::engine::general_purpose::STANDARD,
+        );
+        let iso = bounded::read_to_limit(flate2::read::GzDecoder::new(base64), MAX_IMAGE)
+            .map_err(|refused| match refused {
+                Refused::Io(err) if is_base64_error(&err) => OrderError::new(
                     field,
                     format!("is not valid base64 ({err}); expected base64 of a gzipped config-2 ISO image, a URL, or an object"),
-                )
-            })?;
-        let mut iso = Vec::new();
-        flate2::read::GzDecoder::new(gzipped.as_slice())
-            .take(MAX_IMAGE + 1)
-            .read_to_end(&mut iso)
-            .map_err(|err| {
-                OrderError::new(
+                ),
+                Refused::Io(err) => OrderError::new(
                     field,
                     format!("base64 content is not gzip ({err}); expected base64 of a gzipped config-2 ISO image"),
-                )
+                ),
+                _ => OrderError::new(
+                    field,
+                    "decompresses to more than 64 MiB; a configdrive must be smaller",
+                ),
             })?;
-        if iso.len() as u64 > MAX_IMAGE {
-            return Err(OrderError::new(
-                field,
-                "decompresses to more than 64 MiB; a configdrive must be smaller",
-            ));
-        }
+        drop(text);
         Self::from_iso(Cursor::new(iso), field)
     }
 
@@ -140,38 +154,29 @@ impl ConfigDrive {
                 format!("is not an ISO 9660 image ({err}); expected a config-2 image"),
             )
         })?;
-        let mut read = |name: &str| {
-            image.read_file(&format!("{LATEST}/{name}")).map_err(|err| {
-                OrderError::new(
-                    origin,
-                    format!("cannot read {LATEST}/{name} from the ISO image: {err}"),
-                )
-            })
-        };
-        let meta_data = read("meta_data.json")?;
-        let user_data = read("user_data")?;
-        let network_data = read("network_data.json")?;
-        Self::from_files(origin, meta_data, user_data, network_data)
+        let [meta_data, user_data, network_data] = FILES.map(|(name, limit)| {
+            image
+                .read_file(&format!("{LATEST}/{name}"), limit)
+                .map_err(|refused| refusal(origin, name, &refused))
+        });
+        // The image's memory is given back before the files are parsed.
+        drop(image);
+        Self::from_files(origin, meta_data?, user_data?, network_data?)
     }
 
-    /// Reads a `config-2` directory tree (a mounted drive or a copy of one).
+    /// Reads a `config-2` directory tree (a mounted drive or a copy of one): regular files
+    /// only, each within its limit, no symlink followed on the way.
     pub fn from_dir(dir: &Path) -> Result<Self, OrderError> {
-        let origin = dir.display().to_string();
-        let read = |name: &str| {
-            let path = dir.join(LATEST).join(name);
-            match std::fs::read(&path) {
-                Ok(bytes) => Ok(Some(bytes)),
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(err) => Err(OrderError::new(
-                    &origin,
-                    format!("cannot read {}: {err}", path.display()),
-                )),
-            }
-        };
-        let meta_data = read("meta_data.json")?;
-        let user_data = read("user_data")?;
-        let network_data = read("network_data.json")?;
-        Self::from_files(&origin, meta_data, user_data, network_data)
+        Self::from_dir_as(dir, &dir.display().to_string())
+    }
+
+    /// [`Self::from_dir`], naming the drive `origin` (the device a mount point shows).
+    pub fn from_dir_as(dir: &Path, origin: &str) -> Result<Self, OrderError> {
+        let [meta_data, user_data, network_data] = FILES.map(|(name, limit)| {
+            bounded::read_beneath(dir, &Path::new(LATEST).join(name), limit)
+                .map_err(|refused| refusal(origin, name, &refused))
+        });
+        Self::from_files(origin, meta_data?, user_data?, network_data?)
     }
 
     fn from_files(
@@ -208,9 +213,41 @@ impl ConfigDrive {
     }
 }
 
+/// The bytes of a text, white space left out (Ironic's string may be wrapped over lines).
+struct SkipWhitespace<'a>(std::slice::Iter<'a, u8>);
+
+impl Read for SkipWhitespace<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match self.0.next() {
+                Some(b) if b.is_ascii_whitespace() => {}
+                Some(&b) => {
+                    buf[n] = b;
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The error comes from decoding base64 (not from gzip).
+fn is_base64_error(err: &std::io::Error) -> bool {
+    err.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<base64::DecodeError>().is_some())
+}
+
+/// "`origin`: openstack/latest/`name` is larger than 16 MiB", and the like.
+fn refusal(origin: &str, name: &str, refused: &Refused) -> OrderError {
+    OrderError::new(origin, format!("{LATEST}/{name} {refused}"))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use base64::Engine;
     use serde_json::json;
     use std::fs;
     use std::io::Write;
@@ -389,7 +426,7 @@ pub(crate) mod tests {
             .chunks(76)
             .map(|c| format!("{}\n", String::from_utf8_lossy(c)))
             .collect();
-        let drive = ConfigDrive::from_ironic_string(&wrapped, "instance_info.configdrive").unwrap();
+        let drive = ConfigDrive::from_ironic_string(wrapped, "instance_info.configdrive").unwrap();
         assert_eq!(drive.meta_data["oci_image"], "debian:13");
         assert_eq!(drive.user_data.unwrap().expose(), b"secret-user-data");
         assert_eq!(drive.network_data, Some(net));
@@ -398,14 +435,14 @@ pub(crate) mod tests {
     #[test]
     fn ironic_string_errors() {
         let field = "instance_info.configdrive";
-        let err = ConfigDrive::from_ironic_string("!!not base64!!", field).unwrap_err();
+        let err = ConfigDrive::from_ironic_string("!!not base64!!".into(), field).unwrap_err();
         assert_eq!(err.field, field);
         assert!(err.problem.contains("base64"));
         let not_gzip = base64::engine::general_purpose::STANDARD.encode(b"plain text");
-        let err = ConfigDrive::from_ironic_string(&not_gzip, field).unwrap_err();
+        let err = ConfigDrive::from_ironic_string(not_gzip, field).unwrap_err();
         assert!(err.problem.contains("gzip"));
         let not_iso = ironic_string(&[0u8; 40000]);
-        let err = ConfigDrive::from_ironic_string(&not_iso, field).unwrap_err();
+        let err = ConfigDrive::from_ironic_string(not_iso, field).unwrap_err();
         assert!(err.problem.contains("ISO 9660"));
     }
 

@@ -1,20 +1,24 @@
-//! Fetching an order document (node JSON, configdrive) over HTTP(S), with short timeouts.
+//! Fetching an order document (node JSON, configdrive) over HTTP(S), with short timeouts
+//! and a size limit per document.
 
+use crate::bounded::{self, BodyError};
 use anyhow::{bail, Context};
-use futures_util::StreamExt;
 use std::time::Duration;
 
 /// Time allowed to open the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for the whole request, body included.
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest document we accept.
-const MAX_BODY: usize = 96 * 1024 * 1024;
 
 /// True when `location` is an http(s) URL rather than a path.
 pub fn is_url(location: &str) -> bool {
-    let lower = location.trim_start().to_ascii_lowercase();
-    lower.starts_with("http://") || lower.starts_with("https://")
+    // Only the start is looked at: the text may be a configdrive of megabytes.
+    let start = location.trim_start();
+    ["http://", "https://"].iter().any(|scheme| {
+        start
+            .get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+    })
 }
 
 /// The URL as it may be logged: no password, no query (signed URLs carry tokens there).
@@ -55,11 +59,12 @@ fn redact_unparsed(text: &str) -> String {
     format!("{scheme}{rest}{query}")
 }
 
-/// GETs `url` and returns the body; `what` names the document in the error.
+/// GETs `url` and returns the body, at most `limit` bytes; `what` names the document in the
+/// error.
 ///
 /// Runs on its own thread with its own runtime so that it works whether or not the caller
 /// is already inside a Tokio runtime.
-pub fn fetch(url: &str, what: &str) -> anyhow::Result<Vec<u8>> {
+pub fn fetch(url: &str, what: &str, limit: u64) -> anyhow::Result<Vec<u8>> {
     let owned = url.to_string();
     let result = std::thread::scope(|scope| {
         scope
@@ -68,7 +73,7 @@ pub fn fetch(url: &str, what: &str) -> anyhow::Result<Vec<u8>> {
                     .enable_all()
                     .build()
                     .context("starting the HTTP client runtime")?;
-                runtime.block_on(get(&owned))
+                runtime.block_on(get(&owned, limit))
             })
             .join()
     });
@@ -79,14 +84,14 @@ pub fn fetch(url: &str, what: &str) -> anyhow::Result<Vec<u8>> {
     body.with_context(|| format!("fetching the {what} from {}", display_url(url)))
 }
 
-async fn get(url: &str) -> anyhow::Result<Vec<u8>> {
+async fn get(url: &str, limit: u64) -> anyhow::Result<Vec<u8>> {
     let client = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(TOTAL_TIMEOUT)
         .build()
         .context("building the HTTP client")?;
     // reqwest errors print the full URL; ours already names it safely.
-    let response = client
+    let mut response = client
         .get(url)
         .send()
         .await
@@ -95,16 +100,11 @@ async fn get(url: &str) -> anyhow::Result<Vec<u8>> {
     if !status.is_success() {
         bail!("server answered {status}");
     }
-    let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|err| anyhow::anyhow!("{}", err.without_url()))?;
-        if body.len() + chunk.len() > MAX_BODY {
-            bail!("document larger than {} MiB", MAX_BODY / (1024 * 1024));
-        }
-        body.extend_from_slice(&chunk);
+    match bounded::read_body(&mut response, limit).await {
+        Ok(body) => Ok(body),
+        Err(BodyError::TooLarge(limit)) => bail!("document larger than {}", bounded::size(limit)),
+        Err(BodyError::Transport(err)) => bail!("{}", err.without_url()),
     }
-    Ok(body)
 }
 
 #[cfg(test)]
@@ -151,14 +151,19 @@ pub(crate) mod tests {
     #[test]
     fn fetches_a_document() {
         let base = serve(vec![("/node.json", 200, b"{\"uuid\":\"x\"}".to_vec())]);
-        let body = fetch(&format!("{base}/node.json"), "node JSON").unwrap();
+        let body = fetch(&format!("{base}/node.json"), "node JSON", 100).unwrap();
         assert_eq!(body, b"{\"uuid\":\"x\"}");
+        let err = fetch(&format!("{base}/node.json"), "node JSON", 11).unwrap_err();
+        assert!(
+            format!("{err:#}").ends_with("/node.json: document larger than 11 bytes"),
+            "{err:#}"
+        );
     }
 
     #[test]
     fn http_error_is_one_clear_error() {
         let base = serve(vec![]);
-        let err = fetch(&format!("{base}/missing.json?sig=s3cr3t"), "node JSON").unwrap_err();
+        let err = fetch(&format!("{base}/missing.json?sig=s3cr3t"), "node JSON", 100).unwrap_err();
         let text = format!("{err:#}");
         assert!(text.contains("fetching the node JSON from"), "{text}");
         assert!(text.contains("404"), "{text}");
@@ -173,7 +178,7 @@ pub(crate) mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let err = fetch(&format!("http://127.0.0.1:{port}/n.json"), "node JSON").unwrap_err();
+        let err = fetch(&format!("http://127.0.0.1:{port}/n.json"), "node JSON", 100).unwrap_err();
         assert!(format!("{err:#}").contains("fetching the node JSON"));
     }
 

@@ -99,7 +99,15 @@ pub fn read_path(path: &Path, field: &str) -> anyhow::Result<ConfigDrive> {
     if metadata.file_type().is_block_device() {
         return mount::read_device(path);
     }
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file = crate::bounded::open_regular(path).map_err(|refused| {
+        OrderError::new(
+            field,
+            format!(
+                "{} {refused}; give a config-2 directory, ISO image or block device",
+                path.display()
+            ),
+        )
+    })?;
     Ok(ConfigDrive::from_iso(
         std::io::BufReader::new(file),
         &path.display().to_string(),

@@ -3,8 +3,10 @@
 //! Names are taken from Rock Ridge (`NM`) entries of the primary volume when present, else
 //! from the Joliet supplementary volume, else from the plain ISO names (without `;1`, compared
 //! case-insensitively). Only what a configdrive needs is supported: no multi-extent files, no
-//! interleaving. Sizes are bounded so a corrupt image cannot make us allocate without limit.
+//! interleaving. Sizes are bounded so a corrupt image cannot make us allocate without limit:
+//! a file by the limit its reader gives, a directory by [`MAX_DIR`].
 
+use crate::bounded::Refused;
 use std::io::{self, Read, Seek, SeekFrom};
 
 /// Logical block size of every ISO 9660 image we read.
@@ -13,8 +15,9 @@ const SECTOR: u64 = 2048;
 const FIRST_DESCRIPTOR: u64 = 16;
 /// Give up on descriptor sets longer than this (real images have 2–4).
 const MAX_DESCRIPTORS: u64 = 64;
-/// Largest directory or file we are willing to read into memory.
-const MAX_READ: u32 = 64 * 1024 * 1024;
+/// Largest directory we read (a `config-2` directory holds a handful of entries; 1 MiB is
+/// room for some 30,000).
+const MAX_DIR: u64 = 1 << 20;
 /// Longest chain of Rock Ridge continuation areas we follow.
 const MAX_CONTINUATIONS: usize = 16;
 
@@ -76,8 +79,8 @@ impl<R: Read + Seek> IsoImage<R> {
     }
 
     /// The content of the regular file at `path` (components separated by `/`), or `None`
-    /// when no such file exists.
-    pub fn read_file(&mut self, path: &str) -> io::Result<Option<Vec<u8>>> {
+    /// when no such file exists; a file larger than `limit` is refused unread.
+    pub fn read_file(&mut self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, Refused> {
         let mut trees = vec![(self.primary_root.clone(), Naming::Primary)];
         if let Some(joliet) = &self.joliet_root {
             trees.push((joliet.clone(), Naming::Joliet));
@@ -87,7 +90,10 @@ impl<R: Read + Seek> IsoImage<R> {
                 if entry.is_dir {
                     return Ok(None);
                 }
-                return self.read_extent(&entry).map(Some);
+                if u64::from(entry.size) > limit {
+                    return Err(Refused::TooLarge(limit));
+                }
+                return Ok(self.read_extent(&entry).map(Some)?);
             }
         }
         Ok(None)
@@ -114,9 +120,6 @@ impl<R: Read + Seek> IsoImage<R> {
     }
 
     fn read_extent(&mut self, entry: &Entry) -> io::Result<Vec<u8>> {
-        if entry.size > MAX_READ {
-            return Err(invalid("ISO 9660 extent larger than 64 MiB"));
-        }
         read_at(
             &mut self.reader,
             u64::from(entry.extent) * SECTOR,
@@ -125,6 +128,9 @@ impl<R: Read + Seek> IsoImage<R> {
     }
 
     fn read_dir(&mut self, dir: &Entry, naming: Naming) -> io::Result<Vec<Entry>> {
+        if u64::from(dir.size) > MAX_DIR {
+            return Err(invalid("ISO 9660 directory larger than 1 MiB"));
+        }
         let data = self.read_extent(dir)?;
         let mut entries = Vec::new();
         let mut pos = 0usize;
@@ -335,29 +341,46 @@ pub(crate) mod tests {
         }
     }
 
+    /// Limit of the reads in these tests.
+    const LIMIT: u64 = 1 << 20;
+
     fn check_image(iso: &Path) {
         let bytes = fs::read(iso).unwrap();
         let mut image = IsoImage::open(Cursor::new(bytes)).unwrap();
         assert_eq!(
-            image.read_file("openstack/latest/meta_data.json").unwrap(),
+            image
+                .read_file("openstack/latest/meta_data.json", LIMIT)
+                .unwrap(),
             Some(br#"{"uuid":"u-1"}"#.to_vec())
         );
         assert_eq!(
-            image.read_file("openstack/latest/user_data").unwrap(),
+            image
+                .read_file("openstack/latest/user_data", LIMIT)
+                .unwrap(),
             Some(b"#cloud-config\n".to_vec())
         );
         assert_eq!(
             image
-                .read_file("openstack/latest/a_rather_long_file_name_for_iso.json")
+                .read_file(
+                    "openstack/latest/a_rather_long_file_name_for_iso.json",
+                    LIMIT
+                )
                 .unwrap(),
             Some(b"long".to_vec())
         );
         assert_eq!(
-            image.read_file("many/entry_number_117.txt").unwrap(),
+            image.read_file("many/entry_number_117.txt", LIMIT).unwrap(),
             Some(b"117".to_vec())
         );
-        assert_eq!(image.read_file("openstack/latest/missing").unwrap(), None);
-        assert_eq!(image.read_file("openstack/latest").unwrap(), None);
+        assert_eq!(
+            image.read_file("openstack/latest/missing", LIMIT).unwrap(),
+            None
+        );
+        assert_eq!(image.read_file("openstack/latest", LIMIT).unwrap(), None);
+        assert!(matches!(
+            image.read_file("openstack/latest/user_data", 13),
+            Err(Refused::TooLarge(13))
+        ));
     }
 
     #[test]
@@ -431,7 +454,10 @@ pub(crate) mod tests {
             return;
         }
         let mut image = IsoImage::open(Cursor::new(fs::read(&iso).unwrap())).unwrap();
-        assert_eq!(image.read_file(&long).unwrap(), Some(b"far".to_vec()));
+        assert_eq!(
+            image.read_file(&long, LIMIT).unwrap(),
+            Some(b"far".to_vec())
+        );
     }
 
     #[test]

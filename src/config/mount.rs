@@ -133,8 +133,7 @@ pub fn read_device(device: &Path) -> anyhow::Result<ConfigDrive> {
 
 fn read_device_as(device: &Path, filesystems: &[&str]) -> anyhow::Result<ConfigDrive> {
     let mounted = ReadOnlyMount::new(device, filesystems)?;
-    let mut drive = ConfigDrive::from_dir(mounted.path())?;
-    drive.origin = device.display().to_string();
+    let drive = ConfigDrive::from_dir_as(mounted.path(), &device.display().to_string())?;
     mounted.unmount()?;
     Ok(drive)
 }
@@ -212,6 +211,7 @@ fn private_dir() -> anyhow::Result<PathBuf> {
 mod tests {
     use super::*;
     use crate::config::configdrive::tests::{iso_from_tree, write_tree};
+    use crate::config::configdrive::LATEST;
     use serde_json::json;
     use std::process::Command;
 
@@ -434,6 +434,54 @@ mod tests {
         assert_eq!(drive.origin, device.display().to_string());
         assert!(mounts.is_empty(), "left mounted: {mounts:?}");
         assert!(dirs.is_empty(), "left behind: {dirs:?}");
+    }
+
+    /// The per-mount options of the mount at `dir`, from mountinfo.
+    fn mount_options(dir: &Path) -> Vec<String> {
+        let dir = dir.to_string_lossy();
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .map(|l| l.split(' ').collect::<Vec<_>>())
+            .find(|fields| fields.get(4) == Some(&dir.as_ref()))
+            .map(|fields| fields[5].split(',').map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_medium_is_mounted_without_symlinks_devices_or_execution() {
+        let _serial = MOUNT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        write_tree(&tree, &json!({"local-hostname": "n"}), None, None);
+        std::os::unix::fs::symlink("/dev/zero", tree.join(LATEST).join("user_data")).unwrap();
+        let image = dir.path().join("links.img");
+        if ext4_image(&tree, &image).is_none() {
+            return;
+        }
+        let Some(device) = loop_device(&image) else {
+            return;
+        };
+        let mounted = ReadOnlyMount::new(&device, &["ext4"]);
+        let options = mounted
+            .as_ref()
+            .map(|m| mount_options(m.path()))
+            .map_err(|e| format!("{e:#}"));
+        drop(mounted);
+        let result = read_device_as(&device, &["ext4"]);
+        detach(&device);
+        let options = options.unwrap();
+        for wanted in ["ro", "nosuid", "nodev", "noexec", "nosymfollow"] {
+            assert!(options.iter().any(|o| o == wanted), "{wanted}: {options:?}");
+        }
+        let err = result.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "invalid order {}: openstack/latest/user_data is a symbolic link (or lies behind one); links are not followed here",
+                device.display()
+            )
+        );
     }
 
     #[test]

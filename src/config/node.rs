@@ -6,8 +6,9 @@
 use super::configdrive::ConfigDrive;
 use super::fetch;
 use super::Secret;
+use crate::bounded;
 use crate::error::OrderError;
-use crate::json_field::{describe, optional_object, optional_string};
+use crate::json_field::{check_value_count, describe, not_an_object, optional_string};
 use serde_json::{Map, Value};
 
 /// The node's `instance_info.configdrive`, as far as it can be read without the network.
@@ -39,18 +40,36 @@ pub struct NodeDoc {
 /// The field name used in errors about the configdrive.
 const CONFIGDRIVE: &str = "instance_info.configdrive";
 
+/// Largest node document read, file or URL (with a built configdrive inline: its text is
+/// base64 of gzip, a few KiB for most drives).
+pub const MAX_NODE_JSON: u64 = 16 * bounded::MIB;
+
+/// Largest configdrive text fetched from a URL (base64 of gzip of the ISO image).
+pub const MAX_CONFIGDRIVE_TEXT: u64 = 16 * bounded::MIB;
+
 impl NodeDoc {
     /// Parses a node document; `origin` (a path or URL) names it in errors.
     ///
     /// IPA's lookup answer wraps the node as `{"node": {...}, "config": {...}}`; both shapes
     /// are accepted.
     pub fn parse(text: &[u8], origin: &str) -> Result<Self, OrderError> {
-        let value: Value = serde_json::from_slice(text).map_err(|err| {
+        Self::from_value(Self::json(text, origin)?, origin)
+    }
+
+    /// The JSON of a node document, checked to hold a sane number of values.
+    fn json(text: &[u8], origin: &str) -> Result<Value, OrderError> {
+        check_value_count(text, origin)?;
+        serde_json::from_slice(text).map_err(|err| {
             OrderError::new(
                 origin,
                 format!("is not valid JSON ({err}); expected an Ironic node object"),
             )
-        })?;
+        })
+    }
+
+    /// [`Self::parse`] on the parsed JSON; its strings are used where they are, not copied
+    /// (an inline configdrive may take megabytes).
+    fn from_value(value: Value, origin: &str) -> Result<Self, OrderError> {
         let Value::Object(mut top) = value else {
             return Err(OrderError::new(
                 origin,
@@ -65,12 +84,16 @@ impl NodeDoc {
                 top = node;
             }
         }
-        Self::from_object(&top)
+        Self::from_object(top)
     }
 
-    fn from_object(node: &Map<String, Value>) -> Result<Self, OrderError> {
+    fn from_object(mut node: Map<String, Value>) -> Result<Self, OrderError> {
         let uuid = optional_string(node.get("uuid"), "uuid")?;
-        let info = optional_object(node.get("instance_info"), "instance_info", "instance_info")?;
+        let mut info = match node.remove("instance_info") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(map)) => map,
+            Some(other) => return Err(not_an_object(&other, "instance_info", "instance_info")),
+        };
         let image_source = optional_string(info.get("image_source"), "instance_info.image_source")?;
         let root_device = match info.get("root_device") {
             None | Some(Value::Null) => None,
@@ -97,24 +120,24 @@ impl NodeDoc {
                 ))
             }
         };
-        let configdrive = match info.get("configdrive") {
+        let configdrive = match info.remove("configdrive") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.trim().is_empty() => None,
-            Some(Value::String(s)) if fetch::is_url(s) => {
+            Some(Value::String(s)) if fetch::is_url(&s) => {
                 Some(NodeConfigDrive::Url(s.trim().to_string()))
             }
             Some(Value::String(s)) => Some(NodeConfigDrive::Inline(
                 ConfigDrive::from_ironic_string(s, CONFIGDRIVE)?,
             )),
             Some(value @ Value::Object(_)) => Some(NodeConfigDrive::Inline(
-                ConfigDrive::from_dict(value, CONFIGDRIVE)?,
+                ConfigDrive::from_dict(&value, CONFIGDRIVE)?,
             )),
             Some(other) => {
                 return Err(OrderError::new(
                     CONFIGDRIVE,
                     format!(
                         "{} is neither an object nor a string; use a dictionary with meta_data/user_data/network_data, base64 of a gzipped config-2 ISO, or a URL",
-                        describe(other)
+                        describe(&other)
                     ),
                 ))
             }
@@ -146,26 +169,30 @@ pub fn load(location: &str, field: &str) -> anyhow::Result<NodeDoc> {
     let location = location.trim();
     let (bytes, origin) = if fetch::is_url(location) {
         (
-            fetch::fetch(location, "node JSON")?,
+            fetch::fetch(location, "node JSON", MAX_NODE_JSON)?,
             fetch::display_url(location),
         )
     } else {
-        let bytes = std::fs::read(location).map_err(|err| {
+        let bytes = bounded::read_file(location.as_ref(), MAX_NODE_JSON).map_err(|refused| {
             OrderError::new(
                 field,
                 format!(
-                    "cannot read the node JSON {location} ({err}); give a node JSON file or an http(s) URL"
+                    "the node JSON {location} {refused}; give a node JSON file or an http(s) URL"
                 ),
             )
         })?;
         (bytes, location.to_string())
     };
-    Ok(NodeDoc::parse(&bytes, &format!("node JSON {origin}"))?)
+    let origin = format!("node JSON {origin}");
+    let value = NodeDoc::json(&bytes, &origin)?;
+    // The text's memory is given back before an inline configdrive is decoded.
+    drop(bytes);
+    Ok(NodeDoc::from_value(value, &origin)?)
 }
 
 /// Fetches and decodes a configdrive Ironic was given as a URL.
 pub fn fetch_configdrive(url: &str) -> anyhow::Result<ConfigDrive> {
-    let bytes = fetch::fetch(url, "configdrive")?;
+    let bytes = fetch::fetch(url, "configdrive", MAX_CONFIGDRIVE_TEXT)?;
     let origin = format!("{CONFIGDRIVE} {}", fetch::display_url(url));
     // Ironic accepts a URL to the same base64/gzip string it would otherwise store.
     let text = String::from_utf8(bytes).map_err(|_| {
@@ -174,7 +201,7 @@ pub fn fetch_configdrive(url: &str) -> anyhow::Result<ConfigDrive> {
             "is not text; expected base64 of a gzipped config-2 ISO image",
         )
     })?;
-    Ok(ConfigDrive::from_ironic_string(&text, &origin)?)
+    Ok(ConfigDrive::from_ironic_string(text, &origin)?)
 }
 
 #[cfg(test)]

@@ -87,15 +87,20 @@ impl MountGuard {
     }
 
     /// Mounts `source` (`fstype`) at the existing directory `target` read-only, without
-    /// set-uid, device nodes or execution: for reading media we do not trust.
+    /// set-uid, device nodes, execution or symlinks followed: for reading media we do not
+    /// trust.
     pub fn mount_read_only(
         &mut self,
         source: &Path,
         target: &Path,
         fstype: &str,
     ) -> nix::Result<()> {
-        let flags =
-            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        // nix names no MS_NOSYMFOLLOW (Linux 5.10); libc does.
+        let flags = MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC
+            | MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW);
         mount(Some(source), target, Some(fstype), flags, None::<&str>)?;
         self.points.0.push(target.to_path_buf());
         Ok(())

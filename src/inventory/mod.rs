@@ -152,6 +152,9 @@ pub fn scan_at(roots: &ScanRoots) -> anyhow::Result<Scan> {
     Ok(scan)
 }
 
+/// Largest `--inventory` file read.
+pub const MAX_INVENTORY: u64 = 16 * crate::bounded::MIB;
+
 /// `--inventory FILE`: a JSON array of BlockDevice (IPA's serialize() shape); errors name the file.
 pub fn load_json(path: &Path) -> anyhow::Result<Vec<BlockDevice>> {
     let invalid = |problem: String| {
@@ -164,7 +167,16 @@ pub fn load_json(path: &Path) -> anyhow::Result<Vec<BlockDevice>> {
             ),
         )
     };
-    let text = std::fs::read_to_string(path).map_err(|err| invalid(err.to_string()))?;
+    let text = crate::bounded::read_file(path, MAX_INVENTORY)
+        .map_err(|refused| invalid(format!("the file {refused}")))?;
+    if crate::bounded::too_many_values(&text) {
+        return Err(invalid(format!(
+            "holds more than {} JSON values",
+            crate::bounded::MAX_JSON_VALUES
+        ))
+        .into());
+    }
+    let text = String::from_utf8(text).map_err(|_| invalid("the file is not UTF-8 text".into()))?;
     let devices: Vec<BlockDevice> =
         serde_json::from_str(&text).map_err(|err| invalid(err.to_string()))?;
     for (index, device) in devices.iter().enumerate() {

@@ -2,6 +2,7 @@
 //! `instance_info.image_pull_secret`. Values are never logged; only where they came from.
 
 use super::Secret;
+use crate::bounded;
 use crate::error::OrderError;
 use base64::Engine;
 use oci_client::secrets::RegistryAuth;
@@ -29,6 +30,9 @@ struct DockerConfig {
     auths: BTreeMap<String, AuthEntry>,
 }
 
+/// Largest auth file read (a docker config with credentials for many registries is a few KiB).
+pub const MAX_AUTH_FILE: u64 = bounded::MIB;
+
 /// Where credentials for a registry come from, in order of precedence.
 #[derive(Default)]
 pub struct Credentials {
@@ -48,10 +52,10 @@ impl Credentials {
     pub fn load(auth_file: Option<&Path>, pull_secret: Option<&Secret>) -> anyhow::Result<Self> {
         let auth_file = match auth_file {
             Some(path) => {
-                let text = std::fs::read(path).map_err(|e| {
+                let text = bounded::read_file(path, MAX_AUTH_FILE).map_err(|refused| {
                     OrderError::new(
                         "auth_file",
-                        format!("cannot read auth file {}: {e}", path.display()),
+                        format!("the auth file {} {refused}", path.display()),
                     )
                 })?;
                 // serde_json's messages may quote values, so only the position is reported.
@@ -255,7 +259,8 @@ mod tests {
         let missing = Credentials::load(Some(&dir.path().join("none")), None)
             .err()
             .unwrap();
-        assert!(format!("{missing:#}").contains("cannot read auth file"));
+        assert!(format!("{missing:#}").contains("the auth file"));
+        assert!(format!("{missing:#}").contains("cannot be read"));
         assert!(
             missing.downcast_ref::<OrderError>().is_some(),
             "{missing:#}"

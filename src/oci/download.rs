@@ -185,7 +185,7 @@ impl LayerDownload<'_> {
         let remaining = verifier.remaining();
         let mut response = registry
             .http
-            .get_range(&registry.client, endpoint, digest, offset, remaining)
+            .get_range(endpoint, digest, offset, remaining)
             .await?;
         // A registry that ignores the range sends the whole blob: skip what was applied.
         let mut skip = if response.partial { 0 } else { offset };

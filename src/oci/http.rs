@@ -1,19 +1,17 @@
-//! Manifest and blob requests. oci-client parses references and negotiates authentication
-//! (the challenge, the token exchange); the GETs themselves are made here, with oci-client's
-//! token, because their answers' headers decide what happens next: `Retry-After` on 429 and
-//! 503, `Content-Range` on a resumed blob, `Docker-Content-Digest` on a manifest.
+//! Manifest and blob requests, with the token from [`super::token`]. Their answers' headers
+//! decide what happens next: `Retry-After` on 429 and 503, `Content-Range` on a resumed
+//! blob, `Docker-Content-Digest` on a manifest. A manifest is read up to
+//! [`MAX_MANIFEST_BYTES`]; an error answer only as far as the one line quoted from it.
 
-use super::endpoint::{classify, one_line, Endpoint, Failure};
+use super::endpoint::{one_line, Endpoint, Failure};
 use super::pull_error::PullError;
-use base64::Engine as _;
+use crate::bounded::{self, BodyError};
 use bytes::Bytes;
 use oci_client::client::Certificate;
 use oci_client::manifest::{
     IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
     OCI_IMAGE_MEDIA_TYPE,
 };
-use oci_client::secrets::RegistryAuth;
-use oci_client::RegistryOperation;
 use reqwest::header::{
     HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_RANGE, RANGE, RETRY_AFTER,
 };
@@ -36,7 +34,11 @@ pub(crate) const MANIFEST_MEDIA_TYPES: [&str; 4] = [
 ];
 
 /// Largest manifest accepted (registries commonly refuse to store more than 4 MiB).
-pub(crate) const MAX_MANIFEST_BYTES: usize = 4 << 20;
+pub(crate) const MAX_MANIFEST_BYTES: u64 = 4 * bounded::MIB;
+
+/// Time for a manifest request, body included (blobs have only the read timeout: they are
+/// as large as they are).
+pub(crate) const MANIFEST_TIME: Duration = Duration::from_secs(120);
 
 /// How manifest and blob requests reach the registries.
 pub(crate) struct RegistryHttp {
@@ -69,7 +71,7 @@ impl LazyClient {
     }
 }
 
-/// What the HTTP client is built from: the same trust and limits as oci-client's.
+/// What the HTTP client is built from: the TLS trust and the connection limits.
 struct HttpSettings {
     extra_roots: Vec<Certificate>,
     connect_timeout: Duration,
@@ -91,7 +93,8 @@ impl HttpSettings {
 }
 
 impl RegistryHttp {
-    /// Requests with the same TLS trust, plain-HTTP hosts and timeouts as oci-client.
+    /// Requests trusting `extra_roots` besides the system's, over plain HTTP to
+    /// `plain_http`, with these connection limits.
     pub fn new(
         plain_http: Vec<String>,
         extra_roots: Vec<Certificate>,
@@ -132,7 +135,6 @@ impl RegistryHttp {
     /// GET of bytes `offset..offset + length` of `digest` from `endpoint`.
     pub async fn get_range(
         &self,
-        oci: &oci_client::Client,
         endpoint: &Endpoint,
         digest: &str,
         offset: u64,
@@ -142,7 +144,7 @@ impl RegistryHttp {
         let mut headers = HeaderMap::new();
         headers.insert(RANGE, header_value(&format!("bytes={offset}-{last}")));
         let response = self
-            .get(oci, endpoint, &format!("blobs/{digest}"), headers)
+            .get(endpoint, &format!("blobs/{digest}"), headers, None)
             .await?;
         if response.status() != StatusCode::PARTIAL_CONTENT {
             return Ok(BlobResponse {
@@ -170,7 +172,6 @@ impl RegistryHttp {
     /// [`MAX_MANIFEST_BYTES`]) and the `Docker-Content-Digest` the registry gave.
     pub async fn get_manifest(
         &self,
-        oci: &oci_client::Client,
         endpoint: &Endpoint,
         tag_or_digest: &str,
     ) -> Result<(Vec<u8>, Option<String>), Failure> {
@@ -178,10 +179,10 @@ impl RegistryHttp {
         headers.insert(ACCEPT, header_value(&MANIFEST_MEDIA_TYPES.join(", ")));
         let mut response = self
             .get(
-                oci,
                 endpoint,
                 &format!("manifests/{tag_or_digest}"),
                 headers,
+                Some(MANIFEST_TIME),
             )
             .await?;
         let digest = response
@@ -189,35 +190,31 @@ impl RegistryHttp {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .map(|v| v.trim().to_string());
-        let mut body = Vec::new();
-        while let Some(chunk) = next_chunk(&mut response).await? {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_MANIFEST_BYTES {
-                return Err(other(
-                    endpoint,
-                    format!("manifest {tag_or_digest} is larger than {MAX_MANIFEST_BYTES} bytes"),
-                ));
-            }
+        match bounded::read_body(&mut response, MAX_MANIFEST_BYTES).await {
+            Ok(body) => Ok((body, digest)),
+            Err(BodyError::TooLarge(limit)) => Err(other(
+                endpoint,
+                format!(
+                    "manifest {tag_or_digest} is larger than {}",
+                    bounded::size(limit)
+                ),
+            )),
+            Err(BodyError::Transport(e)) => Err(Failure::Transient(one_line(&e), None)),
         }
-        Ok((body, digest))
     }
 
     /// GET of `/v2/<repository>/<path>` with the endpoint's credentials (renewed once on
-    /// 401); any answer but 2xx becomes a [`Failure`], transient ones with the wait the
-    /// registry asked for.
+    /// 401), within `time` when given; any answer but 2xx becomes a [`Failure`], transient
+    /// ones with the wait the registry asked for.
     async fn get(
         &self,
-        oci: &oci_client::Client,
         endpoint: &Endpoint,
         path: &str,
         headers: HeaderMap,
+        time: Option<Duration>,
     ) -> Result<reqwest::Response, Failure> {
         let host = endpoint.reference.resolve_registry();
-        let scheme = if self.plain_http.iter().any(|h| h == host) {
-            "http"
-        } else {
-            "https"
-        };
+        let scheme = self.scheme(host);
         // A mirror is told which registry the repository belongs to, as oci-client does.
         let namespace = endpoint
             .reference
@@ -230,8 +227,11 @@ impl RegistryHttp {
         );
         let mut renewed = false;
         loop {
-            let authorization = self.authorization(oci, endpoint, renewed).await?;
+            let authorization = self.authorization(endpoint, renewed).await?;
             let mut request = self.http(endpoint)?.get(&url).headers(headers.clone());
+            if let Some(time) = time {
+                request = request.timeout(time);
+            }
             if let Some(value) = authorization {
                 request = request.header(AUTHORIZATION, value);
             }
@@ -259,53 +259,42 @@ impl RegistryHttp {
                     return Err(Failure::Transient(format!("HTTP {}", s.as_u16()), wait));
                 }
                 s => {
-                    let body = response.text().await.unwrap_or_default();
-                    return Err(other(
-                        endpoint,
-                        format!(
-                            "{path}: HTTP {}: {}",
-                            s.as_u16(),
-                            body.lines().next().unwrap_or_default()
-                        ),
-                    ));
+                    let code = s.as_u16();
+                    let text = bounded::body_excerpt(response).await;
+                    return Err(other(endpoint, format!("{path}: HTTP {code}: {text}")));
                 }
             }
         }
     }
 
-    /// The `Authorization` header for `endpoint`'s host: oci-client's bearer token when
-    /// the registry issues tokens, the configured basic credentials otherwise.
+    /// `http` for the registries reached over plain HTTP, else `https`.
+    fn scheme(&self, host: &str) -> &'static str {
+        if self.plain_http.iter().any(|h| h == host) {
+            "http"
+        } else {
+            "https"
+        }
+    }
+
+    /// The `Authorization` header for `endpoint`: a bearer token when the registry issues
+    /// tokens, the configured basic credentials otherwise.
     async fn authorization(
         &self,
-        oci: &oci_client::Client,
         endpoint: &Endpoint,
         renew: bool,
     ) -> Result<Option<HeaderValue>, Failure> {
         // Tokens are scoped to one repository on one registry.
-        let scope = format!(
-            "{}/{}",
-            endpoint.reference.resolve_registry(),
-            endpoint.reference.repository()
-        );
+        let host = endpoint.reference.resolve_registry();
+        let scope = format!("{host}/{}", endpoint.reference.repository());
         let mut cache = self.authorization.lock().await;
         if !renew {
             if let Some(value) = cache.get(&scope) {
                 return Ok(value.clone());
             }
         }
-        let token = oci
-            .auth(&endpoint.reference, &endpoint.auth, RegistryOperation::Pull)
-            .await
-            .map_err(|e| classify(e, endpoint))?;
-        let value = match (token, &endpoint.auth) {
-            (Some(token), _) => Some(format!("Bearer {token}")),
-            (None, RegistryAuth::Basic(user, password)) => Some(format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-            )),
-            (None, _) => None,
-        };
-        let value = value
+        let client = self.http(endpoint)?;
+        let value = super::token::authorization(client, self.scheme(host), endpoint)
+            .await?
             .map(|v| {
                 let mut header = HeaderValue::from_str(&v).map_err(|_| {
                     Failure::Fatal(PullError::Unauthorized {

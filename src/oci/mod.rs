@@ -19,6 +19,7 @@ pub mod reference;
 pub mod registry;
 pub mod resolve;
 pub mod secret;
+mod token;
 pub mod verify;
 
 pub use platform::Platform;

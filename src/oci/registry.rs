@@ -1,6 +1,5 @@
-//! Talking to registries: the oci-client set-up (TLS, insecure hosts; it answers the
-//! authentication challenges), mirror endpoints, credentials per endpoint, and retries with
-//! backoff or after the wait a registry asked for.
+//! Talking to registries: the HTTP set-up (TLS, insecure hosts), mirror endpoints,
+//! credentials per endpoint, and retries with backoff or after the wait a registry asked for.
 
 use super::auth::{same_registry, Credentials};
 use super::endpoint::{Endpoint, Failure};
@@ -9,9 +8,8 @@ use super::pull_error::PullError;
 use super::verify::BlobVerifier;
 use super::PullOptions;
 use crate::error::OrderError;
-use anyhow::Context;
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-use oci_client::{Client, Reference};
+use oci_client::client::{Certificate, CertificateEncoding};
+use oci_client::Reference;
 use std::future::Future;
 use std::time::Duration;
 
@@ -48,7 +46,6 @@ impl RetryPolicy {
 
 /// A configured client plus the endpoints to try, mirrors first.
 pub(crate) struct Registry {
-    pub client: Client,
     /// Manifest and blob requests (`Retry-After` honoured, ranges checked).
     pub http: RegistryHttp,
     pub endpoints: Vec<Endpoint>,
@@ -116,25 +113,8 @@ impl Registry {
             auth: credentials.for_registry(&origin, &origin),
         });
         let extra_roots = load_ca_file(opts.ca_file.as_deref())?;
-        let http = RegistryHttp::new(
-            plain_http.clone(),
-            extra_roots.clone(),
-            CONNECT_TIMEOUT,
-            READ_TIMEOUT,
-        );
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(plain_http),
-            extra_root_certificates: extra_roots,
-            // Platform selection is ours, so that a miss can list what the index offers.
-            platform_resolver: None,
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
-            user_agent: super::USER_AGENT,
-            ..ClientConfig::default()
-        };
-        let client = Client::try_from(config).context("cannot set up the registry client")?;
+        let http = RegistryHttp::new(plain_http, extra_roots, CONNECT_TIMEOUT, READ_TIMEOUT);
         Ok(Self {
-            client,
             http,
             endpoints,
             retry: opts.retry.clone(),
@@ -150,10 +130,7 @@ impl Registry {
         size: u64,
     ) -> Result<Vec<u8>, Failure> {
         let mut verifier = BlobVerifier::new(what, digest, size).map_err(Failure::Fatal)?;
-        let mut blob = self
-            .http
-            .get_range(&self.client, endpoint, digest, 0, size)
-            .await?;
+        let mut blob = self.http.get_range(endpoint, digest, 0, size).await?;
         let mut out = Vec::new();
         while let Some(chunk) = next_chunk(&mut blob.response).await? {
             verifier.update(&chunk).map_err(Failure::Fatal)?;
@@ -226,17 +203,21 @@ fn mirror_host(endpoint: &str) -> Result<(String, bool), OrderError> {
     Ok((host, url.scheme() == "http"))
 }
 
+/// Largest CA file read (Debian's whole system bundle is some 220 KiB).
+pub const MAX_CA_FILE: u64 = 4 * crate::bounded::MIB;
+
 /// Reads a PEM bundle of extra CA certificates, one oci-client certificate per PEM block.
 fn load_ca_file(path: Option<&std::path::Path>) -> anyhow::Result<Vec<Certificate>> {
     let Some(path) = path else {
         return Ok(Vec::new());
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = crate::bounded::read_file(path, MAX_CA_FILE).map_err(|refused| {
         OrderError::new(
             "ca_file",
-            format!("cannot read CA file {}: {e}", path.display()),
+            format!("the CA file {} {refused}", path.display()),
         )
     })?;
+    let text = String::from_utf8_lossy(&bytes);
     const END: &str = "-----END CERTIFICATE-----";
     let certs: Vec<Certificate> = text
         .split_inclusive(END)

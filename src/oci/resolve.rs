@@ -168,9 +168,7 @@ async fn fetch_manifest(
     let tag_or_digest = by.digest().or(by.tag()).unwrap_or("latest");
     let (body, named) = registry
         .retrying(endpoint, || {
-            registry
-                .http
-                .get_manifest(&registry.client, endpoint, tag_or_digest)
+            registry.http.get_manifest(endpoint, tag_or_digest)
         })
         .await?;
     let check = |digest: &str| BlobVerifier::check_whole("manifest", digest, &body);
@@ -211,8 +209,13 @@ fn parse_manifest(body: &[u8]) -> Result<OciManifest, String> {
         schema_version: i64,
         media_type: Option<String>,
     }
+    use crate::bounded::{too_many_values, MAX_JSON_VALUES};
+    // Parsed, `{"annotations": {"a": "", …}}` would take many times its 4 MiB.
+    if too_many_values(body) {
+        return Err(format!("holds more than {MAX_JSON_VALUES} JSON values"));
+    }
     let versioned: Versioned =
-        serde_json::from_slice(body).map_err(|e| format!("not a manifest: {e}"))?;
+        serde_json::from_slice(body).map_err(|e| format!("not a manifest: {}", quoted(&e)))?;
     if versioned.schema_version != 2 {
         return Err(format!(
             "schema version {} is not supported (only 2)",
@@ -226,7 +229,13 @@ fn parse_manifest(body: &[u8]) -> Result<OciManifest, String> {
             ));
         }
     }
-    serde_json::from_slice(body).map_err(|e| format!("cannot read it: {e}"))
+    serde_json::from_slice(body).map_err(|e| format!("cannot read it: {}", quoted(&e)))
+}
+
+/// A parse error as one short line: serde quotes the offending value, which the registry
+/// chose and may make megabytes long.
+fn quoted(err: &serde_json::Error) -> String {
+    crate::bounded::excerpt(err.to_string().as_bytes())
 }
 
 fn sha256_digest(body: &[u8]) -> String {
@@ -300,7 +309,11 @@ async fn config_platform(
     let parsed: ConfigPlatform = serde_json::from_slice(&bytes).map_err(|e| PullError::Other {
         reference: reference.clone(),
         registry: endpoint.host.clone(),
-        cause: format!("config {} is not an image config: {e}", config.digest),
+        cause: format!(
+            "config {} is not an image config: {}",
+            config.digest,
+            quoted(&e)
+        ),
     })?;
     let (Some(os), Some(architecture)) = (parsed.os, parsed.architecture) else {
         tracing::warn!(config = %config.digest, "image config names no platform; assuming {wanted}");
@@ -382,5 +395,20 @@ mod tests {
         assert!(parse_manifest(b"<html>")
             .unwrap_err()
             .contains("not a manifest"));
+        let annotations = format!(
+            r#"{{"schemaVersion":2,"annotations":{{{}"z":""}}}}"#,
+            r#""a":"","#.repeat(100_000)
+        );
+        assert_eq!(
+            parse_manifest(annotations.as_bytes()).unwrap_err(),
+            "holds more than 100000 JSON values"
+        );
+        let long = format!(r#"{{"schemaVersion":"{}"}}"#, "A".repeat(1 << 20));
+        let err = parse_manifest(long.as_bytes()).unwrap_err();
+        assert!(
+            err.starts_with("not a manifest: invalid type: string \"AAA"),
+            "{err:.300}"
+        );
+        assert!(err.chars().count() < 250, "{err:.300}");
     }
 }
