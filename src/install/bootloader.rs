@@ -70,10 +70,11 @@ pub fn update_grub(chroot: &Chroot) -> anyhow::Result<()> {
 }
 
 /// Builds the initramfs for every installed kernel, once: create where missing; update where
-/// the image shipped one that cannot bring up our root (md RAID1 needs our mdadm.conf inside,
-/// and an initramfs without LVM or without the generic disk drivers is of no use). An image
-/// whose initramfs already activates LVM with `MODULES=most` keeps it: rebuilding would take
-/// minutes and change nothing the boot depends on.
+/// the image shipped one that cannot bring up our root cleanly (md RAID1 needs our mdadm.conf
+/// inside; an initramfs without LVM or without the generic disk drivers is of no use; one
+/// built on a machine that differs from this one may lack what its own scripts use). An image
+/// whose initramfs already activates LVM with `MODULES=most` and has what its scripts need
+/// keeps it: rebuilding would take minutes and change nothing the boot depends on.
 pub fn build_initramfs(chroot: &Chroot, raid: bool) -> anyhow::Result<()> {
     let root = chroot.root();
     let versions = kernel_versions(root);
@@ -85,7 +86,7 @@ pub fn build_initramfs(chroot: &Chroot, raid: bool) -> anyhow::Result<()> {
         let initrd = format!("/boot/initrd.img-{version}");
         let mode = if !root.join(initrd.trim_start_matches('/')).exists() {
             "-c"
-        } else if !raid && initramfs_is_sufficient(chroot, &initrd) {
+        } else if !raid && initramfs_is_sufficient(chroot, &initrd, &version) {
             tracing::info!(
                 "initramfs: {initrd} from the image already activates LVM and has the disk \
                  drivers; kept"
@@ -104,20 +105,51 @@ pub fn build_initramfs(chroot: &Chroot, raid: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What an initramfs of the image must hold to be kept, besides its listing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeepIf {
+    /// The kernel has efivarfs built in (`modules.builtin`), so no module is needed for it.
+    pub efivarfs_builtin: bool,
+    /// The image has busybox: an initramfs built without it uses klibc's tools, which the
+    /// hooks of mdadm do not fit.
+    pub busybox_installed: bool,
+}
+
 /// True when the listing of an initramfs shows LVM and the generic disk drivers that
-/// `MODULES=most` brings (AHCI, NVMe, virtio, SCSI disks).
-pub fn listing_is_sufficient(listing: &str) -> bool {
+/// `MODULES=most` brings (AHCI, NVMe, virtio, SCSI disks), efivarfs when one of its scripts
+/// mounts it (mdadm's `init-top/00_mount_efivarfs`; an initramfs built on a machine booted
+/// without UEFI lacks the module and fails that mount at every boot), and busybox when the
+/// image has it.
+pub fn listing_is_sufficient(listing: &str, keep: KeepIf) -> bool {
     let has = |suffix: &str| listing.lines().any(|l| l.trim_end().ends_with(suffix));
+    let has_module = |m: &str| has(m) || has(&format!("{m}.zst")) || has(&format!("{m}.xz"));
     let lvm = has("sbin/lvm");
     let drivers = ["/ahci.ko", "/nvme.ko", "/virtio_blk.ko", "/sd_mod.ko"]
         .iter()
-        .all(|d| has(d) || has(&format!("{d}.zst")) || has(&format!("{d}.xz")));
-    lvm && drivers
+        .all(|d| has_module(d));
+    let mounts_efivarfs = has("/00_mount_efivarfs");
+    let efivarfs = !mounts_efivarfs || keep.efivarfs_builtin || has_module("/efivarfs.ko");
+    let busybox = !keep.busybox_installed || has("bin/busybox");
+    lvm && drivers && efivarfs && busybox
 }
 
-fn initramfs_is_sufficient(chroot: &Chroot, initrd: &str) -> bool {
+fn initramfs_is_sufficient(chroot: &Chroot, initrd: &str, version: &str) -> bool {
+    let root = chroot.root();
+    let builtin = ["usr/lib/modules", "lib/modules"]
+        .iter()
+        .filter_map(|dir| {
+            std::fs::read_to_string(root.join(dir).join(version).join("modules.builtin")).ok()
+        })
+        .next()
+        .unwrap_or_default();
+    let keep = KeepIf {
+        efivarfs_builtin: builtin.lines().any(|l| l.ends_with("/efivarfs.ko")),
+        busybox_installed: ["usr/bin/busybox", "bin/busybox"]
+            .iter()
+            .any(|p| root.join(p).exists()),
+    };
     match chroot.run(chroot.command("lsinitramfs").arg(initrd)) {
-        Ok(out) => listing_is_sufficient(&out.stdout),
+        Ok(out) => listing_is_sufficient(&out.stdout, keep),
         Err(err) => {
             tracing::info!("initramfs: cannot list {initrd} ({err:#}); rebuilding it");
             false
@@ -228,11 +260,44 @@ mod tests {
                     usr/lib/modules/6.12/kernel/drivers/nvme/host/nvme.ko.xz\n\
                     usr/lib/modules/6.12/kernel/drivers/block/virtio_blk.ko.xz\n\
                     usr/lib/modules/6.12/kernel/drivers/scsi/sd_mod.ko.xz\n";
-        assert!(listing_is_sufficient(good));
-        assert!(!listing_is_sufficient(&good.replace("usr/sbin/lvm\n", "")));
+        let keep = KeepIf::default();
+        assert!(listing_is_sufficient(good, keep));
+        assert!(!listing_is_sufficient(
+            &good.replace("usr/sbin/lvm\n", ""),
+            keep
+        ));
         // MODULES=dep built on another machine: no generic drivers.
         assert!(!listing_is_sufficient(
-            "usr/sbin/lvm\nkernel/drivers/block/virtio_blk.ko\n"
+            "usr/sbin/lvm\nkernel/drivers/block/virtio_blk.ko\n",
+            keep
+        ));
+    }
+
+    #[test]
+    fn an_initramfs_that_mounts_efivarfs_without_the_module_or_lacks_busybox_is_rebuilt() {
+        let good = "usr/sbin/lvm\nusr/lib/modules/6.12/kernel/drivers/ata/ahci.ko.xz\n\
+                    usr/lib/modules/6.12/kernel/drivers/nvme/host/nvme.ko.xz\n\
+                    usr/lib/modules/6.12/kernel/drivers/block/virtio_blk.ko.xz\n\
+                    usr/lib/modules/6.12/kernel/drivers/scsi/sd_mod.ko.xz\n";
+        // Built on a host booted without UEFI: mdadm's script is there, the module is not.
+        let no_module = format!("{good}scripts/init-top/00_mount_efivarfs\n");
+        assert!(!listing_is_sufficient(&no_module, KeepIf::default()));
+        let builtin = KeepIf {
+            efivarfs_builtin: true,
+            ..KeepIf::default()
+        };
+        assert!(listing_is_sufficient(&no_module, builtin));
+        let with_module =
+            format!("{no_module}usr/lib/modules/6.12/kernel/fs/efivarfs/efivarfs.ko.xz\n");
+        assert!(listing_is_sufficient(&with_module, KeepIf::default()));
+        let busybox = KeepIf {
+            busybox_installed: true,
+            ..KeepIf::default()
+        };
+        assert!(!listing_is_sufficient(&with_module, busybox));
+        assert!(listing_is_sufficient(
+            &format!("{with_module}usr/bin/busybox\n"),
+            busybox
         ));
     }
 
