@@ -276,6 +276,7 @@ fn cloud_init_nocloud_reads_our_seed_as_the_configdrive_meant_it() {
         network_data: Some(&network_data),
         node_uuid: None,
         hostname: Some(&Hostname::parse("node-0", "hostname").expect("valid")),
+        ssh_keys: &["ssh-rsa AAAAB3NzaC1yc2EAAAADAQAB lab@desk".to_string()],
     })
     .expect("seed");
 
@@ -298,7 +299,10 @@ fn cloud_init_nocloud_reads_our_seed_as_the_configdrive_meant_it() {
     assert_eq!(read["hostname"], "node-0");
     assert_eq!(
         read["public_keys"],
-        serde_json::json!(["ssh-ed25519 AAAAC3Nza test@example"])
+        serde_json::json!([
+            "ssh-ed25519 AAAAC3Nza test@example",
+            "ssh-rsa AAAAB3NzaC1yc2EAAAADAQAB lab@desk"
+        ])
     );
     assert_eq!(
         read["userdata"],

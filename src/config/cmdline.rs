@@ -48,6 +48,12 @@ pub struct CmdlineOrders {
     pub on_failure: Option<FailureAction>,
     /// `ocimetal.ssh_server=`; `None` when not given (the default is yes).
     pub ssh_server: Option<bool>,
+    /// `ocimetal.ssh_key=` (repeatable): OpenSSH public keys.
+    pub ssh_keys: Vec<String>,
+    /// `ocimetal.console=`: `DEVICE[,SPEED…]` or `none`, checked by the planner.
+    pub console: Option<String>,
+    /// `ocimetal.karg=` (repeatable): kernel arguments for the installed system.
+    pub kernel_args: Vec<String>,
 }
 
 /// Parses the `ocimetal.*` words of a kernel command line; other words are ignored.
@@ -116,6 +122,13 @@ fn apply(
             orders.on_failure = Some(parse_on_failure(field, &required(field, value)?)?)
         }
         Key::SshServer => orders.ssh_server = Some(parse_flag(field, value.as_deref())?),
+        Key::SshKey => orders
+            .ssh_keys
+            .push(parse_ssh_key(field, &required(field, value)?)?),
+        Key::Console => orders.console = Some(required(field, value)?),
+        Key::Karg => orders
+            .kernel_args
+            .push(parse_kernel_arg(field, &required(field, value)?)?),
     }
     Ok(())
 }
@@ -155,6 +168,60 @@ fn parse_flag(field: &str, value: Option<&str>) -> Result<bool, OrderError> {
             ),
         )
     })
+}
+
+/// The key types OpenSSH's `authorized_keys` takes.
+const SSH_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+/// An OpenSSH public key line: a known type, base64 key material, an optional comment.
+pub fn parse_ssh_key(field: &str, value: &str) -> Result<String, OrderError> {
+    let value = value.trim();
+    let mut words = value.split_whitespace();
+    let kind = words.next().unwrap_or_default();
+    let material = words.next().unwrap_or_default();
+    let base64 = |s: &str| {
+        s.len() >= 16
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+    };
+    if !SSH_KEY_TYPES.contains(&kind) || !base64(material) || value.contains(['\n', '\r']) {
+        return Err(OrderError::new(
+            field,
+            format!(
+                "is not an OpenSSH public key; give one line like \"ssh-ed25519 AAAAC3… user@host\" \
+                 (quote the whole word on the kernel command line), types: {}",
+                SSH_KEY_TYPES.join(", ")
+            ),
+        ));
+    }
+    Ok(value.to_string())
+}
+
+/// One kernel argument for GRUB's `GRUB_CMDLINE_LINUX`: no white space, quotes or characters
+/// the shell that reads `/etc/default/grub` would act on.
+pub fn parse_kernel_arg(field: &str, value: &str) -> Result<String, OrderError> {
+    let value = value.trim();
+    let bad = value
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || "\"'`$\\;&|<>(){}".contains(*c));
+    match bad {
+        None if !value.is_empty() => Ok(value.to_string()),
+        _ => Err(OrderError::new(
+            field,
+            format!(
+                "{value:?} is not one kernel argument: give one per ocimetal.karg, without \
+                 spaces, quotes or any of $ ` \\ ; & | < > ( ) {{ }}"
+            ),
+        )),
+    }
 }
 
 /// Parses a wipe mode (trimmed, case-insensitive); `field` names the key in the error.

@@ -165,6 +165,13 @@ pub struct Orders {
     pub force: bool,
     /// Give the installed system an SSH server (`ocimetal.ssh_server`, default yes).
     pub ssh_server: bool,
+    /// Authorized SSH keys for the default user (`ocimetal.ssh_key`), added to meta_data's.
+    pub ssh_keys: Vec<String>,
+    /// The installed system's serial console as ordered (`ocimetal.console`); `None` for the
+    /// architecture's usual one.
+    pub console: Option<String>,
+    /// More arguments for the installed kernel (`ocimetal.karg`).
+    pub kernel_args: Vec<String>,
     /// Verbose logs and a root console login in the ramdisk.
     pub debug: bool,
     /// Decide and print the plan, then stop without touching a disk (`ocimetal.dry_run`).
@@ -230,6 +237,9 @@ impl std::fmt::Debug for Orders {
             .field("report_auth", &self.report_auth)
             .field("force", &self.force)
             .field("ssh_server", &self.ssh_server)
+            .field("ssh_keys", &self.ssh_keys.len())
+            .field("console", &self.console)
+            .field("kernel_args", &self.kernel_args)
             .field("debug", &self.debug)
             .field("dry_run", &self.dry_run)
             .field("configdrive_origin", &self.configdrive_origin)

@@ -63,6 +63,12 @@ pub enum Key {
     OnFailure,
     /// `ocimetal.ssh_server=`: whether the installed system gets an SSH server (default yes).
     SshServer,
+    /// `ocimetal.ssh_key=`: an authorized SSH key for the installed system (repeatable).
+    SshKey,
+    /// `ocimetal.console=`: the installed system's serial console (`ttyS1,115200`, `none`).
+    Console,
+    /// `ocimetal.karg=`: one more argument for the installed kernel (repeatable).
+    Karg,
 }
 
 impl Key {
@@ -87,6 +93,9 @@ impl Key {
         Key::ReportAuth,
         Key::OnFailure,
         Key::SshServer,
+        Key::SshKey,
+        Key::Console,
+        Key::Karg,
     ];
 
     /// The whole parameter name, with underscores: `ocimetal.root_device_hints`.
@@ -111,6 +120,9 @@ impl Key {
             Key::ReportAuth => "ocimetal.report_auth",
             Key::OnFailure => "ocimetal.on_failure",
             Key::SshServer => "ocimetal.ssh_server",
+            Key::SshKey => "ocimetal.ssh_key",
+            Key::Console => "ocimetal.console",
+            Key::Karg => "ocimetal.karg",
         }
     }
 

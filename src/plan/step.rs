@@ -6,6 +6,7 @@
 //! made concrete by [`super::refine`] once the image is on disk.
 
 use super::layout::DiskLayout;
+use super::system::boot::BootChoices;
 use super::system::packages::PackageChoices;
 use super::system::record::RecordedDisk;
 use super::system::TargetFile;
@@ -269,6 +270,8 @@ pub struct Files {
     pub edits: Vec<FileEdit>,
     pub arch: Arch,
     pub raid: bool,
+    /// The installed kernel's console and extra arguments (GRUB defaults).
+    pub boot: BootChoices,
 }
 
 /// Build the initramfs.

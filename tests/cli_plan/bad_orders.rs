@@ -454,6 +454,21 @@ fn command_line_orders() {
             &["needs a value"],
         ),
         case(
+            cmdline("ocimetal.image=x ocimetal.console=eth0"),
+            "ocimetal.console",
+            &["eth0", "ttyS1,115200"],
+        ),
+        case(
+            cmdline("ocimetal.karg=a;reboot"),
+            "ocimetal.karg",
+            &["one kernel argument"],
+        ),
+        case(
+            cmdline("\"ocimetal.ssh_key=hello world\""),
+            "ocimetal.ssh_key",
+            &["OpenSSH public key"],
+        ),
+        case(
             cmdline("ocimetal.ssh_server=maybe"),
             "ocimetal.ssh_server",
             &["maybe"],

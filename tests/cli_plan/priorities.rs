@@ -726,6 +726,38 @@ fn the_ssh_server_and_the_filesystem_tools_are_in_every_package_rule_unless_opte
 }
 
 #[test]
+fn lab_orders_give_the_console_kernel_arguments_and_ssh_keys_of_the_installed_system() {
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeyMaterialForTheLab lab@desk";
+    let cmdline = format!(
+        "ocimetal.image=lab:5000/debian:13 ocimetal.root_device_hints=serial=S-ALPHA \
+         ocimetal.console=ttyS1,57600 ocimetal.karg=nomodeset ocimetal.karg=intel_iommu=on \
+         \"ocimetal.ssh_key={key}\""
+    );
+    let orders = Orders::cmdline(&cmdline);
+    let plan = orders.plan();
+    let boot = &step(&plan, "files")["boot"];
+    assert_eq!(boot["serial"]["device"], "ttyS1");
+    assert_eq!(boot["serial"]["speed"], 57600);
+    assert_eq!(
+        strings(&boot["extra_args"]),
+        ["nomodeset", "intel_iommu=on"]
+    );
+    // The key reaches the NoCloud seed that cloud-init reads at first boot.
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = orders.write_args(dir.path());
+    let rendered = dir.path().join("render");
+    args.extend(["--render".to_string(), rendered.display().to_string()]);
+    let run = ocimetal(&args);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let meta =
+        std::fs::read_to_string(rendered.join("var/lib/cloud/seed/nocloud-net/meta-data")).unwrap();
+    assert!(meta.contains(key), "{meta}");
+    // No serial console at all, when asked.
+    let plan = Orders::cmdline(&format!("{cmdline} ocimetal.console=none")).plan();
+    assert!(step(&plan, "files")["boot"]["serial"].is_null());
+}
+
+#[test]
 fn without_orders_nothing_is_planned_and_the_status_is_4() {
     let inventory = fixture("inventory.json").display().to_string();
     for cmdline in [

@@ -3,14 +3,13 @@
 
 use super::boot::{
     edit_grub_default, edit_initramfs_conf, edit_initramfs_modules, esp_sync_files,
-    initramfs_resume_file, GrubSettings, SerialConsole,
+    initramfs_resume_file, BootChoices, GrubSettings,
 };
 use super::cloud_init::{nocloud_seed, SeedInput};
 use super::files::{
     apt_proxy_file, fstab_file, hostname_file, hosts_file, mdadm_conf_file, Hostname,
 };
 use super::TargetFile;
-use crate::arch::Arch;
 use crate::config::Orders;
 use crate::error::OrderError;
 use crate::plan::{FileEdit, ROOT_LABEL};
@@ -39,6 +38,7 @@ pub fn order_files(
         network_data: orders.network_data.as_ref(),
         node_uuid: orders.node_uuid.as_deref(),
         hostname: hostname.as_ref(),
+        ssh_keys: &orders.ssh_keys,
     })?;
     let mut files = seed.files;
     if let Some(hostname) = &hostname {
@@ -79,7 +79,7 @@ pub fn render_edit(
     existing: &dyn Fn(&str) -> Option<String>,
     mdadm_scan: &str,
     raid: bool,
-    arch: Arch,
+    boot: &BootChoices,
 ) -> Option<TargetFile> {
     let path = edit_path(edit);
     match edit {
@@ -94,7 +94,8 @@ pub fn render_edit(
         FileEdit::GrubDefault => {
             let grub = GrubSettings {
                 root_label: ROOT_LABEL.to_string(),
-                serial: Some(SerialConsole::for_arch(arch)),
+                serial: boot.serial.clone(),
+                extra_args: boot.extra_args.clone(),
             };
             Some(TargetFile::plain(
                 path,

@@ -4,6 +4,7 @@
 use super::file::TargetFile;
 use super::files::{ESP2_LABEL, ESP2_MOUNT, ESP_MOUNT};
 use crate::arch::Arch;
+use crate::error::OrderError;
 use std::fmt::Write;
 
 /// `conf.d/resume`: there is no swap to resume from, and initramfs-tools would otherwise
@@ -72,7 +73,7 @@ pub fn edit_initramfs_conf(existing: &str) -> String {
 }
 
 /// A serial console for the kernel and (where GRUB can drive it) for GRUB.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SerialConsole {
     /// Kernel device name, e.g. `ttyS0`.
     pub device: String,
@@ -83,6 +84,53 @@ pub struct SerialConsole {
 }
 
 impl SerialConsole {
+    /// The console `ocimetal.console=` orders: `none` (the screen only), or `DEVICE[,SPEED]`
+    /// with an optional parity/bits suffix as the kernel writes it (`ttyS1,115200n8`); only
+    /// `n8` is used. `ttyS<N>` on x86_64 is also GRUB's serial unit N.
+    pub fn from_order(field: &str, value: &str, arch: Arch) -> Result<Option<Self>, OrderError> {
+        let value = value.trim();
+        if value.eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        let (device, options) = value.split_once(',').unwrap_or((value, ""));
+        let digits: String = options.chars().take_while(char::is_ascii_digit).collect();
+        let suffix = &options[digits.len()..];
+        let device_ok = device.len() <= 16
+            && device.starts_with("tty")
+            && device.chars().all(|c| c.is_ascii_alphanumeric())
+            && device.ends_with(|c: char| c.is_ascii_digit());
+        let speed = if digits.is_empty() {
+            Some(115_200)
+        } else {
+            digits
+                .parse::<u32>()
+                .ok()
+                .filter(|s| (1_200..=4_000_000).contains(s))
+        };
+        let suffix_ok = suffix.is_empty() || suffix == "n8";
+        match (
+            device_ok && suffix_ok && options.len() == digits.len() + suffix.len(),
+            speed,
+        ) {
+            (true, Some(speed)) => Ok(Some(Self {
+                device: device.to_string(),
+                speed,
+                grub_unit: match arch {
+                    Arch::X86_64 => device.strip_prefix("ttyS").and_then(|n| n.parse().ok()),
+                    Arch::Aarch64 => None,
+                },
+            })),
+            _ => Err(OrderError::new(
+                field,
+                format!(
+                    "{value:?} is not a serial console; give DEVICE[,SPEED] like ttyS1,115200 \
+                     (ttyS0 is {}'s usual one) or none",
+                    arch
+                ),
+            )),
+        }
+    }
+
     /// The usual first serial port of `arch` at 115200 baud. On aarch64 GRUB keeps the
     /// firmware console, which is the serial port on servers.
     pub fn for_arch(arch: Arch) -> Self {
@@ -94,6 +142,34 @@ impl SerialConsole {
     }
 }
 
+/// The installed kernel's console and extra arguments, as the orders decide them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BootChoices {
+    /// The serial console (`None`: the screen only).
+    pub serial: Option<SerialConsole>,
+    /// More kernel arguments (`ocimetal.karg`).
+    pub extra_args: Vec<String>,
+}
+
+impl BootChoices {
+    /// From `ocimetal.console` (`None`: the architecture's usual port at 115200) and
+    /// `ocimetal.karg`.
+    pub fn from_orders(
+        console: Option<&str>,
+        extra_args: &[String],
+        arch: Arch,
+    ) -> Result<Self, OrderError> {
+        let serial = match console {
+            Some(value) => SerialConsole::from_order("ocimetal.console", value, arch)?,
+            None => Some(SerialConsole::for_arch(arch)),
+        };
+        Ok(Self {
+            serial,
+            extra_args: extra_args.to_vec(),
+        })
+    }
+}
+
 /// What ocimetal sets in `/etc/default/grub`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrubSettings {
@@ -101,6 +177,8 @@ pub struct GrubSettings {
     pub root_label: String,
     /// Serial console, if any.
     pub serial: Option<SerialConsole>,
+    /// More kernel arguments, as ordered.
+    pub extra_args: Vec<String>,
 }
 
 impl GrubSettings {
@@ -114,6 +192,10 @@ impl GrubSettings {
                 " console=tty0 console={},{}n8",
                 serial.device, serial.speed
             );
+        }
+        for arg in &self.extra_args {
+            cmdline.push(' ');
+            cmdline.push_str(arg);
         }
         let mut vars = vec![
             ("GRUB_CMDLINE_LINUX", format!("\"{cmdline}\"")),

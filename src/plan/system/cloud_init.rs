@@ -40,6 +40,8 @@ pub struct SeedInput<'a> {
     pub node_uuid: Option<&'a str>,
     /// The hostname the installer chose (also written to /etc/hostname).
     pub hostname: Option<&'a Hostname>,
+    /// More authorized SSH keys (`ocimetal.ssh_key`), added to meta_data's `public_keys`.
+    pub ssh_keys: &'a [String],
 }
 
 /// The seed files, and warnings for the log.
@@ -122,8 +124,34 @@ pub fn render_meta_data(input: &SeedInput<'_>) -> Result<String, OrderError> {
             meta.insert("public-keys".into(), keys);
         }
     }
+    if !input.ssh_keys.is_empty() {
+        let keys = add_keys(meta.remove("public-keys"), input.ssh_keys);
+        meta.insert("public-keys".into(), keys);
+    }
     yaml::to_yaml(&meta)
         .map_err(|e| OrderError::new("meta_data", format!("cannot be rendered: {e}")))
+}
+
+/// `public-keys` with `extra` added, in any of the shapes cloud-init reads (a string, a list,
+/// or OpenStack's map of name to key).
+fn add_keys(existing: Option<Value>, extra: &[String]) -> Value {
+    let extra = extra.iter().cloned().map(Value::String);
+    match existing {
+        Some(Value::Object(mut map)) => {
+            for (n, key) in extra.enumerate() {
+                map.insert(format!("ocimetal-{}", n + 1), key);
+            }
+            Value::Object(map)
+        }
+        Some(Value::Array(mut list)) => {
+            list.extend(extra);
+            Value::Array(list)
+        }
+        Some(Value::String(one)) => {
+            Value::Array(std::iter::once(Value::String(one)).chain(extra).collect())
+        }
+        _ => Value::Array(extra.collect()),
+    }
 }
 
 /// The cloud.cfg.d snippet that makes NoCloud, reading our seed, the only datasource.
@@ -144,6 +172,24 @@ fn non_empty_str<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a str> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ordered_ssh_keys_join_the_keys_of_meta_data_in_its_shape() {
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample lab".to_string();
+        let extra = std::slice::from_ref(&key);
+        assert_eq!(add_keys(None, extra), serde_json::json!([key]));
+        assert_eq!(
+            add_keys(
+                Some(serde_json::json!({"default": "ssh-rsa AAAA x"})),
+                extra
+            ),
+            serde_json::json!({"default": "ssh-rsa AAAA x", "ocimetal-1": key})
+        );
+        assert_eq!(
+            add_keys(Some(serde_json::json!("ssh-rsa AAAA x")), extra),
+            serde_json::json!(["ssh-rsa AAAA x", key])
+        );
+    }
     use serde_json::json;
 
     fn meta(value: Value) -> Map<String, Value> {
@@ -176,6 +222,7 @@ mod tests {
             network_data: Some(&nd),
             node_uuid: Some("node-uuid"),
             hostname: None,
+            ssh_keys: &[],
         })
         .expect("seed");
         let paths: Vec<_> = seed
@@ -222,6 +269,7 @@ mod tests {
             network_data: None,
             node_uuid: None,
             hostname: None,
+            ssh_keys: &[],
         })
         .expect("seed");
         assert_eq!(seed.files.len(), 3);
@@ -243,6 +291,7 @@ mod tests {
                     network_data: None,
                     node_uuid: node,
                     hostname: None,
+                    ssh_keys: &[],
                 })
                 .expect("renders"),
             )["instance-id"]
@@ -262,6 +311,7 @@ mod tests {
             network_data: None,
             node_uuid: None,
             hostname: None,
+            ssh_keys: &[],
         })
         .expect_err("no id");
         assert_eq!(e.field, "meta_data.uuid");
@@ -283,6 +333,7 @@ mod tests {
             network_data: None,
             node_uuid: None,
             hostname: Some(&chosen),
+            ssh_keys: &[],
         };
         let text = render_meta_data(&input).expect("renders");
         let back = read_back(&text);
@@ -295,6 +346,7 @@ mod tests {
 
         let input = SeedInput {
             hostname: None,
+            ssh_keys: &[],
             ..input
         };
         let back = read_back(&render_meta_data(&input).expect("renders"));
@@ -311,6 +363,7 @@ mod tests {
             network_data: Some(&nd),
             node_uuid: None,
             hostname: None,
+            ssh_keys: &[],
         })
         .expect_err("invalid");
         assert_eq!(e.field, "network_data.links[0].bond_links");

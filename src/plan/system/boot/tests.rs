@@ -28,6 +28,7 @@ fn text(file: &TargetFile) -> &str {
 
 fn settings(serial: Option<SerialConsole>) -> GrubSettings {
     GrubSettings {
+        extra_args: Vec::new(),
         root_label: "ROOTFS".into(),
         serial,
     }
@@ -260,4 +261,46 @@ fn esp_sync_script_does_nothing_without_a_second_esp() {
     std::fs::create_dir_all(dir.path().join("efi")).expect("mkdir");
     let calls = run_sync(dir.path(), false);
     assert_eq!(calls, "blkid -L EFI2\n");
+}
+
+#[test]
+fn the_ordered_console_and_kernel_arguments_reach_grub() {
+    let serial = SerialConsole::from_order("ocimetal.console", "ttyS1,57600n8", Arch::X86_64)
+        .expect("valid")
+        .expect("a serial console");
+    assert_eq!(serial.device, "ttyS1");
+    assert_eq!(serial.speed, 57_600);
+    assert_eq!(serial.grub_unit, Some(1));
+    let grub = GrubSettings {
+        root_label: "ROOTFS".into(),
+        serial: Some(serial),
+        extra_args: vec!["nomodeset".into(), "intel_iommu=on".into()],
+    };
+    let text = edit_grub_default("", &grub);
+    assert!(
+        text.contains(
+            "GRUB_CMDLINE_LINUX=\"root=LABEL=ROOTFS console=tty0 console=ttyS1,57600n8 nomodeset intel_iommu=on\""
+        ),
+        "{text}"
+    );
+    assert!(text.contains("serial --unit=1 --speed=57600"), "{text}");
+    let arm = SerialConsole::from_order("f", "ttyAMA1", Arch::Aarch64)
+        .unwrap()
+        .unwrap();
+    assert_eq!((arm.speed, arm.grub_unit), (115_200, None));
+    assert_eq!(
+        SerialConsole::from_order("f", "NONE", Arch::X86_64).unwrap(),
+        None
+    );
+    for bad in [
+        "eth0",
+        "ttyS",
+        "ttyS1,fast",
+        "ttyS1,115200e7",
+        "ttyS1;reboot",
+        "/dev/ttyS1",
+    ] {
+        let e = SerialConsole::from_order("ocimetal.console", bad, Arch::X86_64).expect_err(bad);
+        assert_eq!(e.field, "ocimetal.console");
+    }
 }
