@@ -6,6 +6,7 @@
 //! change is made relative to a directory fd, so nothing a layer says can touch anything
 //! outside the root. `docs/extraction.md` lists the exact rules and what is refused.
 
+mod extension;
 mod fsops;
 mod header;
 mod layer;
@@ -21,6 +22,8 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
+use extension::ExtensionCap;
+pub use extension::MAX_EXTENSION;
 use layer::LayerWriter;
 
 /// Size of the buffer file content is copied through.
@@ -113,9 +116,9 @@ impl Applier {
     /// hashing it sees every byte. On error the layer may be partly applied.
     pub fn apply_layer(&mut self, tar: &mut dyn Read) -> anyhow::Result<LayerStats> {
         let mut writer = LayerWriter::new(self.root.as_fd(), &mut self.buf);
-        let mut archive = tar::Archive::new(tar);
+        let mut archive = tar::Archive::new(ExtensionCap::new(tar));
         for entry in archive.entries().context("reading layer tar")? {
-            let mut entry = entry.context("reading layer tar")?;
+            let mut entry = entry.map_err(refusal_or_read_error)?;
             writer.apply(&mut entry).with_context(|| {
                 format!(
                     "applying layer member `{}`",
@@ -127,5 +130,17 @@ impl Applier {
         std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
             .context("reading the end of the layer stream")?;
         Ok(stats)
+    }
+}
+
+/// An error from the tar reader: the refusal of an oversized extension header as it is, any
+/// other as a read error.
+fn refusal_or_read_error(e: std::io::Error) -> anyhow::Error {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<RefusedEntry>())
+    {
+        Some(refused) => refused.clone().into(),
+        None => anyhow::Error::new(e).context("reading layer tar"),
     }
 }
