@@ -8,7 +8,7 @@
 //! or hard-links the name sees the same tree as if the file had been finished at once.
 //!
 //! Memory is bounded: content travels in at most [`BUFFERS`] buffers of [`CHUNK`] bytes
-//! (4 MiB in all), which the workers hand back for reuse, and at most [`QUEUE`] jobs wait per
+//! (2 MiB in all), which the workers hand back for reuse, and at most [`QUEUE`] jobs wait per
 //! worker.
 
 use std::ffi::CString;
@@ -32,7 +32,7 @@ pub(super) const WORKERS: usize = 4;
 /// Size of the buffers file content is handed over in.
 pub(super) const CHUNK: usize = 256 << 10;
 /// Buffers of content queued or being written, at most.
-const BUFFERS: usize = 16;
+const BUFFERS: usize = 8;
 /// Jobs waiting per worker, at most: each holds an open descriptor.
 const QUEUE: usize = 32;
 
