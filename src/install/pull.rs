@@ -110,11 +110,14 @@ fn refuse_busy_targets(host: &dyn Host, disks: &[String]) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Least a layer may download ahead while the disks are being prepared.
+const MIN_PREFETCH: usize = 8 << 20;
+
 /// Compressed bytes each layer may download ahead of its application while the disks are
 /// being prepared: a quarter of the available memory shared by the parallel downloads,
-/// between the default and 256 MiB per layer.
+/// between 8 and 256 MiB per layer.
 fn prefetch_buffer(available: usize, parallel: usize) -> usize {
-    (available / 4 / parallel.max(1)).clamp(crate::oci::DEFAULT_LAYER_BUFFER, 256 << 20)
+    (available / 4 / parallel.max(1)).clamp(MIN_PREFETCH, 256 << 20)
 }
 
 /// Memory available now, from /proc/meminfo (0 when unreadable).
@@ -156,11 +159,8 @@ mod tests {
     fn the_prefetch_buffer_is_a_share_of_a_quarter_of_the_memory_within_bounds() {
         const MIB: usize = 1 << 20;
         assert_eq!(prefetch_buffer(1200 * MIB, 3), 100 * MIB);
-        assert_eq!(
-            prefetch_buffer(64 * MIB, 3),
-            crate::oci::DEFAULT_LAYER_BUFFER
-        );
+        assert_eq!(prefetch_buffer(64 * MIB, 3), MIN_PREFETCH);
         assert_eq!(prefetch_buffer(64 * 1024 * MIB, 3), 256 * MIB);
-        assert_eq!(prefetch_buffer(0, 0), crate::oci::DEFAULT_LAYER_BUFFER);
+        assert_eq!(prefetch_buffer(0, 0), MIN_PREFETCH);
     }
 }

@@ -40,7 +40,7 @@ pub(crate) const USER_AGENT: &str = concat!("ocimetal/", env!("CARGO_PKG_VERSION
 pub const DEFAULT_PARALLEL_DOWNLOADS: usize = 3;
 
 /// Compressed bytes a layer's download may run ahead of its application by default.
-pub const DEFAULT_LAYER_BUFFER: usize = 8 << 20;
+pub const DEFAULT_LAYER_BUFFER: usize = 4 << 20;
 
 /// Told the bytes downloaded and the total, about once a second during a pull.
 #[derive(Clone)]

@@ -520,3 +520,83 @@ fn members_that_cannot_be_written_faithfully_are_refused() {
     }
     fx.assert_tree(&[]);
 }
+
+/// Counts the bytes the applier reads.
+struct Counted<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+#[test]
+fn oversized_extension_headers_are_refused_before_their_body_is_read() {
+    use std::io::Read as _;
+    for kind in [
+        EntryType::XHeader,
+        EntryType::XGlobalHeader,
+        EntryType::GNULongName,
+        EntryType::GNULongLink,
+    ] {
+        let fx = Fixture::new();
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_size(1 << 30);
+        header.as_old_mut().name[..12].copy_from_slice(b"PaxHeaders/x");
+        header.set_cksum();
+        // A short body: the stream ends long before the declared gibibyte.
+        let mut short = Layer::new().raw(&header, &[b'7'; 64]).build();
+        short.truncate(512 + 64);
+        let mut applier = ocimetal::oci::apply::Applier::open(&fx.root).unwrap();
+        let err = applier
+            .apply_layer(&mut short.as_slice())
+            .expect_err("oversized extension header accepted");
+        let refused = err
+            .downcast_ref::<RefusedEntry>()
+            .unwrap_or_else(|| panic!("not a refusal: {err:#}"));
+        assert_eq!(refused.member, "PaxHeaders/x");
+        assert!(
+            refused.reason.contains("1073741824 bytes") && refused.reason.contains("1024 KiB"),
+            "{kind:?}: {err:#}"
+        );
+        // A body as long as declared: refused at its header, not read.
+        let mut endless = Counted {
+            inner: header.as_bytes().chain(std::io::repeat(b'7')),
+            read: 0,
+        };
+        let err = applier.apply_layer(&mut endless).unwrap_err();
+        assert!(err.downcast_ref::<RefusedEntry>().is_some(), "{err:#}");
+        assert!(
+            endless.read <= 2 << 20,
+            "{kind:?}: read {} bytes",
+            endless.read
+        );
+        fx.assert_outer_unchanged();
+        fx.assert_tree(&[]);
+    }
+}
+
+#[test]
+fn extension_headers_up_to_the_cap_are_read() {
+    let fx = Fixture::new();
+    // A PAX header of nearly 1 MiB: one large extended attribute.
+    let value = vec![b'v'; ocimetal::oci::apply::MAX_EXTENSION as usize - 100];
+    let layer = Layer::new()
+        .file_with(
+            "big-xattr",
+            b"x",
+            Meta::mode(0o644).xattr("user.big", &value),
+        )
+        .build();
+    let result = fx.apply(&[layer]);
+    // Not every file system stores a value that large; either way it is not refused.
+    if let Err(e) = result {
+        assert!(e.downcast_ref::<RefusedEntry>().is_none(), "{e:#}");
+    }
+}

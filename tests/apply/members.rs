@@ -455,3 +455,40 @@ fn names_and_targets_need_not_be_utf8() {
         b"latin1-caf\xe9"
     );
 }
+
+/// Files are finished on other threads while later members go on: a later member that links,
+/// replaces or re-lists a name must see the same tree as if each file were done at once.
+#[test]
+fn later_members_see_earlier_ones_finished() {
+    let mut layer = Layer::new().dir("d");
+    let mut expected = vec![("d", Node::dir(0o755))];
+    let names: Vec<String> = (0..300).map(|i| format!("d/f{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let content = vec![i as u8; i * 997];
+        layer = layer.file_with(name, &content, Meta::mode(0o640).owner(i as u64, 7));
+    }
+    let layer = layer
+        // A hard link to a file just handed over shares its finished inode.
+        .hardlink("link", "d/f299")
+        // A name replaced right after it was written.
+        .file_with("d/f298", b"second", Meta::mode(0o600))
+        .dir_with("d/f297", Meta::mode(0o711))
+        // A directory listed twice: the later metadata wins.
+        .dir_with("twice", Meta::mode(0o700).owner(5, 5))
+        .dir_with("twice", Meta::mode(0o751).owner(6, 6))
+        .build();
+    let fx = Fixture::new();
+    fx.apply(&[layer]).unwrap();
+    let contents: Vec<Vec<u8>> = (0..300).map(|i| vec![i as u8; i * 997]).collect();
+    for (i, name) in names.iter().enumerate().take(297) {
+        let node = Node::file(&contents[i], 0o640).owner(i as u32, 7);
+        expected.push((name, node));
+    }
+    expected.push(("d/f297", Node::dir(0o711)));
+    expected.push(("d/f298", Node::file(b"second", 0o600)));
+    let linked = Node::file(&contents[299], 0o640).owner(299, 7).nlink(2);
+    expected.push(("d/f299", linked.clone()));
+    expected.push(("link", linked));
+    expected.push(("twice", Node::dir(0o751).owner(6, 6)));
+    fx.assert_tree(&expected);
+}

@@ -154,3 +154,24 @@ pub(super) fn set_xattr_fd(fd: BorrowedFd<'_>, key: &CString, value: &[u8]) -> n
     };
     Errno::result(rc).map(drop)
 }
+
+/// The outcome of setting an extended attribute of member `member`: an attribute the target
+/// file system cannot store is skipped with a warning (`Ok(true)`); any other failure stops
+/// the layer.
+pub(super) fn xattr_skipped(
+    result: nix::Result<()>,
+    key: &CString,
+    member: &[u8],
+) -> anyhow::Result<bool> {
+    match result {
+        Ok(()) => Ok(false),
+        Err(Errno::EOPNOTSUPP) => {
+            tracing::warn!(member = %String::from_utf8_lossy(member), xattr = %key.to_string_lossy(), "file system does not support this extended attribute; skipped");
+            Ok(true)
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "setting extended attribute {}: {e}",
+            key.to_string_lossy()
+        )),
+    }
+}

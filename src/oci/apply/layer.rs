@@ -3,23 +3,26 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context as _};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{
-    fchmod, fchmodat, fstat, futimens, mkdirat, mknodat, utimensat, FchmodatFlags, FileStat, Mode,
-    SFlag, UtimensatFlags,
+    fchmodat, fstat, futimens, mkdirat, mknodat, utimensat, FchmodatFlags, FileStat, Mode, SFlag,
+    UtimensatFlags,
 };
 use nix::sys::time::TimeSpec;
-use nix::unistd::{fchown, fchownat, linkat, symlinkat, Gid, Uid};
+use nix::unistd::{fchownat, linkat, symlinkat, Gid, Uid};
 
+use super::flush::DirtyBudget;
 use super::fsops::{self, DirId};
 use super::header::{read_member, Kind, Member};
 use super::path::{CleanPath, Whiteout};
+use super::pool::{Metadata, Pool, Target, CHUNK};
 use super::prune::{self, prune, prune_children, Created, Removed};
 use super::{LayerStats, RefusedEntry};
 
@@ -35,7 +38,9 @@ struct DirHandle {
 /// State of one layer being applied.
 pub(super) struct LayerWriter<'a> {
     root: BorrowedFd<'a>,
-    buf: &'a mut [u8],
+    /// Writes file content and sets file and directory metadata on other threads.
+    pool: &'a mut Pool,
+    dirty: &'a mut DirtyBudget,
     stats: LayerStats,
     /// The last directory resolved, by cleaned path: members come grouped by directory, so this
     /// saves one `openat2` per member. Dropped whenever a directory or symlink is removed,
@@ -53,11 +58,16 @@ pub(super) struct LayerWriter<'a> {
 }
 
 impl<'a> LayerWriter<'a> {
-    /// Starts a layer on `root` (an `O_PATH` directory fd), using `buf` for file content.
-    pub(super) fn new(root: BorrowedFd<'a>, buf: &'a mut [u8]) -> Self {
+    /// Starts a layer on `root` (an `O_PATH` directory fd), finishing files on `pool`.
+    pub(super) fn new(
+        root: BorrowedFd<'a>,
+        pool: &'a mut Pool,
+        dirty: &'a mut DirtyBudget,
+    ) -> Self {
         Self {
             root,
-            buf,
+            pool,
+            dirty,
             stats: LayerStats::default(),
             last_dir: None,
             created: Created::default(),
@@ -112,8 +122,15 @@ impl<'a> LayerWriter<'a> {
         Ok(())
     }
 
-    /// Sets the deferred directory times and returns what the layer did.
+    /// The first failure of the writer threads so far, if any.
+    pub(super) fn failure(&self) -> anyhow::Result<()> {
+        self.pool.failure()
+    }
+
+    /// Waits for the writer threads, sets the deferred directory times and returns what the
+    /// layer did.
     pub(super) fn finish(mut self) -> anyhow::Result<LayerStats> {
+        self.stats.xattrs_skipped += self.pool.drain()?;
         for (id, (path, atime, mtime)) in std::mem::take(&mut self.lower_dir_times) {
             self.restore_dir_times(id, &path, atime, mtime)
                 .with_context(|| format!("restoring times of `{}`", lossy(&path)))?;
@@ -323,40 +340,33 @@ impl<'a> LayerWriter<'a> {
                 Mode::from_bits_truncate(0o600),
             )
         })?;
-        let mut file = File::from(fd);
+        let target = Arc::new(Target {
+            file: File::from(fd),
+            name: member.name.clone(),
+        });
+        self.pool.assign(self.stats.entries);
         let mut written = 0u64;
-        loop {
-            let n = match content.read(self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).context("reading file content from the layer"),
-            };
-            file.write_all(&self.buf[..n])
-                .context("writing file content")?;
-            written += n as u64;
+        while written < size {
+            let mut data = self.pool.buffer()?;
+            let want = (size - written).min(CHUNK as u64);
+            let read = content.by_ref().take(want).read_to_end(&mut data);
+            match read {
+                Ok(n) if n > 0 => written += n as u64,
+                other => {
+                    self.pool.give_back(data);
+                    other.context("reading file content from the layer")?;
+                    break;
+                }
+            }
+            self.pool.write(&target, data)?;
         }
         // The tar reader reports a stream cut inside a file as a short file, not an error.
         if written != size {
             bail!("layer stream ends inside this file ({written} of {size} bytes)");
         }
         self.stats.bytes += written;
-        if written >= WRITEBACK_FROM {
-            start_writeback(&file);
-        }
-        // chown clears setuid/setgid and file capabilities, so it goes first.
-        fchown(
-            &file,
-            Some(Uid::from_raw(member.uid)),
-            Some(Gid::from_raw(member.gid)),
-        )?;
-        fchmod(&file, Mode::from_bits_truncate(member.mode))?;
-        for (key, value) in &member.xattrs {
-            let result = fsops::set_xattr_fd(file.as_fd(), key, value);
-            self.xattr_result(result, key, &member.name)?;
-        }
-        futimens(&file, &member.atime, &member.mtime)?;
-        Ok(())
+        self.dirty.wrote(written);
+        self.pool.finish(target, metadata(member, true))
     }
 
     fn make_dir(
@@ -385,16 +395,14 @@ impl<'a> LayerWriter<'a> {
         // mount point: an existing directory could be one.
         let fd = fsops::open_child_dir(dir.fd.as_fd(), name, OFlag::O_RDONLY)
             .map_err(|e| resolve_error(e, path.as_bytes()))?;
-        fchown(
-            &fd,
-            Some(Uid::from_raw(member.uid)),
-            Some(Gid::from_raw(member.gid)),
-        )?;
-        fchmod(&fd, Mode::from_bits_truncate(member.mode))?;
-        for (key, value) in &member.xattrs {
-            let result = fsops::set_xattr_fd(fd.as_fd(), key, value);
-            self.xattr_result(result, key, &member.name)?;
-        }
+        // A directory listed twice has its metadata set twice: by one thread, in order.
+        self.pool.assign(fstat(&fd)?.st_ino);
+        let target = Target {
+            file: File::from(fd),
+            name: member.name.clone(),
+        };
+        self.pool
+            .finish(Arc::new(target), metadata(member, false))?;
         self.dir_times
             .insert(path.as_bytes().to_vec(), (member.atime, member.mtime));
         Ok(())
@@ -523,18 +531,10 @@ impl<'a> LayerWriter<'a> {
         key: &CString,
         member: &[u8],
     ) -> anyhow::Result<()> {
-        match result {
-            Ok(()) => Ok(()),
-            Err(Errno::EOPNOTSUPP) => {
-                tracing::warn!(member = %lossy(member), xattr = %key.to_string_lossy(), "file system does not support this extended attribute; skipped");
-                self.stats.xattrs_skipped += 1;
-                Ok(())
-            }
-            Err(e) => Err(anyhow!(
-                "setting extended attribute {}: {e}",
-                key.to_string_lossy()
-            )),
+        if fsops::xattr_skipped(result, key, member)? {
+            self.stats.xattrs_skipped += 1;
         }
+        Ok(())
     }
 
     /// `.wh.NAME` in `parent`: removes what lower layers put at `NAME`, keeping what this
@@ -563,17 +563,15 @@ impl<'a> LayerWriter<'a> {
     }
 }
 
-/// Files at least this large have their write-back started as soon as they are written.
-const WRITEBACK_FROM: u64 = 256 * 1024;
-
-/// Starts writing `file`'s data to disk without waiting for it: the flush at the end of the
-/// pull (or the unmount) then has little left to do, and dirty pages do not pile up in a
-/// ramdisk's memory. Failure only loses that head start.
-fn start_writeback(file: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a plain syscall on an open descriptor; no memory is passed.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+/// The metadata the writer threads set for `member`; times too, unless they are deferred
+/// (directories).
+fn metadata(member: &Member, times: bool) -> Metadata {
+    Metadata {
+        uid: member.uid,
+        gid: member.gid,
+        mode: member.mode,
+        xattrs: member.xattrs.clone(),
+        times: times.then_some((member.atime, member.mtime)),
     }
 }
 

@@ -6,10 +6,13 @@
 //! change is made relative to a directory fd, so nothing a layer says can touch anything
 //! outside the root. `docs/extraction.md` lists the exact rules and what is refused.
 
+mod extension;
+mod flush;
 mod fsops;
 mod header;
 mod layer;
 mod path;
+mod pool;
 mod prune;
 
 use std::io::Read;
@@ -21,10 +24,9 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
+use extension::ExtensionCap;
+pub use extension::MAX_EXTENSION;
 use layer::LayerWriter;
-
-/// Size of the buffer file content is copied through.
-const COPY_BUFFER: usize = 1 << 20;
 
 /// What one layer did to the tree.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,7 +72,9 @@ impl RefusedEntry {
 pub struct Applier {
     /// `O_PATH` handle of the root: the only starting point of every path resolution.
     root: OwnedFd,
-    buf: Vec<u8>,
+    /// Threads that write file content and set metadata.
+    pool: pool::Pool,
+    dirty: flush::DirtyBudget,
 }
 
 // The registry pull drives this from a blocking thread.
@@ -101,9 +105,12 @@ impl Applier {
         if !Path::new("/proc/self/fd").is_dir() {
             anyhow::bail!("layer application needs /proc mounted (extended attributes of symlinks and devices are set through /proc/self/fd)");
         }
+        let fs = fsops::open_in_root(root_fd.as_fd(), b"", OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+            .context("opening the layer root")?;
         Ok(Self {
             root: root_fd,
-            buf: vec![0; COPY_BUFFER],
+            pool: pool::Pool::new()?,
+            dirty: flush::DirtyBudget::new(fs),
         })
     }
 
@@ -112,10 +119,20 @@ impl Applier {
     /// The stream is read to its end, past the tar end-of-archive marker, so that a caller
     /// hashing it sees every byte. On error the layer may be partly applied.
     pub fn apply_layer(&mut self, tar: &mut dyn Read) -> anyhow::Result<LayerStats> {
-        let mut writer = LayerWriter::new(self.root.as_fd(), &mut self.buf);
-        let mut archive = tar::Archive::new(tar);
+        let result = self.apply_members(tar);
+        if result.is_err() {
+            // Nothing may still be writing when the caller looks at the tree.
+            let _ = self.pool.drain();
+        }
+        result
+    }
+
+    fn apply_members(&mut self, tar: &mut dyn Read) -> anyhow::Result<LayerStats> {
+        let mut writer = LayerWriter::new(self.root.as_fd(), &mut self.pool, &mut self.dirty);
+        let mut archive = tar::Archive::new(ExtensionCap::new(tar));
         for entry in archive.entries().context("reading layer tar")? {
-            let mut entry = entry.context("reading layer tar")?;
+            writer.failure()?;
+            let mut entry = entry.map_err(refusal_or_read_error)?;
             writer.apply(&mut entry).with_context(|| {
                 format!(
                     "applying layer member `{}`",
@@ -127,5 +144,17 @@ impl Applier {
         std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
             .context("reading the end of the layer stream")?;
         Ok(stats)
+    }
+}
+
+/// An error from the tar reader: the refusal of an oversized extension header as it is, any
+/// other as a read error.
+fn refusal_or_read_error(e: std::io::Error) -> anyhow::Error {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<RefusedEntry>())
+    {
+        Some(refused) => refused.clone().into(),
+        None => anyhow::Error::new(e).context("reading layer tar"),
     }
 }
