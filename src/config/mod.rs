@@ -7,6 +7,7 @@
 
 pub mod cmdline;
 pub mod configdrive;
+pub mod embedded;
 mod fetch;
 pub mod gather;
 pub mod iso9660;
@@ -18,7 +19,7 @@ pub mod redact;
 pub use cmdline::CmdlineOrders;
 pub use configdrive::ConfigDrive;
 pub use fetch::display_url;
-pub use gather::{gather, GatherOptions};
+pub use gather::{gather, EmbeddedSource, GatherOptions};
 pub use merge::{merge, redacted_summary};
 pub use node::NodeDoc;
 // The pull owns these types so that it stands alone; orders use the same ones.
