@@ -17,7 +17,7 @@ pub use render::{render_summary, rendered_files, step_detail, RenderedFile};
 pub use step::*;
 
 use crate::arch::Arch;
-use crate::config::{FailureAction, Orders, RebootAction, Secret, Sourced, WipeMode};
+use crate::config::{FailureAction, HintsInput, Orders, RebootAction, Secret, Sourced, WipeMode};
 use crate::error::OrderError;
 use crate::hints::{select_targets, RootDeviceHints};
 use crate::inventory::BlockDevice;
@@ -317,6 +317,21 @@ fn serialize_url<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::
         Some(url) => s.serialize_some(&crate::config::display_url(url)),
         None => s.serialize_none(),
     }
+}
+
+/// The checks of [`plan`] that need no disks: the image reference, the hints' grammar, and
+/// the files the orders become (hostname, cloud-init seed, network config). For orders that
+/// travel to another machine before they are planned, such as those an ISO carries.
+pub fn check_orders(orders: &Orders) -> Result<(), OrderError> {
+    normalize_image(&orders.image)?;
+    let raid = match &orders.root_device_hints {
+        Some(hints) if !matches!(&hints.value, HintsInput::Map(map) if map.is_empty()) => {
+            RootDeviceHints::parse(&hints.value, &hints.key)?.is_raid1()
+        }
+        _ => false,
+    };
+    system::assemble::order_files(orders, raid)?;
+    Ok(())
 }
 
 /// Normalises an image reference the way Docker does (`ubuntu:24.04` →
