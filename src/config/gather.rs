@@ -5,7 +5,7 @@ use super::configdrive::ConfigDrive;
 use super::embedded::{self, Embedded};
 use super::mount::{self, DeviceRoots};
 use super::node::{self, NodeConfigDrive, NodeDoc};
-use super::{merge, Orders};
+use super::{instance_id, merge, Orders};
 use crate::error::OrderError;
 use crate::host::cmdline::{self as host_cmdline, PROC_CMDLINE};
 use anyhow::Context;
@@ -85,7 +85,13 @@ pub fn gather(opts: &GatherOptions) -> anyhow::Result<Orders> {
     }
     // The caller logs `orders.warnings` once the orders are known to be usable: a refusal
     // must stay one line.
-    merge(&cmdline, node.as_ref(), drive.as_ref()).map_err(Into::into)
+    let mut orders = merge(&cmdline, node.as_ref(), drive.as_ref())?;
+    let smbios = match opts.offline {
+        true => None,
+        false => instance_id::read_smbios_uuid(),
+    };
+    instance_id::settle(&mut orders, smbios);
+    Ok(orders)
 }
 
 /// The configdrive to use: the one named (option, then `ocimetal.configdrive=`), else the

@@ -10,6 +10,7 @@ pub mod configdrive;
 pub mod embedded;
 mod fetch;
 pub mod gather;
+pub mod instance_id;
 pub mod iso9660;
 pub mod merge;
 pub mod mount;
@@ -26,6 +27,7 @@ pub use node::NodeDoc;
 pub use crate::oci::{secret, RegistryMirror, Secret};
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
 /// The image used when no source names one (the seed's default).
@@ -41,6 +43,8 @@ pub enum Source {
     MetaData,
     /// `ocimetal.*` on the kernel command line (or `--cmdline`).
     Cmdline,
+    /// The machine itself (its SMBIOS system UUID).
+    Machine,
     /// Nothing said it: the built-in default.
     Default,
 }
@@ -170,6 +174,9 @@ pub struct Orders {
     pub dry_run: bool,
     /// Where the configdrive was read from (device, directory, image or node field).
     pub configdrive_origin: Option<String>,
+    /// cloud-init's instance id and where it came from (see [`instance_id`]); `None` until
+    /// gathering settles it.
+    pub instance_id: Option<Sourced<String>>,
     /// Things the merge ignored or fell back from, for the log (free of secrets).
     pub warnings: Vec<String>,
 }
@@ -193,6 +200,50 @@ pub fn serialize_proxy<S: serde::Serializer>(
     match proxy {
         Some(url) => s.serialize_some(&fetch::display_url(url)),
         None => s.serialize_none(),
+    }
+}
+
+impl Orders {
+    /// A digest of the orders that shape the result (node, image, hints, wipe mode, hostname,
+    /// meta_data, user_data, network_data): two runs with equal digests install the same system.
+    /// Secrets enter only through the digest.
+    pub fn digest(&self) -> String {
+        let mut hash = Sha256::new();
+        let hints = self
+            .root_device_hints
+            .as_ref()
+            .map(|h| serde_json::to_string(&h.value).unwrap_or_default())
+            .unwrap_or_default();
+        let wipe = self
+            .wipe_mode
+            .as_ref()
+            .map(|w| format!("{:?}", w.value))
+            .unwrap_or_default();
+        let meta = serde_json::to_string(&self.meta_data).unwrap_or_default();
+        let network = self
+            .network_data
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        let user_data = self.user_data.as_ref().map(|u| u.expose()).unwrap_or(&[]);
+        for part in [
+            self.node_uuid.as_deref().unwrap_or("").as_bytes(),
+            self.image.value.as_bytes(),
+            hints.as_bytes(),
+            wipe.as_bytes(),
+            self.hostname
+                .as_ref()
+                .map(|h| h.value.as_bytes())
+                .unwrap_or(&[]),
+            meta.as_bytes(),
+            network.as_bytes(),
+            user_data,
+        ] {
+            // Length-prefix each part so that moving bytes between fields changes the digest.
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part);
+        }
+        format!("sha256:{}", hex::encode(hash.finalize()))
     }
 }
 
@@ -231,6 +282,7 @@ impl std::fmt::Debug for Orders {
             .field("debug", &self.debug)
             .field("dry_run", &self.dry_run)
             .field("configdrive_origin", &self.configdrive_origin)
+            .field("instance_id", &self.instance_id)
             .field("warnings", &self.warnings)
             .finish()
     }

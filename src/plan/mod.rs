@@ -23,7 +23,6 @@ use crate::hints::{select_targets, RootDeviceHints};
 use crate::inventory::BlockDevice;
 use crate::oci::{ImageRef, Platform};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use system::packages::OsRelease;
 
 /// The md array the seed creates for RAID1.
@@ -79,6 +78,11 @@ pub struct Plan {
     pub wipe: Vec<String>,
     /// Hostname of the installed system.
     pub hostname: Option<String>,
+    /// cloud-init's instance id.
+    pub instance_id: Option<String>,
+    /// Where it came from (`meta_data.uuid`, the node's `uuid`, `SMBIOS system UUID`,
+    /// `derived from the orders`).
+    pub instance_id_source: Option<String>,
     /// What happens after a successful install.
     pub reboot: RebootAction,
     /// Reinstall even when the same deployment is on disk (no re-entry step).
@@ -302,6 +306,8 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
         wipe_mode_source,
         wipe,
         hostname,
+        instance_id: orders.instance_id.as_ref().map(|id| id.value.clone()),
+        instance_id_source: orders.instance_id.as_ref().map(|id| id.key.clone()),
         reboot: orders.reboot.value,
         force: orders.force,
         on_failure: orders.on_failure,
@@ -349,47 +355,9 @@ pub fn normalize_image(image: &Sourced<String>) -> Result<ImageRef, OrderError> 
     })
 }
 
-/// A digest of the orders that shape the result (node, image, hints, wipe mode, hostname,
-/// meta_data, user_data, network_data): two runs with equal digests install the same system.
-/// Secrets enter only through the digest.
+/// A digest of the orders that shape the result: [`Orders::digest`].
 pub fn orders_hash(orders: &Orders) -> String {
-    let mut hash = Sha256::new();
-    let hints = orders
-        .root_device_hints
-        .as_ref()
-        .map(|h| serde_json::to_string(&h.value).unwrap_or_default())
-        .unwrap_or_default();
-    let wipe = orders
-        .wipe_mode
-        .as_ref()
-        .map(|w| format!("{:?}", w.value))
-        .unwrap_or_default();
-    let meta = serde_json::to_string(&orders.meta_data).unwrap_or_default();
-    let network = orders
-        .network_data
-        .as_ref()
-        .map(|n| n.to_string())
-        .unwrap_or_default();
-    let user_data = orders.user_data.as_ref().map(|u| u.expose()).unwrap_or(&[]);
-    for part in [
-        orders.node_uuid.as_deref().unwrap_or("").as_bytes(),
-        orders.image.value.as_bytes(),
-        hints.as_bytes(),
-        wipe.as_bytes(),
-        orders
-            .hostname
-            .as_ref()
-            .map(|h| h.value.as_bytes())
-            .unwrap_or(&[]),
-        meta.as_bytes(),
-        network.as_bytes(),
-        user_data,
-    ] {
-        // Length-prefix each part so that moving bytes between fields changes the digest.
-        hash.update((part.len() as u64).to_le_bytes());
-        hash.update(part);
-    }
-    format!("sha256:{}", hex::encode(hash.finalize()))
+    orders.digest()
 }
 
 /// md `--homehost`: the seed uses metal3-name; fall back to the hostname, then a fixed name.
@@ -490,6 +458,7 @@ mod tests {
             debug: false,
             dry_run: false,
             configdrive_origin: None,
+            instance_id: None,
             warnings: vec![],
         }
     }
