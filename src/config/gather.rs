@@ -58,6 +58,20 @@ pub fn gather(opts: &GatherOptions) -> anyhow::Result<Orders> {
     let cmdline = cmdline::parse(&text)?;
     let both_named = (opts.node.is_some() || cmdline.node.is_some())
         && (opts.configdrive.is_some() || cmdline.configdrive.is_some());
+    // Booted from the ISO, the medium must be known before anything is decided: its orders
+    // count, and the inventory must see its label (a USB stick can be probed after udev has
+    // settled).
+    let live_medium = !opts.offline && matches!(opts.embedded, EmbeddedSource::BootMedium);
+    if live_medium
+        && embedded::booted_from_iso(&text)
+        && !embedded::wait_for_boot_medium(&DeviceRoots::default(), embedded::BOOT_MEDIUM_WAIT)
+    {
+        tracing::warn!(
+            "booted from the installer ISO, but no ISO 9660 medium labelled {} appeared within {:?}",
+            embedded::LABEL,
+            embedded::BOOT_MEDIUM_WAIT
+        );
+    }
     let mut embedded = match &opts.embedded {
         EmbeddedSource::Given(given) => Some(given.as_ref().clone()),
         EmbeddedSource::BootMedium if !opts.offline && !both_named => {

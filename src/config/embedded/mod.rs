@@ -185,6 +185,28 @@ pub fn boot_media(roots: &DeviceRoots) -> Vec<PathBuf> {
         .collect()
 }
 
+/// What GRUB puts first on the kernel command line when it boots the installer ISO (as a CD
+/// or from a stick): the ISO's own kernel path.
+pub const ISO_BOOT_IMAGE: &str = "BOOT_IMAGE=/ocimetal/vmlinuz";
+/// How long a ramdisk booted from the ISO waits for its medium to be probed (a USB stick can
+/// show up well after udev has settled).
+pub const BOOT_MEDIUM_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// Whether this kernel command line comes from the installer ISO's GRUB menu.
+pub fn booted_from_iso(cmdline: &str) -> bool {
+    cmdline.split_whitespace().next() == Some(ISO_BOOT_IMAGE)
+}
+
+/// Waits (bounded) until the udev database lists a boot medium of [`boot_media`]; `false`
+/// when none appeared in time.
+pub fn wait_for_boot_medium(roots: &DeviceRoots, timeout: std::time::Duration) -> bool {
+    crate::host::wait::wait_until(&roots.udev_data, timeout, || !boot_media(roots).is_empty())
+        .unwrap_or_else(|err| {
+            tracing::warn!("cannot wait for the installer medium: {err:#}");
+            false
+        })
+}
+
 /// The orders carried by the boot medium, if any: every medium of [`boot_media`] is read and
 /// at most one may carry orders. A medium that cannot be opened, or an older ISO without an
 /// orders area, carries none; a damaged area is an [`OrderError`].

@@ -216,3 +216,39 @@ fn a_config2_medium_and_named_sources_win_over_the_carried_orders() {
     let err = gather(&none).unwrap_err();
     assert!(err.downcast_ref::<crate::error::NoOrders>().is_some());
 }
+
+#[test]
+fn a_ramdisk_booted_from_the_iso_waits_for_its_medium() {
+    assert!(booted_from_iso(
+        "BOOT_IMAGE=/ocimetal/vmlinuz console=ttyS0 ocimetal.dry_run"
+    ));
+    assert!(!booted_from_iso("BOOT_IMAGE=/vmlinuz root=/dev/ram0 text"));
+    assert!(!booted_from_iso(
+        "console=ttyS0 BOOT_IMAGE=/ocimetal/vmlinuz"
+    ));
+
+    let dir = tempfile::tempdir().unwrap();
+    let iso = dir.path().join("any.iso");
+    fs::write(&iso, b"x").unwrap();
+    let roots = roots(dir.path(), &[("sda", &iso, "ESP", "vfat")]);
+    assert!(!wait_for_boot_medium(
+        &roots,
+        std::time::Duration::from_millis(50)
+    ));
+    let late = roots.udev_data.join("b8:16");
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // As udev writes its database: a temporary file renamed into place.
+        let temp = late.with_extension("tmp");
+        let entry = format!("E:ID_FS_LABEL={LABEL}\nE:ID_FS_TYPE=iso9660\n");
+        fs::write(&temp, entry).unwrap();
+        fs::rename(&temp, &late).unwrap();
+    });
+    let start = std::time::Instant::now();
+    assert!(wait_for_boot_medium(
+        &roots,
+        std::time::Duration::from_secs(20)
+    ));
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    writer.join().unwrap();
+}
