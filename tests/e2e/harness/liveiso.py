@@ -1,7 +1,7 @@
 """The `liveiso` scenario: the installer ISO customized with `ocimetal iso customize` is the
 only medium (no config-2, nothing on a kernel command line of the harness's own). The
-firmware boots it through shim and GRUB, once as a CD and once as a USB stick (the hybrid
-image written to a disk); GRUB passes the carried kernel arguments (a dry run, RAID1 hints
+firmware boots it through shim and GRUB as a CD, as a USB stick (the hybrid image written to
+a disk), and as a CD with Secure Boot enforced; GRUB passes the carried kernel arguments (a dry run, RAID1 hints
 with a quoted space), the ramdisk reads the carried configdrive and node from its own boot
 medium, and the plan it prints says so."""
 
@@ -13,8 +13,11 @@ import subprocess
 from . import assets
 # scenarios.py imports this module after defining these.
 from .scenarios import PLAN_LINE, PLAN_TIMEOUT, SERVICE_STARTED, ScenarioFailed
-from .vm import Guest, fresh_vars
+from .vm import OVMF_CODE, Guest, fresh_vars
 
+# OVMF with Secure Boot enforced and Microsoft's keys enrolled (shim is signed by their CA).
+SECBOOT_CODE = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+SECBOOT_VARS = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 # GRUB waits 3 s and OVMF tries the blank disks first: a little more than a kernel boot.
 BOOT_TIMEOUT = 420
 NODE_UUID = "5a2c7e4e-0000-4000-8000-00000000e2e9"
@@ -47,12 +50,26 @@ def _customize(ctx, workdir):
     return out
 
 
-def _boot_and_plan(ctx, label, workdir, iso, as_stick):
+def _secure_boot_arg(arg):
+    if arg == "q35":
+        return "q35,smm=on"
+    return arg.replace(f"file={OVMF_CODE}", f"file={SECBOOT_CODE}")
+
+
+def _boot_and_plan(ctx, label, workdir, iso, as_stick, secure_boot=False):
     disks = [assets.blank_disk(os.path.join(workdir, f"{label}-disk1.qcow2")),
              assets.blank_disk(os.path.join(workdir, f"{label}-disk2.qcow2"))]
-    vars_path = fresh_vars(os.path.join(workdir, f"{label}.vars.fd"))
+    vars_path = os.path.join(workdir, f"{label}.vars.fd")
+    if secure_boot:
+        shutil.copyfile(SECBOOT_VARS, vars_path)
+    else:
+        fresh_vars(vars_path)
     guest = Guest(label, os.path.join(workdir, f"{label}.console.log"), vars_path, disks,
                   cdroms=() if as_stick else (iso,))
+    if secure_boot:
+        # The Secure Boot firmware needs SMM and a secure flash.
+        guest.args = [_secure_boot_arg(arg) for arg in guest.args]
+        guest.args += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
     if as_stick:
         stick = os.path.join(workdir, f"{label}-stick.img")
         shutil.copyfile(iso, stick)
@@ -66,6 +83,7 @@ def _boot_and_plan(ctx, label, workdir, iso, as_stick):
             match, _ = guest.wait_for(PLAN_LINE, PLAN_TIMEOUT, start=index)
         command_line = [m.string for m in guest.lines_matching(r"Command line: ")]
         carried = [m.string for m in guest.lines_matching(r"orders carried by the installer medium: ")]
+        secure = guest.lines_matching(r"secureboot: Secure boot enabled")
     plan = json.loads(match.group(1))
     print(f"    {label}: {(command_line or ['no command line'])[0].strip()[:300]}", flush=True)
     print(f"    {label}: {(carried or ['no carried orders'])[0].strip()[:200]}", flush=True)
@@ -76,6 +94,8 @@ def _boot_and_plan(ctx, label, workdir, iso, as_stick):
     if plan.get("disks") != ["/dev/vda", "/dev/sda"] or plan.get("raid") is not True:
         problems.append(f"disks {plan.get('disks')} raid {plan.get('raid')}, expected the RAID1 "
                         "pair the carried kernel arguments name")
+    if sorted(plan.get("wipe") or []) != ["/dev/sda", "/dev/vda"]:
+        problems.append(f"wipe list {plan.get('wipe')}: the installer's own medium must not be in it")
     if plan.get("hints_source") != "ocimetal.root_device_hints":
         problems.append(f"hints from {plan.get('hints_source')}")
     if plan.get("image") != ctx.debian() or plan.get("image_source") != "meta_data.oci_image":
@@ -86,13 +106,17 @@ def _boot_and_plan(ctx, label, workdir, iso, as_stick):
         problems.append(f"instance id {plan.get('instance_id')}, expected the carried node's")
     if not carried:
         problems.append("the console does not say the orders came from the boot medium")
+    if secure_boot and not secure:
+        problems.append("the kernel does not report Secure Boot enabled")
     if problems:
         raise ScenarioFailed(f"{label}: " + "; ".join(problems))
 
 
 def liveiso(ctx):
-    """A customized ISO as the only medium, booted as a CD and as a USB stick: dry runs."""
+    """A customized ISO as the only medium, booted as a CD, as a USB stick, and as a CD with
+    Secure Boot enforced: dry runs."""
     workdir = ctx.workdir("liveiso")
     iso = _customize(ctx, workdir)
     _boot_and_plan(ctx, "liveiso-cd", workdir, iso, as_stick=False)
     _boot_and_plan(ctx, "liveiso-stick", workdir, iso, as_stick=True)
+    _boot_and_plan(ctx, "liveiso-secureboot", workdir, iso, as_stick=False, secure_boot=True)
