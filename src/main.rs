@@ -1,4 +1,4 @@
-//! The `ocimetal` command line: `install`, `plan`, `pull`, `devices`.
+//! The `ocimetal` command line: `install`, `plan`, `pull`, `devices`, `iso`.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -24,13 +24,15 @@ enum Command {
     Pull(ocimetal::oci::cli::PullArgs),
     /// List the disks as the planner sees them.
     Devices(ocimetal::cli::DevicesArgs),
+    /// Orders carried by the installer ISO: customize, show, reset.
+    Iso(ocimetal::cli::iso::IsoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Planning and listing print their answer on stdout; only warnings belong on stderr.
     let level = match cli.command {
-        Command::Plan(_) | Command::Devices(_) => "warn",
+        Command::Plan(_) | Command::Devices(_) | Command::Iso(_) => "warn",
         Command::Install(_) | Command::Pull(_) => "info",
     };
     let to_journal = ocimetal::logging::init(level, ocimetal::cli::debug_requested());
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => ocimetal::cli::run_plan(args),
         Command::Pull(args) => ocimetal::oci::cli::run(args),
         Command::Devices(args) => ocimetal::cli::run_devices(args),
+        Command::Iso(args) => ocimetal::cli::iso::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

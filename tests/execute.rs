@@ -298,6 +298,7 @@ fn raid_plan(image: &str, registry: &TestRegistry, extra_cmdline: &str) -> Plan 
         )),
         node: None,
         configdrive: Some(drive.path().to_path_buf()),
+        ..GatherOptions::default()
     })
     .unwrap();
     let inventory =

@@ -1,9 +1,11 @@
-//! The `plan`, `devices` and `install` subcommands: gather inputs, plan, print or execute.
+//! The `plan`, `devices` and `install` subcommands: gather inputs, plan, print or execute;
+//! `iso` writes and reads the orders an installer ISO carries.
 
+pub mod iso;
 mod render;
 
 use crate::arch::Arch;
-use crate::config::{self, GatherOptions, Orders};
+use crate::config::{self, EmbeddedSource, GatherOptions, Orders};
 use crate::error::OrderError;
 use crate::host::Host;
 use crate::inventory::{self, BlockDevice, Excluded};
@@ -23,6 +25,11 @@ pub struct SourceArgs {
     /// Kernel command line to read instead of /proc/cmdline.
     #[arg(long, value_name = "STRING")]
     pub cmdline: Option<String>,
+    /// An installer ISO whose carried orders to read instead of the boot medium's; its kernel
+    /// arguments come first on the command line (and stand for /proc/cmdline without
+    /// --cmdline).
+    #[arg(long, value_name = "FILE")]
+    pub iso: Option<PathBuf>,
     /// A JSON array of block devices (IPA's fields) instead of the live inventory.
     #[arg(long, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
@@ -105,10 +112,23 @@ pub fn decide(sources: &SourceArgs) -> anyhow::Result<Decision> {
 
 /// Gathers orders and the inventory. Touches no disk.
 pub fn gather_inputs(sources: &SourceArgs) -> anyhow::Result<Inputs> {
+    let (cmdline, embedded) = match &sources.iso {
+        Some(path) => {
+            let (embedded, kargs) = config::embedded::read_iso_file(path, "--iso")?;
+            let cmdline = match &sources.cmdline {
+                Some(text) => format!("{kargs} {text}"),
+                None => kargs,
+            };
+            (Some(cmdline), EmbeddedSource::Given(Box::new(embedded)))
+        }
+        None => (sources.cmdline.clone(), EmbeddedSource::BootMedium),
+    };
     let orders = config::gather(&GatherOptions {
-        cmdline: sources.cmdline.clone(),
+        cmdline,
         node: sources.node.clone(),
         configdrive: sources.configdrive.clone(),
+        embedded,
+        offline: false,
     })?;
     let arch = match &sources.arch {
         Some(name) => Arch::parse(name).map_err(|_| {

@@ -157,13 +157,13 @@ fn required(field: &str, value: Option<String>) -> Result<String, OrderError> {
     Ok(value.to_string())
 }
 
-/// A flag is on when given bare, or with 1/yes/true (0/no/false turn it off).
+/// A flag is on when given bare, or with 1/true/yes/on (0/false/no/off turn it off).
 fn parse_flag(field: &str, value: Option<&str>) -> Result<bool, OrderError> {
     words::flag_value(value).ok_or_else(|| {
         OrderError::new(
             field,
             format!(
-                "\"{}\" is not a flag value; use the bare key or =1/0/yes/no/true/false",
+                "\"{}\" is not a flag value; use the bare key, =1/true/yes/on or =0/false/no/off",
                 value.unwrap_or_default()
             ),
         )
@@ -429,7 +429,7 @@ mod tests {
         }
         let err = parse("ocimetal.debug=maybe").unwrap_err();
         assert_eq!(err.field, "ocimetal.debug");
-        assert!(err.problem.contains("maybe") && err.problem.contains("yes/no"));
+        assert!(err.problem.contains("maybe") && err.problem.contains("0/false/no/off"));
     }
 
     #[test]

@@ -179,7 +179,7 @@ impl ConfigDrive {
         Self::from_files(origin, meta_data?, user_data?, network_data?)
     }
 
-    fn from_files(
+    pub(crate) fn from_files(
         origin: &str,
         meta_data: Option<Vec<u8>>,
         user_data: Option<Vec<u8>>,

@@ -2,9 +2,10 @@
 
 use super::cmdline::{self, CmdlineOrders};
 use super::configdrive::ConfigDrive;
+use super::embedded::{self, Embedded};
 use super::mount::{self, DeviceRoots};
 use super::node::{self, NodeConfigDrive, NodeDoc};
-use super::{merge, Orders};
+use super::{instance_id, merge, Orders};
 use crate::error::OrderError;
 use crate::host::cmdline::{self as host_cmdline, PROC_CMDLINE};
 use anyhow::Context;
@@ -21,6 +22,26 @@ pub struct GatherOptions {
     /// A configdrive directory, ISO image or block device, instead of `ocimetal.configdrive=`
     /// or the medium labelled `config-2`.
     pub configdrive: Option<PathBuf>,
+    /// The orders the installer ISO carries: read from the boot medium (the default), given
+    /// (an ISO read by the caller, or orders about to be embedded), or none.
+    pub embedded: EmbeddedSource,
+    /// Reads nothing of this machine: no `config-2` medium, no boot medium, and the node or
+    /// configdrive a command line names (`ocimetal.node=`, `ocimetal.configdrive=`, a
+    /// node's configdrive URL) are left to the machine that boots with them. For checking
+    /// orders before they are embedded.
+    pub offline: bool,
+}
+
+/// Where the orders carried by an installer ISO come from.
+#[derive(Debug, Clone, Default)]
+pub enum EmbeddedSource {
+    /// The installer's own boot medium (an ISO 9660 filesystem labelled `OCIMETAL`).
+    #[default]
+    BootMedium,
+    /// Orders already read.
+    Given(Box<Embedded>),
+    /// None.
+    None,
 }
 
 /// Reads every source (live machine where an option is None: /proc/cmdline, ocimetal.node=,
@@ -35,46 +56,96 @@ pub fn gather(opts: &GatherOptions) -> anyhow::Result<Orders> {
         None => host_cmdline::read().with_context(|| format!("reading {PROC_CMDLINE}"))?,
     };
     let cmdline = cmdline::parse(&text)?;
+    let both_named = (opts.node.is_some() || cmdline.node.is_some())
+        && (opts.configdrive.is_some() || cmdline.configdrive.is_some());
+    // Booted from the ISO, the medium must be known before anything is decided: its orders
+    // count, and the inventory must see its label (a USB stick can be probed after udev has
+    // settled).
+    let live_medium = !opts.offline && matches!(opts.embedded, EmbeddedSource::BootMedium);
+    if live_medium
+        && embedded::booted_from_iso(&text)
+        && !embedded::wait_for_boot_medium(&DeviceRoots::default(), embedded::BOOT_MEDIUM_WAIT)
+    {
+        tracing::warn!(
+            "booted from the installer ISO, but no ISO 9660 medium labelled {} appeared within {:?}",
+            embedded::LABEL,
+            embedded::BOOT_MEDIUM_WAIT
+        );
+    }
+    let mut embedded = match &opts.embedded {
+        EmbeddedSource::Given(given) => Some(given.as_ref().clone()),
+        EmbeddedSource::BootMedium if !opts.offline && !both_named => {
+            embedded::from_boot_media(&DeviceRoots::default())?
+        }
+        EmbeddedSource::BootMedium | EmbeddedSource::None => None,
+    };
+    if let Some(found) = &embedded {
+        tracing::info!("orders carried by the installer medium: {}", found.origin);
+    }
     let node = match (&opts.node, &cmdline.node) {
         (Some(location), _) => Some(node::load(location, "--node")?),
+        (None, Some(_)) if opts.offline => None,
         (None, Some(location)) => Some(node::load(location, "ocimetal.node")?),
-        (None, None) => None,
+        (None, None) => embedded.as_mut().and_then(|e| e.node.take()),
     };
-    let drive = read_drive(opts, &cmdline, node.as_ref())?;
-    let says_what = cmdline.image.is_some() || cmdline.root_device_hints.is_some();
+    let embedded_drive = embedded.and_then(|e| e.drive);
+    let drive = read_drive(opts, &cmdline, node.as_ref(), embedded_drive)?;
+    let says_what = cmdline.image.is_some()
+        || cmdline.root_device_hints.is_some()
+        // Offline, what the command line names is read by the machine itself.
+        || (opts.offline && (cmdline.node.is_some() || cmdline.configdrive.is_some()));
     if node.is_none() && drive.is_none() && !says_what {
         return Err(crate::error::NoOrders.into());
     }
     // The caller logs `orders.warnings` once the orders are known to be usable: a refusal
     // must stay one line.
-    merge(&cmdline, node.as_ref(), drive.as_ref()).map_err(Into::into)
+    let mut orders = merge(&cmdline, node.as_ref(), drive.as_ref())?;
+    let smbios = match opts.offline {
+        true => None,
+        false => instance_id::read_smbios_uuid(),
+    };
+    instance_id::settle(&mut orders, smbios);
+    Ok(orders)
 }
 
 /// The configdrive to use: the one named (option, then `ocimetal.configdrive=`), else the
 /// node's own (`merge` reads an inline one; a URL is fetched here), else the live `config-2`
-/// medium, else none.
+/// medium, else the one the installer medium carries, else none.
 fn read_drive(
     opts: &GatherOptions,
     cmdline: &CmdlineOrders,
     node: Option<&NodeDoc>,
+    embedded: Option<ConfigDrive>,
 ) -> anyhow::Result<Option<ConfigDrive>> {
     if let Some(path) = &opts.configdrive {
         return read_path(path, "--configdrive").map(Some);
     }
     if let Some(path) = &cmdline.configdrive {
+        if opts.offline {
+            return Ok(None);
+        }
         return read_path(path, "ocimetal.configdrive").map(Some);
     }
     match node.and_then(|n| n.configdrive.as_ref()) {
         Some(NodeConfigDrive::Inline(_)) => return Ok(None),
+        Some(NodeConfigDrive::Url(_)) if opts.offline => return Ok(None),
         Some(NodeConfigDrive::Url(url)) => return node::fetch_configdrive(url).map(Some),
         None => {}
     }
-    match mount::find_config2(&DeviceRoots::default()) {
-        Some(device) => {
+    let config2 = match opts.offline {
+        true => None,
+        false => mount::find_config2(&DeviceRoots::default()),
+    };
+    match (config2, embedded) {
+        (Some(device), _) => {
             tracing::info!("reading the configdrive from {}", device.display());
             mount::read_device(&device).map(Some)
         }
-        None => {
+        (None, Some(drive)) => {
+            tracing::info!("using the configdrive carried by {}", drive.origin);
+            Ok(Some(drive))
+        }
+        (None, None) => {
             tracing::info!("no configdrive: no medium labelled config-2");
             Ok(None)
         }
@@ -191,6 +262,7 @@ mod tests {
             cmdline: Some("ocimetal.configdrive=/nonexistent ocimetal.node=/nonexistent".into()),
             node: Some(node_path.display().to_string()),
             configdrive: Some(chosen),
+            ..GatherOptions::default()
         })
         .unwrap();
         assert_eq!(orders.hostname.unwrap().value, "chosen");

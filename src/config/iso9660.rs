@@ -81,6 +81,19 @@ impl<R: Read + Seek> IsoImage<R> {
     /// The content of the regular file at `path` (components separated by `/`), or `None`
     /// when no such file exists; a file larger than `limit` is refused unread.
     pub fn read_file(&mut self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, Refused> {
+        let Some((offset, size)) = self.locate(path)? else {
+            return Ok(None);
+        };
+        if size > limit {
+            return Err(Refused::TooLarge(limit));
+        }
+        Ok(Some(read_at(&mut self.reader, offset, size as usize)?))
+    }
+
+    /// Where the regular file at `path` lies in the image: its byte offset and length, or
+    /// `None` when no such file exists. Its bytes can be rewritten in place without changing
+    /// the directory (same length).
+    pub fn locate(&mut self, path: &str) -> io::Result<Option<(u64, u64)>> {
         let mut trees = vec![(self.primary_root.clone(), Naming::Primary)];
         if let Some(joliet) = &self.joliet_root {
             trees.push((joliet.clone(), Naming::Joliet));
@@ -90,10 +103,10 @@ impl<R: Read + Seek> IsoImage<R> {
                 if entry.is_dir {
                     return Ok(None);
                 }
-                if u64::from(entry.size) > limit {
-                    return Err(Refused::TooLarge(limit));
-                }
-                return Ok(self.read_extent(&entry).map(Some)?);
+                return Ok(Some((
+                    u64::from(entry.extent) * SECTOR,
+                    u64::from(entry.size),
+                )));
             }
         }
         Ok(None)

@@ -78,6 +78,7 @@ pub fn merge(
         debug: cmdline.debug,
         dry_run: cmdline.dry_run,
         configdrive_origin: drive.map(|d| d.origin.clone()),
+        instance_id: None,
         warnings,
     })
 }

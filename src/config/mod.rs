@@ -7,8 +7,12 @@
 
 pub mod cmdline;
 pub mod configdrive;
+mod digest;
+pub use digest::ORDERS_HASH_PREFIX;
+pub mod embedded;
 mod fetch;
 pub mod gather;
+pub mod instance_id;
 pub mod iso9660;
 pub mod merge;
 pub mod mount;
@@ -18,7 +22,7 @@ pub mod redact;
 pub use cmdline::CmdlineOrders;
 pub use configdrive::ConfigDrive;
 pub use fetch::display_url;
-pub use gather::{gather, GatherOptions};
+pub use gather::{gather, EmbeddedSource, GatherOptions};
 pub use merge::{merge, redacted_summary};
 pub use node::NodeDoc;
 // The pull owns these types so that it stands alone; orders use the same ones.
@@ -40,6 +44,8 @@ pub enum Source {
     MetaData,
     /// `ocimetal.*` on the kernel command line (or `--cmdline`).
     Cmdline,
+    /// The machine itself (its SMBIOS system UUID).
+    Machine,
     /// Nothing said it: the built-in default.
     Default,
 }
@@ -178,6 +184,9 @@ pub struct Orders {
     pub dry_run: bool,
     /// Where the configdrive was read from (device, directory, image or node field).
     pub configdrive_origin: Option<String>,
+    /// cloud-init's instance id and where it came from (see [`instance_id`]); `None` until
+    /// gathering settles it.
+    pub instance_id: Option<Sourced<String>>,
     /// Things the merge ignored or fell back from, for the log (free of secrets).
     pub warnings: Vec<String>,
 }
@@ -243,6 +252,7 @@ impl std::fmt::Debug for Orders {
             .field("debug", &self.debug)
             .field("dry_run", &self.dry_run)
             .field("configdrive_origin", &self.configdrive_origin)
+            .field("instance_id", &self.instance_id)
             .field("warnings", &self.warnings)
             .finish()
     }

@@ -179,15 +179,16 @@ pub fn values_of(cmdline: &str, key: Key) -> Vec<Option<String>> {
         .collect()
 }
 
-/// What a flag's value says: on when bare or 1/yes/true, off for 0/no/false (any case);
-/// `None` for anything else.
+/// What a flag's value says: on when bare or 1/true/yes/on, off for 0/false/no/off (any
+/// case, trimmed); `None` for anything else. Every boolean key reads its value here, and
+/// the ramdisk's debug generator accepts the same words.
 pub fn flag_value(value: Option<&str>) -> Option<bool> {
     let Some(value) = value else {
         return Some(true);
     };
     match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "yes" | "true" => Some(true),
-        "0" | "no" | "false" => Some(false),
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
         _ => None,
     }
 }
@@ -404,6 +405,17 @@ mod tests {
         assert!(!flag("ocimetal.debugx ocimetal.force", Key::Debug));
         assert!(!flag("", Key::Debug));
         assert_eq!(flag_value(Some("maybe")), None);
+        for on in ["1", "true", "yes", "on", "ON", " On "] {
+            assert_eq!(flag_value(Some(on)), Some(true), "{on}");
+        }
+        for off in ["0", "false", "no", "off", "OFF", "False"] {
+            assert_eq!(flag_value(Some(off)), Some(false), "{off}");
+        }
+        assert!(!flag("ocimetal.debug=on ocimetal.debug=off", Key::Debug));
+        assert!(flag(
+            "ocimetal.debug=off ocimetal.debug=maybe ocimetal.debug=On",
+            Key::Debug
+        ));
     }
 
     #[test]

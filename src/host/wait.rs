@@ -60,6 +60,33 @@ pub fn wait_for_device_with(
     }
 }
 
+/// Waits until `ready()` holds, re-checking whenever an entry of `dir` is created, moved in
+/// or changed (e.g. the udev database while a late device is probed); `Ok(false)` when the
+/// timeout passes first.
+pub fn wait_until(
+    dir: &Path,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + timeout;
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+        .context("creating an inotify instance")?;
+    let mut watches = Watches::default();
+    loop {
+        watches.set(&inotify, vec![dir.to_path_buf()])?;
+        // Checked with the watch armed: whatever happens from here on wakes us up.
+        if ready() {
+            return Ok(true);
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Ok(false);
+        }
+        wait_for_events(&inotify, remaining)?;
+        watches.forget_removed(&inotify)?;
+    }
+}
+
 /// How far the awaited device has come.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {

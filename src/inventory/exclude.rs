@@ -1,7 +1,8 @@
 //! Which devices are never install targets, and why.
 //!
 //! Kinds that are not disks (loop, RAM, md, dm, optical...), read-only or empty devices, the
-//! configuration drive, the installer's own boot media, and every disk under a mounted
+//! configuration drive (by label, or named by `ocimetal.configdrive=`), the installer's own
+//! boot media, and every disk under a mounted
 //! filesystem: wiping any of those would destroy the orders or the running system.
 
 use super::{Found, ScanRoots, BOOT_MEDIA_ARG, BOOT_MEDIA_LABEL, CONFIG_DRIVE_LABEL};
@@ -49,11 +50,22 @@ pub(super) fn reasons(roots: &ScanRoots, found: &[Found]) -> Vec<Vec<String>> {
         }
     }
 
-    for value in boot_media_args(&roots.cmdline) {
+    for value in values(&roots.cmdline, Key::BootMedia) {
         if let Some(holder) = owners.resolve_path(&roots.dev, &value) {
             add(
                 &holder.disk,
                 format!("installer boot media ({BOOT_MEDIA_ARG}={value})"),
+            );
+        }
+    }
+
+    // A configdrive named on the command line is read like the config-2 medium, whatever
+    // its label: it is never a target nor wiped.
+    for value in values(&roots.cmdline, Key::Configdrive) {
+        if let Some(holder) = owners.resolve_path(&roots.dev, &value) {
+            add(
+                &holder.disk,
+                format!("configuration drive ({}={value})", Key::Configdrive.param()),
             );
         }
     }
@@ -264,9 +276,9 @@ fn labelled(
     labels
 }
 
-/// Non-empty values of `ocimetal.boot_media=` on the kernel command line.
-fn boot_media_args(cmdline: &str) -> Vec<String> {
-    cmdline::values_of(cmdline, Key::BootMedia)
+/// Non-empty values of `key` on the kernel command line.
+fn values(cmdline: &str, key: Key) -> Vec<String> {
+    cmdline::values_of(cmdline, key)
         .into_iter()
         .flatten()
         .filter(|value| !value.is_empty())

@@ -591,6 +591,48 @@ fn installer_boot_media_is_excluded_by_label_and_by_kernel_argument() {
 }
 
 #[test]
+fn a_configdrive_named_on_the_command_line_is_never_a_target() {
+    let mut machine = FakeMachine::new();
+    // An unlabelled stick with the configdrive on its first partition, named by path.
+    machine
+        .disk(
+            "vdb",
+            "pci0000:00/0000:00:05.0/virtio2",
+            "254:16",
+            GIB_SECTORS,
+        )
+        .partition(
+            "vdb1",
+            "254:17",
+            "E:ID_FS_TYPE=vfat\nE:ID_FS_LABEL=ORDERS\n",
+        );
+    // A whole disk named through a by-id link.
+    machine.disk(
+        "vdc",
+        "pci0000:00/0000:00:06.0/virtio3",
+        "254:32",
+        GIB_SECTORS,
+    );
+    machine.link("dev/disk/by-id/virtio-CFG", "../../vdc");
+    machine.disk(
+        "vdd",
+        "pci0000:00/0000:00:07.0/virtio4",
+        "254:48",
+        GIB_SECTORS,
+    );
+    machine.cmdline =
+        "ocimetal.configdrive=/dev/vdb1 ocimetal.configdrive=/dev/disk/by-id/virtio-CFG".into();
+
+    let scan = scan_at(&machine.roots()).unwrap();
+    let names: Vec<&str> = scan.devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["/dev/vdd"]);
+    assert!(exclusion(&scan, "/dev/vdb")
+        .contains("configuration drive (ocimetal.configdrive=/dev/vdb1)"));
+    assert!(exclusion(&scan, "/dev/vdc")
+        .contains("configuration drive (ocimetal.configdrive=/dev/disk/by-id/virtio-CFG)"));
+}
+
+#[test]
 fn mounts_without_a_device_number_match_by_source() {
     let mut machine = FakeMachine::new();
     machine

@@ -19,7 +19,7 @@ pub use render::{render_summary, rendered_files, step_detail, RenderedFile};
 pub use step::*;
 
 use crate::arch::Arch;
-use crate::config::{FailureAction, Orders, RebootAction, Secret, Sourced, WipeMode};
+use crate::config::{FailureAction, HintsInput, Orders, RebootAction, Secret, Sourced, WipeMode};
 use crate::error::OrderError;
 use crate::hints::{select_targets, RootDeviceHints};
 use crate::inventory::BlockDevice;
@@ -80,6 +80,11 @@ pub struct Plan {
     pub wipe: Vec<String>,
     /// Hostname of the installed system.
     pub hostname: Option<String>,
+    /// cloud-init's instance id.
+    pub instance_id: Option<String>,
+    /// Where it came from (`meta_data.uuid`, the node's `uuid`, `SMBIOS system UUID`,
+    /// `derived from the orders`).
+    pub instance_id_source: Option<String>,
     /// What happens after a successful install.
     pub reboot: RebootAction,
     /// Reinstall even when the same deployment is on disk (no re-entry step).
@@ -311,6 +316,8 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
         wipe_mode_source,
         wipe,
         hostname,
+        instance_id: orders.instance_id.as_ref().map(|id| id.value.clone()),
+        instance_id_source: orders.instance_id.as_ref().map(|id| id.key.clone()),
         reboot: orders.reboot.value,
         force: orders.force,
         on_failure: orders.on_failure,
@@ -326,6 +333,21 @@ fn serialize_url<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::
         Some(url) => s.serialize_some(&crate::config::display_url(url)),
         None => s.serialize_none(),
     }
+}
+
+/// The checks of [`plan`] that need no disks: the image reference, the hints' grammar, and
+/// the files the orders become (hostname, cloud-init seed, network config). For orders that
+/// travel to another machine before they are planned, such as those an ISO carries.
+pub fn check_orders(orders: &Orders) -> Result<(), OrderError> {
+    normalize_image(&orders.image)?;
+    let raid = match &orders.root_device_hints {
+        Some(hints) if !matches!(&hints.value, HintsInput::Map(map) if map.is_empty()) => {
+            RootDeviceHints::parse(&hints.value, &hints.key)?.is_raid1()
+        }
+        _ => false,
+    };
+    system::assemble::order_files(orders, raid)?;
+    Ok(())
 }
 
 /// Normalises an image reference the way Docker does (`ubuntu:24.04` →
@@ -445,6 +467,7 @@ mod tests {
             debug: false,
             dry_run: false,
             configdrive_origin: None,
+            instance_id: None,
             warnings: vec![],
         }
     }

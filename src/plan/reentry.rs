@@ -17,11 +17,9 @@ use crate::arch::Arch;
 use crate::config::Orders;
 use crate::error::OrderError;
 use crate::inventory::BlockDevice;
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use serde_json::Value;
 
-/// The prefix of the current orders digest format.
-pub const ORDERS_HASH_PREFIX: &str = "ocimetal-orders/2:sha256:";
+pub use crate::config::ORDERS_HASH_PREFIX;
 
 /// A marker found on an ESP.
 #[derive(Debug, Clone)]
@@ -148,64 +146,9 @@ fn current_format(record: &DeploymentRecord) -> bool {
     record.orders_hash.starts_with(ORDERS_HASH_PREFIX)
 }
 
-/// A digest of the orders that shape the result (node, image, hints, wipe mode, hostname,
-/// meta_data, network_data, user_data, SSH server and keys, console, kernel arguments): equal
-/// digests install the same system. Computed over
-/// a canonical JSON document (keys sorted at every level, no whitespace); secrets enter only
-/// through their own digest.
+/// The orders digest the markers record: [`Orders::digest`].
 pub fn orders_hash(orders: &Orders) -> String {
-    let user_data = orders.user_data.as_ref().map(|u| u.expose()).unwrap_or(&[]);
-    let document = json!({
-        "node_uuid": orders.node_uuid,
-        "image": orders.image.value.trim(),
-        "root_device_hints": orders.root_device_hints.as_ref().map(|h| json!(h.value)),
-        "disk_wipe_mode": orders.wipe_mode.as_ref().map(|w| json!(w.value)),
-        "hostname": orders.hostname.as_ref().map(|h| h.value.clone()),
-        "meta_data": orders.meta_data,
-        "network_data": orders.network_data,
-        "user_data_sha256": hex::encode(Sha256::digest(user_data)),
-        "ssh_server": orders.ssh_server,
-        "ssh_keys": orders.ssh_keys,
-        "console": orders.console,
-        "kernel_args": orders.kernel_args,
-    });
-    let mut text = String::new();
-    write_canonical(&document, &mut text);
-    format!(
-        "{ORDERS_HASH_PREFIX}{}",
-        hex::encode(Sha256::digest(text.as_bytes()))
-    )
-}
-
-/// Writes `value` as JSON with object keys sorted, whatever order the map keeps them in.
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
+    orders.digest()
 }
 
 #[cfg(test)]
@@ -314,12 +257,5 @@ mod tests {
             judge(&markers, &today(&hash)),
             Verdict::Install(_)
         ));
-    }
-
-    #[test]
-    fn canonical_json_sorts_keys_at_every_level() {
-        let mut a = String::new();
-        write_canonical(&json!({"b": [{"y": 1, "x": 2}], "a": null}), &mut a);
-        assert_eq!(a, r#"{"a":null,"b":[{"x":2,"y":1}]}"#);
     }
 }

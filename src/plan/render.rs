@@ -70,6 +70,9 @@ pub fn render_summary(plan: &Plan) -> String {
             .clone()
             .unwrap_or_else(|| "(from the image)".to_string()),
     );
+    if let (Some(id), Some(source)) = (&plan.instance_id, &plan.instance_id_source) {
+        line("instance id", format!("{id} ({source})"));
+    }
     line("then", format!("{:?}", plan.reboot).to_lowercase());
     let _ = writeln!(out, "steps:");
     for (n, step) in plan.steps.iter().enumerate() {

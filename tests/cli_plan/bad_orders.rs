@@ -506,7 +506,7 @@ fn command_line_orders() {
         case(
             cmdline("ocimetal.force=maybe"),
             "ocimetal.force",
-            &["\"maybe\"", "yes/no"],
+            &["\"maybe\"", "=1/true/yes/on"],
         ),
         case(
             cmdline("ocimetal.dry-run=2"),

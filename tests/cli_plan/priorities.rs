@@ -785,3 +785,48 @@ fn without_orders_nothing_is_planned_and_the_status_is_4() {
     assert_eq!(run.json()["image"], "docker.io/library/ubuntu:24.04");
     assert!(run.stderr.contains("no image ordered"), "{run:?}");
 }
+
+#[test]
+fn instance_id_comes_from_meta_data_then_the_node_then_the_machine_or_the_orders() {
+    let hint = json!({"root_device_hints": "serial=S-ALPHA"});
+    let with = |extra: Value| {
+        let mut meta = hint.clone();
+        meta.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        meta
+    };
+    let plan = Orders::meta(with(json!({"uuid": "u-1", "instance-id": "i-1"}))).plan();
+    assert_eq!(
+        (&plan["instance_id"], &plan["instance_id_source"]),
+        (&json!("u-1"), &json!("meta_data.uuid"))
+    );
+    let plan = Orders::meta(with(json!({"instance-id": "i-1"}))).plan();
+    assert_eq!(plan["instance_id_source"], "meta_data.instance-id");
+    let mut orders = Orders::meta(hint.clone());
+    orders.node = Some(node_info(json!({})));
+    let plan = orders.plan();
+    assert_eq!(
+        (&plan["instance_id"], &plan["instance_id_source"]),
+        (&json!(UUID), &json!("uuid"))
+    );
+
+    // No id in the orders: the SMBIOS system UUID where it can be read, else a digest of the
+    // orders; the same orders give the same id, and the summary says where it came from.
+    let orders = Orders::meta(with(json!({"local-hostname": "no-id"})));
+    let plan = orders.plan();
+    let source = plan["instance_id_source"].as_str().unwrap();
+    assert!(
+        ["SMBIOS system UUID", "derived from the orders"].contains(&source),
+        "{plan}"
+    );
+    assert_eq!(orders.plan()["instance_id"], plan["instance_id"]);
+    let summary = orders.run(false);
+    assert!(
+        summary.stdout.contains(&format!(
+            "instance id  {} ({source})",
+            plan["instance_id"].as_str().unwrap()
+        )),
+        "{summary:?}"
+    );
+}

@@ -420,6 +420,7 @@ def apt_failure(ctx):
 
 
 from .ironic import ironic  # noqa: E402  (it uses ScenarioFailed and SERVICE_STARTED above)
+from .liveiso import liveiso  # noqa: E402  (likewise)
 
 # name: (function, default Debian release, images it needs as templates of the release)
 SCENARIOS = {
@@ -434,6 +435,7 @@ SCENARIOS = {
     "apt-failure": (apt_failure, "13", ["debian:{release}"]),
     "no-orders": (no_orders, "13", []),
     "ironic": (ironic, "13", ["debian:{release}-bootable"]),
+    "liveiso": (liveiso, "13", []),
 }
 
 RELEASES = ("12", "13")
