@@ -155,8 +155,16 @@ def _install(ctx, label, workdir, disks, append, cdroms=(), netdev=None, webhook
             guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
         with ctx.phase(f"{label}:install"):
             guest.wait_exit(INSTALL_TIMEOUT)
+        _report_pull(label, guest)
     _check_events(label, ctx.events(label))
     return vars_path
+
+
+def _report_pull(label, guest):
+    """Prints the installer's pull figures (layers, bytes, entries, time), comparable with
+    tests/bench/pull-bench's."""
+    for match in guest.lines_matching(r"pull: \d+ layers?, .* entries, .* written in [\d.]+ s.*"):
+        print(f"    {label} {match.group(0)}", flush=True)
 
 
 def _check_events(label, events, final="SUCCESS"):
