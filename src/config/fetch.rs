@@ -59,8 +59,41 @@ fn redact_unparsed(text: &str) -> String {
     format!("{scheme}{rest}{query}")
 }
 
+/// The server has no such document (HTTP 404): for a per-machine URL, "not this one".
+#[derive(Debug)]
+pub struct NotFound;
+
+impl std::fmt::Display for NotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("server answered 404 Not Found")
+    }
+}
+
+impl std::error::Error for NotFound {}
+
+/// The server could not be reached (yet): the network may still be coming up.
+#[derive(Debug)]
+struct Unreachable(String);
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
+/// Waits before the attempts after the first when the server cannot be reached: about 15 s
+/// in all, for a network that is still coming up.
+const UNREACHABLE_WAITS: [Duration; 4] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+];
+
 /// GETs `url` and returns the body, at most `limit` bytes; `what` names the document in the
-/// error.
+/// error. A server that cannot be reached is tried again a few times with growing waits.
 ///
 /// Runs on its own thread with its own runtime so that it works whether or not the caller
 /// is already inside a Tokio runtime.
@@ -73,7 +106,21 @@ pub fn fetch(url: &str, what: &str, limit: u64) -> anyhow::Result<Vec<u8>> {
                     .enable_all()
                     .build()
                     .context("starting the HTTP client runtime")?;
-                runtime.block_on(get(&owned, limit))
+                runtime.block_on(async {
+                    let mut waits = UNREACHABLE_WAITS.iter();
+                    loop {
+                        match get(&owned, limit).await {
+                            Err(err) if err.is::<Unreachable>() => match waits.next() {
+                                Some(wait) => {
+                                    tracing::info!("{err}; trying again in {wait:?}");
+                                    tokio::time::sleep(*wait).await;
+                                }
+                                None => return Err(err),
+                            },
+                            other => return other,
+                        }
+                    }
+                })
             })
             .join()
     });
@@ -91,12 +138,17 @@ async fn get(url: &str, limit: u64) -> anyhow::Result<Vec<u8>> {
         .build()
         .context("building the HTTP client")?;
     // reqwest errors print the full URL; ours already names it safely.
-    let mut response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|err| anyhow::anyhow!("{}", err.without_url()))?;
+    let mut response = client.get(url).send().await.map_err(|err| {
+        if err.is_connect() {
+            anyhow::Error::new(Unreachable(err.without_url().to_string()))
+        } else {
+            anyhow::anyhow!("{}", err.without_url())
+        }
+    })?;
     let status = response.status();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Err(NotFound.into());
+    }
     if !status.is_success() {
         bail!("server answered {status}");
     }

@@ -5,7 +5,7 @@ use super::configdrive::ConfigDrive;
 use super::embedded::{self, Embedded};
 use super::mount::{self, DeviceRoots};
 use super::node::{self, NodeConfigDrive, NodeDoc};
-use super::{instance_id, merge, Orders};
+use super::{fetch, instance_id, merge, placeholders, Orders};
 use crate::error::OrderError;
 use crate::host::cmdline::{self as host_cmdline, PROC_CMDLINE};
 use anyhow::Context;
@@ -42,6 +42,28 @@ pub enum EmbeddedSource {
     Given(Box<Embedded>),
     /// None.
     None,
+}
+
+/// The node document a per-machine URL template gives this machine: each candidate in turn
+/// (one per NIC for `{mac}`); `None` when every one is answered 404.
+fn node_for_this_machine(
+    template: &str,
+    facts: &placeholders::MachineFacts,
+) -> anyhow::Result<Option<NodeDoc>> {
+    let candidates = placeholders::expand(template, facts, "ocimetal.node")?;
+    for url in &candidates {
+        match node::load(url, "ocimetal.node") {
+            Ok(doc) => {
+                tracing::info!("node document from {}", fetch::display_url(url));
+                return Ok(Some(doc));
+            }
+            Err(err) if err.chain().any(|e| e.is::<fetch::NotFound>()) => {
+                tracing::info!("no node document at {}", fetch::display_url(url));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(None)
 }
 
 /// Reads every source (live machine where an option is None: /proc/cmdline, ocimetal.node=,
@@ -85,6 +107,12 @@ pub fn gather(opts: &GatherOptions) -> anyhow::Result<Orders> {
     let node = match (&opts.node, &cmdline.node) {
         (Some(location), _) => Some(node::load(location, "--node")?),
         (None, Some(_)) if opts.offline => None,
+        (None, Some(location))
+            if placeholders::is_template(location) && fetch::is_url(location) =>
+        {
+            let facts = placeholders::MachineFacts::read(Path::new("/sys"), Path::new("/proc"));
+            node_for_this_machine(location, &facts)?
+        }
         (None, Some(location)) => Some(node::load(location, "ocimetal.node")?),
         (None, None) => embedded.as_mut().and_then(|e| e.node.take()),
     };
@@ -284,6 +312,39 @@ mod tests {
         assert_eq!(orders.metal3_name.as_deref(), Some("bmh-1"));
         assert_eq!(orders.hostname.unwrap().key, "meta_data.metal3-name");
         assert_eq!(orders.user_data.unwrap().expose(), b"ud");
+    }
+
+    #[test]
+    fn a_per_machine_node_url_is_tried_for_each_mac_and_404_everywhere_is_none() {
+        let node = json!({"uuid": "n-mac2", "instance_info": {"image_source": "oci://lab/x:1"}});
+        let base = serve(vec![
+            ("/nodes/52-54-00-00-00-01.json", 404, b"no".to_vec()),
+            (
+                "/nodes/52-54-00-00-00-02.json",
+                200,
+                node.to_string().into_bytes(),
+            ),
+        ]);
+        let facts = placeholders::MachineFacts {
+            macs: vec!["52-54-00-00-00-01".into(), "52-54-00-00-00-02".into()],
+            ..Default::default()
+        };
+        let found = node_for_this_machine(&format!("{base}/nodes/{{mac}}.json"), &facts)
+            .unwrap()
+            .expect("the second NIC's document");
+        assert_eq!(found.uuid.as_deref(), Some("n-mac2"));
+        let none = placeholders::MachineFacts {
+            macs: vec!["52-54-00-00-00-01".into()],
+            ..Default::default()
+        };
+        assert!(
+            node_for_this_machine(&format!("{base}/nodes/{{mac}}.json"), &none)
+                .unwrap()
+                .is_none()
+        );
+        // Another failure is not "not this machine".
+        let err = node_for_this_machine("http://127.0.0.1:9/{mac}", &facts).unwrap_err();
+        assert!(!err.chain().any(|e| e.is::<fetch::NotFound>()), "{err:#}");
     }
 
     #[test]

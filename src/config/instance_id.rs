@@ -18,7 +18,12 @@ const PLACEHOLDERS: &[&str] = &[
 /// The SMBIOS system UUID of this machine, lower case; `None` when unreadable or a
 /// placeholder.
 pub fn read_smbios_uuid() -> Option<String> {
-    let text = std::fs::read_to_string(SMBIOS_UUID).ok()?;
+    read_smbios_uuid_at(std::path::Path::new(SMBIOS_UUID))
+}
+
+/// [`read_smbios_uuid`] from the file at `path`.
+pub fn read_smbios_uuid_at(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
     usable_uuid(&text)
 }
 

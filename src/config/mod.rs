@@ -17,6 +17,7 @@ pub mod iso9660;
 pub mod merge;
 pub mod mount;
 pub mod node;
+pub mod placeholders;
 pub mod redact;
 
 pub use cmdline::CmdlineOrders;

@@ -106,9 +106,7 @@ fn read_esp(host: &dyn Host, disk: String, esp: String, loaders: &[String]) -> O
         .tempdir_in("/run")
         .ok()?;
     let mut mounts = MountStack::new(host);
-    mounts
-        .mount_fs(&esp, dir.path(), "vfat", Some("ro"))
-        .ok()?;
+    mounts.mount_fs(&esp, dir.path(), "vfat", Some("ro")).ok()?;
     let text = read_bounded(&dir.path().join(MARKER_PATH));
     let loader = find_loader(dir.path(), loaders);
     drop(mounts);
