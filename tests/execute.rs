@@ -848,3 +848,33 @@ fn orders_that_cannot_be_planned_still_boot_the_deployment_on_disk() {
     )
     .unwrap());
 }
+
+/// An EFI entry never points at a loader its ESP lacks: the removable-media loader, which
+/// every ESP of ours has, takes its place.
+#[test]
+fn an_efi_entry_points_only_at_a_loader_the_esp_has() {
+    let esp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(esp.path().join("EFI/BOOT")).unwrap();
+    std::fs::write(esp.path().join("EFI/BOOT/BOOTX64.EFI"), "grub").unwrap();
+    std::fs::create_dir_all(esp.path().join("EFI/debian")).unwrap();
+    std::fs::write(esp.path().join("EFI/debian/grubx64.efi"), "grub").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut host = RecordingHost::new(root.path());
+    host.filesystems = vec![("/dev/vda1".into(), esp.path().to_path_buf())];
+    let entry = |loader: &str| plan::BootEntry {
+        label: "ocimetal EFI".into(),
+        disk: "/dev/vda".into(),
+        partition: 1,
+        loader: loader.into(),
+        without_shim: None,
+    };
+    let checked = ocimetal::install::efi::checked_entries(
+        &host,
+        &[
+            entry("\\EFI\\debian\\shimx64.efi"),
+            entry("\\EFI\\debian\\grubx64.efi"),
+        ],
+    );
+    assert_eq!(checked[0].loader, "\\EFI\\BOOT\\BOOTX64.EFI");
+    assert_eq!(checked[1].loader, "\\EFI\\debian\\grubx64.efi");
+}

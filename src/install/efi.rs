@@ -1,10 +1,13 @@
 //! EFI boot entries in NVRAM through efibootmgr: one per ESP with distinct labels, ours first
 //! in BootOrder, BootNext on the primary.
 
+use super::bootloader::find_case_insensitive;
 use crate::host::exec::cmd;
+use crate::host::mount::MountStack;
 use crate::host::Host;
 use crate::plan::BootEntry;
 use anyhow::Context;
+use std::path::Path;
 
 /// NVRAM boot state as efibootmgr prints it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,6 +57,70 @@ fn read_state(host: &dyn Host) -> anyhow::Result<BootState> {
     Ok(parse_efibootmgr(
         &host.run(&mut cmd("efibootmgr", ["-v"]))?.stdout,
     ))
+}
+
+/// Runs `look` on an ESP mounted read-only in a private directory for the moment; `None`
+/// when it cannot be mounted (missing device, no FAT filesystem).
+pub fn with_esp<T>(host: &dyn Host, esp: &str, look: impl FnOnce(&Path) -> T) -> Option<T> {
+    let dir = tempfile::Builder::new()
+        .prefix("ocimetal-esp-")
+        .tempdir_in("/run")
+        .ok()?;
+    let mut mounts = MountStack::new(host);
+    // vfat takes `ro` as a parameter; the mount flags (nodev…) it would refuse.
+    mounts.mount_fs(esp, dir.path(), "vfat", Some("ro")).ok()?;
+    let seen = look(dir.path());
+    drop(mounts);
+    Some(seen)
+}
+
+/// The entries with every loader checked on its ESP: a loader that is not there (the ESP
+/// lacks what the install decided it holds) is replaced by the removable-media loader
+/// `\EFI\BOOT\BOOT<ARCH>.EFI` that every ESP of ours has, so the entry still boots.
+pub fn checked_entries(host: &dyn Host, entries: &[BootEntry]) -> Vec<BootEntry> {
+    entries
+        .iter()
+        .map(|entry| {
+            let esp = crate::plan::partition_path(&entry.disk, entry.partition);
+            let checked = with_esp(host, &esp, |root| {
+                let parts: Vec<&str> = entry.loader.split('\\').filter(|p| !p.is_empty()).collect();
+                if find_case_insensitive(root, &parts).is_some() {
+                    return None;
+                }
+                removable_loader(root)
+            });
+            match checked.flatten() {
+                Some(fallback) => {
+                    tracing::warn!(
+                        "efi: {} is not on {esp}; {:?} points at {fallback} instead",
+                        entry.loader,
+                        entry.label
+                    );
+                    BootEntry {
+                        loader: fallback,
+                        ..entry.clone()
+                    }
+                }
+                None => entry.clone(),
+            }
+        })
+        .collect()
+}
+
+/// `\EFI\BOOT\BOOT<ARCH>.EFI` as the ESP under `root` has it, if it has one.
+fn removable_loader(root: &Path) -> Option<String> {
+    let dir = find_case_insensitive(root, &["EFI", "BOOT"])?;
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| {
+            let upper = n.to_ascii_uppercase();
+            upper.starts_with("BOOT") && upper.ends_with(".EFI")
+        })
+        .collect();
+    names.sort();
+    names.first().map(|n| format!("\\EFI\\BOOT\\{n}"))
 }
 
 /// Replaces our entries: removes every entry carrying one of our labels, creates one per ESP,

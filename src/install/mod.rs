@@ -220,16 +220,18 @@ fn run_step(ctx: &mut Context<'_>, step: &Step) -> anyhow::Result<Flow> {
         Step::KexecLoad(s) => ctx.kexec = Some(power::load_kexec(host, &ctx.root, s)?),
         Step::Record(s) => record::run(ctx, s)?,
         Step::Finish(s) => ctx.finish(s)?,
-        Step::EfiEntries(s) => match efi::ensure_entries(host, &s.entries) {
-            Ok(numbers) => tracing::info!("efi: entries {}", numbers.join(", ")),
-            // The removable fallback path is on every ESP: the disk still boots.
-            Err(err) => {
-                let warning =
-                    format!("EFI entries not written ({err:#}); firmware will use \\EFI\\BOOT");
-                tracing::warn!("{warning}");
-                return Ok(Flow::Warned(warning));
+        Step::EfiEntries(s) => {
+            match efi::ensure_entries(host, &efi::checked_entries(host, &s.entries)) {
+                Ok(numbers) => tracing::info!("efi: entries {}", numbers.join(", ")),
+                // The removable fallback path is on every ESP: the disk still boots.
+                Err(err) => {
+                    let warning =
+                        format!("EFI entries not written ({err:#}); firmware will use \\EFI\\BOOT");
+                    tracing::warn!("{warning}");
+                    return Ok(Flow::Warned(warning));
+                }
             }
-        },
+        }
         Step::Power(s) => power::run(host, s.action, ctx.kexec.take())?,
     }
     Ok(Flow::Next)

@@ -6,7 +6,6 @@
 
 use super::efi;
 use crate::host::exec::cmd;
-use crate::host::mount::MountStack;
 use crate::host::Host;
 use crate::plan::reentry::{judge, Found, Identity, Verdict};
 use crate::plan::system::record::DeploymentRecord;
@@ -101,15 +100,12 @@ fn fat_label(host: &dyn Host, esp: &str) -> String {
 /// Reads the marker and looks for a boot loader on an ESP, mounting it read-only in a private
 /// directory; `None` when the device is missing or has no FAT filesystem or no marker.
 fn read_esp(host: &dyn Host, disk: String, esp: String, loaders: &[String]) -> Option<Found> {
-    let dir = tempfile::Builder::new()
-        .prefix("ocimetal-esp-")
-        .tempdir_in("/run")
-        .ok()?;
-    let mut mounts = MountStack::new(host);
-    mounts.mount_fs(&esp, dir.path(), "vfat", Some("ro")).ok()?;
-    let text = read_bounded(&dir.path().join(MARKER_PATH));
-    let loader = find_loader(dir.path(), loaders);
-    drop(mounts);
+    let (text, loader) = efi::with_esp(host, &esp, |root| {
+        (
+            read_bounded(&root.join(MARKER_PATH)),
+            find_loader(root, loaders),
+        )
+    })?;
     let record = DeploymentRecord::parse(&text?).ok()?;
     Some(Found {
         disk,
