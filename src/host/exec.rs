@@ -186,15 +186,23 @@ impl Tail {
 struct LineSplitter {
     partial: Vec<u8>,
     watch: Option<LineWatch>,
+    /// A carriage return was the last byte: the line ends if a line feed follows (CRLF, as
+    /// dpkg's lines arrive through apt's pseudo-terminal), else it is being rewritten.
+    carriage: bool,
 }
 
 impl LineSplitter {
     /// Feeds bytes; every finished line goes to `tail`.
     fn feed(&mut self, bytes: &[u8], tail: &std::sync::Mutex<Tail>) {
         for &byte in bytes {
+            if self.carriage && byte != b'\n' && byte != b'\r' {
+                // A carriage return then text rewrites the line (progress bars): keep the
+                // last state.
+                self.partial.clear();
+            }
+            self.carriage = byte == b'\r';
             match byte {
-                // A carriage return rewrites the line (progress bars): keep the last state.
-                b'\r' => self.partial.clear(),
+                b'\r' => {}
                 b'\n' => self.flush(tail),
                 _ if self.partial.len() < TAIL_LINE_CHARS * 4 => self.partial.push(byte),
                 _ => {}
@@ -229,6 +237,7 @@ where
         let mut splitter = LineSplitter {
             partial: Vec::new(),
             watch,
+            carriage: false,
         };
         while let Ok(n) = reader.read(&mut buffer) {
             if n == 0 {
@@ -292,12 +301,23 @@ mod tests {
         let watch: LineWatch = std::sync::Arc::new(move |line: &str| {
             sink.lock().unwrap().push(line.to_string());
         });
+        // dpkg's lines come through apt's pseudo-terminal with CRLF endings; a bare carriage
+        // return rewrites a progress line.
         run_watched(
-            &mut cmd("sh", ["-c", "echo one; echo two; printf 'three'"]),
+            &mut cmd(
+                "sh",
+                [
+                    "-c",
+                    "echo one; printf 'Setting up a ...\\r\\n10%%\\r99%%\\n'; printf 'three'",
+                ],
+            ),
             Some(watch),
         )
         .unwrap();
-        assert_eq!(*heard.lock().unwrap(), ["one", "two", "three"]);
+        assert_eq!(
+            *heard.lock().unwrap(),
+            ["one", "Setting up a ...", "99%", "three"]
+        );
     }
 
     #[test]
