@@ -155,11 +155,16 @@ fn add_keys(existing: Option<Value>, extra: &[String]) -> Value {
 }
 
 /// The cloud.cfg.d snippet that makes NoCloud, reading our seed, the only datasource.
+/// Also sets cloud-init's default locale to C.UTF-8, which glibc always has: its own default,
+/// en_US.UTF-8, is generated in no minimal image, and on Debian 12 `update-locale` then fails
+/// the `locale` module (and cloud-config.service) at first boot. user_data's `locale:` wins.
 pub fn render_datasource_cfg() -> String {
     format!(
         "# Written by ocimetal: the configdrive is gone after installation; use its copy.\n\
          datasource_list: [ NoCloud, None ]\n\
-         datasource:\n  NoCloud:\n    seedfrom: file:///{SEED_DIR}/\n"
+         datasource:\n  NoCloud:\n    seedfrom: file:///{SEED_DIR}/\n\
+         # A locale every image has (user_data may choose another).\n\
+         locale: C.UTF-8\n"
     )
 }
 
@@ -206,7 +211,9 @@ mod tests {
             render_datasource_cfg(),
             "# Written by ocimetal: the configdrive is gone after installation; use its copy.\n\
              datasource_list: [ NoCloud, None ]\n\
-             datasource:\n  NoCloud:\n    seedfrom: file:///var/lib/cloud/seed/nocloud-net/\n"
+             datasource:\n  NoCloud:\n    seedfrom: file:///var/lib/cloud/seed/nocloud-net/\n\
+             # A locale every image has (user_data may choose another).\n\
+             locale: C.UTF-8\n"
         );
     }
 
