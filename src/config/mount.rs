@@ -106,11 +106,8 @@ fn medium(sys_link: &Path) -> Medium {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    let removable = sysfs::read_u64(&disk.join("removable")) == Some(1)
-        || ["sr", "fd"].iter().any(|prefix| name.starts_with(prefix))
-        || real
-            .components()
-            .any(|c| c.as_os_str().to_string_lossy().starts_with("usb"));
+    let removable =
+        sysfs::removable_or_usb(disk) || ["sr", "fd"].iter().any(|prefix| name.starts_with(prefix));
     match (removable, partition) {
         (true, _) => Medium::Removable,
         (false, false) => Medium::WholeDevice,

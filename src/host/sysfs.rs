@@ -10,6 +10,16 @@ use std::path::{Path, PathBuf};
 
 pub use super::mountinfo::{mountpoints_of, parse_mountinfo, MountEntry};
 
+/// Whether the disk at `disk_dir` (`/sys/block/NAME` or its real path) is removable media or
+/// sits on a USB bus: where orders and installers arrive, not where an install lives.
+pub fn removable_or_usb(disk_dir: &Path) -> bool {
+    read_u64(&disk_dir.join("removable")) == Some(1)
+        || fs::canonicalize(disk_dir).is_ok_and(|real| {
+            real.components()
+                .any(|c| c.as_os_str().to_string_lossy().starts_with("usb"))
+        })
+}
+
 /// Reads a sysfs attribute, trimmed; `None` when missing or blank.
 pub fn read_trimmed(path: &Path) -> Option<String> {
     let text = fs::read_to_string(path).ok()?;

@@ -102,16 +102,11 @@ fn is_fixed_disk(found: &[Found], disk: &str) -> bool {
     let Some(device) = found.iter().find(|d| d.name == disk) else {
         return false;
     };
-    let removable = sysfs::read_u64(&device.dir.join("removable")) == Some(1);
-    let usb = device
+    let usb_by_udev = device
         .udev
         .as_ref()
-        .is_some_and(|u| u.get("ID_BUS") == Some("usb"))
-        || std::fs::canonicalize(&device.dir).is_ok_and(|real| {
-            real.components()
-                .any(|c| c.as_os_str().to_string_lossy().starts_with("usb"))
-        });
-    !removable && !usb
+        .is_some_and(|u| u.get("ID_BUS") == Some("usb"));
+    !sysfs::removable_or_usb(&device.dir) && !usb_by_udev
 }
 
 /// Reasons that follow from the device alone: its kind, read-only flag and size.
