@@ -254,12 +254,16 @@ mod tests {
         assert!(args.contains(&"--bootloader-id=debian".to_string()));
     }
 
+    /// An initramfs listing with LVM and the generic disk drivers.
+    const GOOD_LISTING: &str = "usr/sbin/lvm\n\
+        usr/lib/modules/6.12/kernel/drivers/ata/ahci.ko.xz\n\
+        usr/lib/modules/6.12/kernel/drivers/nvme/host/nvme.ko.xz\n\
+        usr/lib/modules/6.12/kernel/drivers/block/virtio_blk.ko.xz\n\
+        usr/lib/modules/6.12/kernel/drivers/scsi/sd_mod.ko.xz\n";
+
     #[test]
     fn only_an_initramfs_with_lvm_and_generic_drivers_is_kept() {
-        let good = "usr/sbin/lvm\nusr/lib/modules/6.12/kernel/drivers/ata/ahci.ko.xz\n\
-                    usr/lib/modules/6.12/kernel/drivers/nvme/host/nvme.ko.xz\n\
-                    usr/lib/modules/6.12/kernel/drivers/block/virtio_blk.ko.xz\n\
-                    usr/lib/modules/6.12/kernel/drivers/scsi/sd_mod.ko.xz\n";
+        let good = GOOD_LISTING;
         let keep = KeepIf::default();
         assert!(listing_is_sufficient(good, keep));
         assert!(!listing_is_sufficient(
@@ -275,10 +279,7 @@ mod tests {
 
     #[test]
     fn an_initramfs_that_mounts_efivarfs_without_the_module_or_lacks_busybox_is_rebuilt() {
-        let good = "usr/sbin/lvm\nusr/lib/modules/6.12/kernel/drivers/ata/ahci.ko.xz\n\
-                    usr/lib/modules/6.12/kernel/drivers/nvme/host/nvme.ko.xz\n\
-                    usr/lib/modules/6.12/kernel/drivers/block/virtio_blk.ko.xz\n\
-                    usr/lib/modules/6.12/kernel/drivers/scsi/sd_mod.ko.xz\n";
+        let good = GOOD_LISTING;
         // Built on a host booted without UEFI: mdadm's script is there, the module is not.
         let no_module = format!("{good}scripts/init-top/00_mount_efivarfs\n");
         assert!(!listing_is_sufficient(&no_module, KeepIf::default()));
