@@ -10,7 +10,6 @@ use crate::host::Host;
 use crate::plan::reentry::{judge, Found, Identity, Verdict};
 use crate::plan::system::record::DeploymentRecord;
 use crate::plan::{BootEntry, Reentry, BOOT_ENTRY_PREFIX};
-use std::io::Read;
 use std::path::Path;
 
 /// Path of the marker on the ESP: the same record as `/etc/ocimetal/deployment.json`, kept
@@ -101,10 +100,7 @@ fn fat_label(host: &dyn Host, esp: &str) -> String {
 /// directory; `None` when the device is missing or has no FAT filesystem or no marker.
 fn read_esp(host: &dyn Host, disk: String, esp: String, loaders: &[String]) -> Option<Found> {
     let (text, loader) = efi::with_esp(host, &esp, |root| {
-        (
-            read_bounded(&root.join(MARKER_PATH)),
-            find_loader(root, loaders),
-        )
+        (read_marker(root), find_loader(root, loaders))
     })?;
     let record = DeploymentRecord::parse(&text?).ok()?;
     Some(Found {
@@ -115,14 +111,11 @@ fn read_esp(host: &dyn Host, disk: String, esp: String, loaders: &[String]) -> O
     })
 }
 
-fn read_bounded(path: &Path) -> Option<Vec<u8>> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .ok()?
-        .take(MARKER_MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .ok()?;
-    (bytes.len() as u64 <= MARKER_MAX_BYTES).then_some(bytes)
+/// The marker's bytes on the ESP mounted at `esp_root`, within [`MARKER_MAX_BYTES`].
+fn read_marker(esp_root: &Path) -> Option<Vec<u8>> {
+    crate::bounded::read_beneath(esp_root, Path::new(MARKER_PATH), MARKER_MAX_BYTES)
+        .ok()
+        .flatten()
 }
 
 /// The first of `loaders` found in a vendor directory `EFI/<name>/` (not the removable-media
@@ -173,11 +166,12 @@ mod tests {
 
     #[test]
     fn an_oversized_marker_is_not_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m");
+        let esp = tempfile::tempdir().unwrap();
+        let path = esp.path().join(MARKER_PATH);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, vec![b' '; MARKER_MAX_BYTES as usize + 1]).unwrap();
-        assert_eq!(read_bounded(&path), None);
+        assert_eq!(read_marker(esp.path()), None);
         std::fs::write(&path, b"{}").unwrap();
-        assert_eq!(read_bounded(&path).as_deref(), Some(&b"{}"[..]));
+        assert_eq!(read_marker(esp.path()).as_deref(), Some(&b"{}"[..]));
     }
 }
