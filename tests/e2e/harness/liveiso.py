@@ -3,17 +3,19 @@ only medium (no config-2, nothing on a kernel command line of the harness's own)
 firmware boots it through shim and GRUB as a CD, as a USB stick (the hybrid image written to
 a disk), and as a CD with Secure Boot enforced; GRUB passes the carried kernel arguments (a dry run, RAID1 hints
 with a quoted space), the ramdisk reads the carried configdrive and node from its own boot
-medium, and the plan it prints says so."""
+medium, and the plan it prints says so. Then a real install from a customized ISO alone, as
+Metal3's live-iso gives it (no configdrive from the operator)."""
 
 import json
 import os
 import shutil
 import subprocess
 
-from . import assets
+from . import assets, checks
 # scenarios.py imports this module after defining these.
-from .scenarios import PLAN_LINE, PLAN_TIMEOUT, SERVICE_STARTED, ScenarioFailed
-from .vm import OVMF_CODE, Guest, fresh_vars
+from .scenarios import (INSTALL_TIMEOUT, PLAN_LINE, PLAN_TIMEOUT, SERVICE_STARTED,
+                        ScenarioFailed, _check_boot, _check_events, _report_pull)
+from .vm import GUEST_MAC, OVMF_CODE, Guest, fresh_vars
 
 # OVMF with Secure Boot enforced and Microsoft's keys enrolled (shim is signed by their CA).
 SECBOOT_CODE = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
@@ -28,21 +30,23 @@ def _binary(ctx):
     return os.environ.get("OCIMETAL_BIN") or os.path.join(ctx.repo, "target", "release", "ocimetal")
 
 
-def _customize(ctx, workdir):
-    """A copy of the built ISO carrying a configdrive, a node and kernel arguments."""
+def _customize(ctx, workdir, name="liveiso", configdrive=None, node=None, kargs=None):
+    """A copy of the built ISO carrying a configdrive, a node and kernel arguments (by
+    default those of the dry runs)."""
     source = ctx.kernel[:-len(".vmlinuz")] + ".iso"
-    drive = os.path.join(workdir, "configdrive.json")
+    drive = os.path.join(workdir, f"{name}-configdrive.json")
     with open(drive, "w") as f:
-        json.dump({"meta_data": {"local-hostname": HOSTNAME, "oci_image": ctx.debian()},
-                   "user_data": "#cloud-config\n"}, f)
-    node = os.path.join(workdir, "node.json")
-    with open(node, "w") as f:
-        json.dump({"uuid": NODE_UUID, "instance_info": {}}, f)
-    kargs = ("systemd.show_status=1 ocimetal.dry_run "
-             f"ocimetal.insecure_registry={ctx.registry_host} "
-             'ocimetal.root_device_hints="serial=DISK1SERIAL DISK2SERIAL"')
-    out = os.path.join(workdir, "liveiso.iso")
-    subprocess.run([_binary(ctx), "iso", "customize", "--configdrive", drive, "--node", node,
+        json.dump(configdrive or {"meta_data": {"local-hostname": HOSTNAME,
+                                                "oci_image": ctx.debian()},
+                                  "user_data": "#cloud-config\n"}, f)
+    node_path = os.path.join(workdir, f"{name}-node.json")
+    with open(node_path, "w") as f:
+        json.dump(node or {"uuid": NODE_UUID, "instance_info": {}}, f)
+    kargs = kargs or ("systemd.show_status=1 ocimetal.dry_run "
+                      f"ocimetal.insecure_registry={ctx.registry_host} "
+                      'ocimetal.root_device_hints="serial=DISK1SERIAL DISK2SERIAL"')
+    out = os.path.join(workdir, f"{name}.iso")
+    subprocess.run([_binary(ctx), "iso", "customize", "--configdrive", drive, "--node", node_path,
                     "--kargs", kargs, "--force", "-o", out, source], check=True)
     shown = subprocess.run([_binary(ctx), "iso", "show", out], check=True, capture_output=True,
                            text=True).stdout
@@ -112,11 +116,44 @@ def _boot_and_plan(ctx, label, workdir, iso, as_stick, secure_boot=False):
         raise ScenarioFailed(f"{label}: " + "; ".join(problems))
 
 
+def _install_from_iso(ctx, workdir):
+    """Metal3's live-iso: the customized ISO is the only medium and carries every order (the
+    operator passes no configdrive): RAID1 by serial, user_data and network_data. The
+    installed system is checked as in `raid1`."""
+    label = "liveiso-install"
+    hostname = "e2e-liveiso-install"
+    configdrive = {
+        "meta_data": {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2ea", "name": hostname,
+                      "local-hostname": hostname, "oci_image": ctx.debian("-bootable"),
+                      "root_device_hints": "serial=DISK1SERIAL DISK2SERIAL"},
+        "user_data": checks.user_data(hostname),
+        "network_data": checks.network_data(GUEST_MAC),
+    }
+    kargs = (f"systemd.show_status=1 ocimetal.insecure_registry={ctx.registry_host} "
+             f"ocimetal.report_url={ctx.report_url(label)}")
+    node = {"uuid": configdrive["meta_data"]["uuid"], "instance_info": {}}
+    iso = _customize(ctx, workdir, label, configdrive, node, kargs)
+    disks = [assets.blank_disk(os.path.join(workdir, "disk1.qcow2")),
+             assets.blank_disk(os.path.join(workdir, "disk2.qcow2"))]
+    vars_path = fresh_vars(os.path.join(workdir, f"{label}.vars.fd"))
+    with Guest(label, os.path.join(workdir, f"{label}.console.log"), vars_path, disks,
+               cdroms=(iso,)) as guest:
+        with ctx.phase(f"{label}:boot"):
+            guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+        with ctx.phase(f"{label}:install"):
+            guest.wait_exit(INSTALL_TIMEOUT)
+        _report_pull(label, guest)
+    _check_events(label, ctx.events(label))
+    _check_boot(ctx, f"{label}-check", workdir, disks, None, vars_path,
+                hostname=hostname, esp_count=2, raid="[UU]")
+
+
 def liveiso(ctx):
     """A customized ISO as the only medium, booted as a CD, as a USB stick, and as a CD with
-    Secure Boot enforced: dry runs."""
+    Secure Boot enforced (dry runs); then a full RAID1 install from a customized ISO."""
     workdir = ctx.workdir("liveiso")
     iso = _customize(ctx, workdir)
     _boot_and_plan(ctx, "liveiso-cd", workdir, iso, as_stick=False)
     _boot_and_plan(ctx, "liveiso-stick", workdir, iso, as_stick=True)
     _boot_and_plan(ctx, "liveiso-secureboot", workdir, iso, as_stick=False, secure_boot=True)
+    _install_from_iso(ctx, workdir)

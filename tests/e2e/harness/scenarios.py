@@ -427,8 +427,59 @@ def apt_failure(ctx):
         raise ScenarioFailed(f"apt-failure: the final event does not say why: {final}")
 
 
+def powercut(ctx):
+    """Power cuts mid-install: QEMU is killed during the pull, during apt, and right after the
+    installer wrote its marker. The first two leave half-made storage that the next ramdisk
+    boot must tear down and install cleanly over; the third leaves a finished install whose
+    EFI entries were never written, which the next ramdisk boot must recognise, give its
+    entries back and boot without reinstalling."""
+    workdir = ctx.workdir("powercut")
+    disks = _disk_pair(workdir)
+    hostname = "e2e-powercut"
+    meta = {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e7", "name": hostname,
+            "local-hostname": hostname, "metal3-name": hostname, "oci_image": ctx.debian(),
+            "root_device_hints": "serial=DISK1SERIAL"}
+    cd = assets.config_drive(os.path.join(workdir, "config2.iso"), meta,
+                             checks.user_data(hostname), checks.network_data(GUEST_MAC))
+    vars_path = fresh_vars(os.path.join(workdir, "powercut.vars.fd"))
+    # (label, console line to cut the power at, what the boot must have done before it)
+    cuts = [("powercut-pull", r"step pull: start", None),
+            ("powercut-apt", r"packages: \d+ of \d+ set up", r"step wipe: start"),
+            ("powercut-marker", r"step record: done", r"step wipe: start")]
+    for label, cut_at, expected in cuts:
+        append = ctx.cmdline(f"ocimetal.report_url={ctx.report_url(label)}")
+        with ctx.ramdisk_guest(label, workdir, disks, append, [cd], vars_path=vars_path) as guest:
+            with ctx.phase(f"{label}:boot"):
+                _, start = guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+            with ctx.phase(f"{label}:until-cut"):
+                match, index = guest.wait_for(cut_at, INSTALL_TIMEOUT, start=start)
+            guest.pull_the_plug()
+            if expected and not guest.lines_matching(expected):
+                raise ScenarioFailed(f"{label}: the boot after a power cut did not install "
+                                     f"afresh (no /{expected}/ on the console)")
+            reached = [m.group(0) for m in guest.lines_matching(r"step \S+: (start|done)")]
+            print(f"    {label}: power cut at {match.group(0)!r}; last step line "
+                  f"{reached[-1] if reached else None!r}", flush=True)
+    label = "powercut-after"
+    append = ctx.cmdline(f"ocimetal.report_url={ctx.report_url(label)}")
+    with ctx.ramdisk_guest(label, workdir, disks, append, [cd], vars_path=vars_path) as guest:
+        with ctx.phase(f"{label}:boot"):
+            guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+        with ctx.phase(f"{label}:installer"):
+            guest.wait_exit(REENTRY_TIMEOUT)
+        wiped = guest.lines_matching(r"step wipe: start")
+    if wiped:
+        raise ScenarioFailed(f"{label}: the finished install was wiped and made again")
+    final = _check_events(label, ctx.events(label))
+    if "already deployed" not in final.get("description", ""):
+        raise ScenarioFailed(f"{label}: the final event is {final.get('description')!r}")
+    _check_boot(ctx, "powercut-check", workdir, disks, None, vars_path,
+                hostname=hostname, esp_count=1, raid=None)
+
+
 from .ironic import ironic  # noqa: E402  (it uses ScenarioFailed and SERVICE_STARTED above)
 from .liveiso import liveiso  # noqa: E402  (likewise)
+from .orders_url import orders_url  # noqa: E402  (likewise)
 
 # name: (function, default Debian release, images it needs as templates of the release)
 SCENARIOS = {
@@ -443,7 +494,9 @@ SCENARIOS = {
     "apt-failure": (apt_failure, "13", ["debian:{release}"]),
     "no-orders": (no_orders, "13", []),
     "ironic": (ironic, "13", ["debian:{release}-bootable"]),
-    "liveiso": (liveiso, "13", []),
+    "liveiso": (liveiso, "13", ["debian:{release}-bootable"]),
+    "powercut": (powercut, "13", ["debian:{release}"]),
+    "orders-url": (orders_url, "13", ["debian:{release}"]),
 }
 
 RELEASES = ("12", "13")

@@ -1,0 +1,97 @@
+"""The `orders-url` scenario: one shared ISO for every machine, customized with nothing but
+an orders URL that names the machine by its MAC (`{mac}`); a local HTTP server holds one
+machine's node document under that machine's MAC. That machine plans from it (dry run);
+a machine whose MAC has nothing there installs nothing and keeps its disk byte for byte."""
+
+import json
+import os
+import shutil
+import subprocess
+
+from . import assets
+# scenarios.py imports this module after defining these.
+from .scenarios import PLAN_LINE, PLAN_TIMEOUT, SERVICE_STARTED, ScenarioFailed
+from .liveiso import BOOT_TIMEOUT, _binary
+from .vm import GUEST_MAC, Guest, fresh_vars
+
+NODE_UUID = "5a2c7e4e-0000-4000-8000-00000000e2eb"
+HOSTNAME = "e2e-orders-url"
+# A machine nobody has written orders for.
+STRANGER_MAC = "52:54:00:12:34:99"
+
+
+def _shared_iso(ctx, workdir, order):
+    """The built ISO customized with kernel arguments only: the same file for every machine."""
+    source = ctx.kernel[:-len(".vmlinuz")] + ".iso"
+    out = os.path.join(workdir, "shared.iso")
+    kargs = (f"systemd.show_status=1 ocimetal.dry_run ocimetal.insecure_registry={ctx.registry_host} "
+             f"{order}")
+    subprocess.run([_binary(ctx), "iso", "customize", "--kargs", kargs, "--force", "-o", out,
+                    source], check=True)
+    return out
+
+
+def _boot(ctx, label, workdir, iso, mac, wanted):
+    """Boots the shared ISO on a machine with `mac` as its first NIC until a console line
+    matches `wanted`; returns the match and the disk images."""
+    disks = [assets.blank_disk(os.path.join(workdir, f"{label}-disk1.qcow2")),
+             assets.blank_disk(os.path.join(workdir, f"{label}-disk2.qcow2"))]
+    before = os.path.join(workdir, f"{label}-disk1-before.qcow2")
+    shutil.copyfile(disks[0], before)
+    vars_path = fresh_vars(os.path.join(workdir, f"{label}.vars.fd"))
+    guest = Guest(label, os.path.join(workdir, f"{label}.console.log"), vars_path, disks,
+                  cdroms=(iso,))
+    guest.args = [arg.replace(f"mac={GUEST_MAC}", f"mac={mac}") for arg in guest.args]
+    with guest:
+        with ctx.phase(f"{label}:boot"):
+            _, index = guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+        with ctx.phase(f"{label}:orders"):
+            match, _ = guest.wait_for(wanted, PLAN_TIMEOUT, start=index,
+                                      fail_on_failure_tag=False)
+        fetched = [m.string.strip() for m in guest.lines_matching(r"node document|ocimetal\.node")]
+    for line in fetched[:4]:
+        print(f"    {label}: {line[:240]}", flush=True)
+    return match, disks, before
+
+
+def orders_url(ctx):
+    workdir = ctx.workdir("orders-url")
+    served = os.path.join(ctx.files.directory, "orders-url")
+    shutil.rmtree(served, ignore_errors=True)
+    os.makedirs(served)
+    node = {
+        "uuid": NODE_UUID,
+        "name": HOSTNAME,
+        "instance_info": {
+            "image_source": "oci://" + ctx.debian(),
+            "root_device": {"serial": "s== DISK1SERIAL"},
+            "configdrive": {"meta_data": {"uuid": NODE_UUID, "local-hostname": HOSTNAME}},
+        },
+    }
+    with open(os.path.join(served, GUEST_MAC.replace(":", "-") + ".json"), "w") as f:
+        json.dump(node, f)
+    url = f"http://10.0.2.2:{ctx.files.port}/orders-url/{{mac}}.json"
+    iso = _shared_iso(ctx, workdir, f"ocimetal.node={url}")
+
+    match, _, _ = _boot(ctx, "orders-url-known", workdir, iso, GUEST_MAC, PLAN_LINE)
+    plan = json.loads(match.group(1))
+    print(f"    orders-url-known plan: disks={plan.get('disks')} image={plan.get('image')} "
+          f"({plan.get('image_source')}) hostname={plan.get('hostname')} "
+          f"instance_id={plan.get('instance_id')} ({plan.get('instance_id_source')})", flush=True)
+    problems = []
+    if plan.get("disks") != ["/dev/vda"] or plan.get("raid") is not False:
+        problems.append(f"disks {plan.get('disks')} raid {plan.get('raid')}, expected /dev/vda "
+                        "from the served node's root_device")
+    if plan.get("image") != ctx.debian() or plan.get("image_source") != "instance_info.image_source":
+        problems.append(f"image {plan.get('image')} from {plan.get('image_source')}")
+    if plan.get("hostname") != HOSTNAME:
+        problems.append(f"hostname {plan.get('hostname')}")
+    if problems:
+        raise ScenarioFailed("orders-url-known: " + "; ".join(problems))
+
+    _, disks, before = _boot(ctx, "orders-url-stranger", workdir, iso, STRANGER_MAC,
+                             r"no orders: ")
+    compare = subprocess.run(["qemu-img", "compare", before, disks[0]], capture_output=True,
+                             text=True)
+    if compare.returncode != 0:
+        raise ScenarioFailed(f"orders-url-stranger: the disk changed: {compare.stdout.strip()}")
