@@ -538,6 +538,17 @@ fn command_line_orders() {
             "ocimetal.configdrive",
             &["/nonexistent/config-2"],
         ),
+        // A per-machine URL is checked for its placeholders before anything is fetched.
+        case(
+            Orders::cmdline("ocimetal.node=http://127.0.0.1:9/nodes/{nic}.json"),
+            "ocimetal.node",
+            &["\"{nic}\"", "{mac}", "{system_uuid}"],
+        ),
+        case(
+            Orders::cmdline("ocimetal.node=http://127.0.0.1:9/nodes/{mac.json"),
+            "ocimetal.node",
+            &["\"{mac.json\"", "not a placeholder"],
+        ),
     ]);
 }
 

@@ -9,7 +9,9 @@
 //! it does a line edited with `e`: double quotes keep spaces in a value
 //! (`ocimetal.root_device_hints="serial=A B"`). Runs of white space become one space;
 //! characters GRUB would read as syntax (`$ ; & | < > { } \ ' #`, backquote) and control
-//! characters are refused.
+//! characters are refused, except braces inside double quotes, where GRUB keeps them: a word
+//! with a placeholder (`ocimetal.node=http://lab/{mac}.json`) has its value quoted when
+//! written, and GRUB hands it to the kernel without the quotes.
 
 use crate::config::cmdline;
 use crate::error::OrderError;
@@ -20,6 +22,8 @@ pub const AREA_LEN: usize = 1024;
 pub const END_MARKER: &[u8] = b"#@ocimetal-kargs-end";
 /// Characters refused in embedded kernel arguments.
 const REFUSED: &[char] = &['$', ';', '&', '|', '<', '>', '{', '}', '\\', '\'', '#', '`'];
+/// Refused characters GRUB reads as plain text inside double quotes.
+const QUOTABLE: &[char] = &['{', '}'];
 
 /// The offsets of every area in a GRUB menu; an error when there is none or one does not
 /// fit on its line.
@@ -87,11 +91,19 @@ fn area_bytes(kargs: &str) -> Vec<u8> {
 /// Checks kernel arguments for an area: they fit, GRUB reads them as written, and their
 /// `ocimetal.*` words are valid orders. `field` names the option in errors.
 pub fn check(kargs: &str, field: &str) -> Result<String, OrderError> {
-    let kargs = kargs.split_whitespace().collect::<Vec<_>>().join(" ");
-    if let Some(c) = kargs
-        .chars()
-        .find(|c| REFUSED.contains(c) || c.is_control())
-    {
+    let kargs = kargs
+        .split_whitespace()
+        .map(quote_placeholders)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut quoted = false;
+    if let Some(c) = kargs.chars().find(|&c| {
+        if c == '"' {
+            quoted = !quoted;
+        }
+        let refused = REFUSED.contains(&c) && !(quoted && QUOTABLE.contains(&c));
+        refused || c.is_control()
+    }) {
         return Err(OrderError::new(
             field,
             format!(
@@ -118,6 +130,18 @@ pub fn check(kargs: &str, field: &str) -> Result<String, OrderError> {
     }
     cmdline::parse(&kargs)?;
     Ok(kargs)
+}
+
+/// A word with braces and no quotes gets its value (or itself, without `=`) in double
+/// quotes, inside which GRUB reads braces as text.
+fn quote_placeholders(word: &str) -> String {
+    if word.contains('"') || !word.contains(QUOTABLE) {
+        return word.to_string();
+    }
+    match word.split_once('=') {
+        Some((key, value)) => format!("{key}=\"{value}\""),
+        None => format!("\"{word}\""),
+    }
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -156,6 +180,23 @@ pub(crate) mod tests {
             "console=ttyS0 ocimetal.image=debian:13 ocimetal.root_device_hints=\"serial=A B\" ##"
         ));
         assert_eq!(write(&written, "").unwrap(), cfg);
+    }
+
+    #[test]
+    fn placeholders_are_written_in_double_quotes() {
+        let kargs = check(
+            "ocimetal.node=http://lab/{mac}.json lab.url=\"http://lab/{serial}\"",
+            "--kargs",
+        )
+        .unwrap();
+        assert_eq!(
+            kargs,
+            "ocimetal.node=\"http://lab/{mac}.json\" lab.url=\"http://lab/{serial}\""
+        );
+        // Quoted already, and what the kernel gets from GRUB (quotes removed) parse alike.
+        assert_eq!(check(&kargs, "--kargs").unwrap(), kargs);
+        let err = check("ocimetal.node=\"http://lab/\"{mac}", "--kargs").unwrap_err();
+        assert!(err.problem.contains("'{'"), "{}", err.problem);
     }
 
     #[test]
