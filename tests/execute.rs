@@ -266,6 +266,170 @@ async fn push_image(registry: &TestRegistry) -> String {
     image
 }
 
+/// Pushes `layers` (bottom first) as `test/NAME:1`; returns the reference.
+async fn push_layers(registry: &TestRegistry, name: &str, layers: Vec<Layer>) -> String {
+    let image = format!("{}/test/{name}:1", registry.host());
+    Pusher::new(&registry.host())
+        .push_image(&image, &layers, ("linux", "amd64"), Flavour::Oci)
+        .await;
+    image
+}
+
+/// A layer with Fedora's os-release, as Fedora lays it out.
+fn fedora_layer() -> Layer {
+    Layer::gzip(tar_layer(&[
+        Entry::Dir("etc/"),
+        Entry::Symlink("etc/os-release", "../usr/lib/os-release"),
+        Entry::Dir("usr/"),
+        Entry::Dir("usr/lib/"),
+        Entry::File(
+            "usr/lib/os-release",
+            b"NAME=\"Fedora Linux\"\nID=fedora\nVERSION_ID=41\nPRETTY_NAME=\"Fedora Linux 41\"\n",
+        ),
+    ]))
+}
+
+/// Runs a forced RAID1 install of `image`; returns the host and the error.
+async fn install_expecting_failure(
+    registry: &TestRegistry,
+    image: &str,
+) -> (RecordingHost, anyhow::Error) {
+    let plan = raid_plan(image, registry, "ocimetal.force");
+    let root = tempfile::tempdir().unwrap();
+    let host = RecordingHost::new(root.path());
+    let root_path = root.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let result = ocimetal::install::execute(&plan, &host, &root_path);
+        drop(root);
+        (host, result.expect_err("the install fails"))
+    })
+    .await
+    .unwrap()
+}
+
+/// Whether anything was done to a disk: a wipe, a partition table, an array, a volume or a
+/// filesystem.
+fn touched_a_disk(actions: &[Action]) -> bool {
+    runs(actions).iter().any(|c| {
+        ["sgdisk", "wipefs", "mdadm", "lvm", "mkfs", "dd"]
+            .iter()
+            .any(|tool| c.starts_with(tool))
+    })
+}
+
+/// The result of step `name`'s finish event.
+fn step_result(host: &RecordingHost, name: &str) -> Option<String> {
+    host.actions().iter().find_map(|a| match a {
+        Action::Event(event, kind, result)
+            if event == &format!("ocimetal/{name}") && kind == "finish" =>
+        {
+            result.clone()
+        }
+        _ => None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_that_is_not_debian_or_ubuntu_is_refused_before_the_wipe() {
+    let registry = TestRegistry::start();
+    let image = push_layers(&registry, "fedora", vec![fedora_layer()]).await;
+    let (host, err) = install_expecting_failure(&registry, &image).await;
+
+    let line = format!("{err:#}");
+    assert!(line.starts_with("step validate failed: "), "{line}");
+    assert!(line.contains(&image), "the image is named: {line}");
+    assert!(line.contains("ID=fedora"), "its ID is named: {line}");
+    assert!(line.ends_with("nothing was wiped"), "{line}");
+    assert!(!line.contains('\n'));
+    // An invalid order, as the same refusal after the pull is: exit status 2.
+    let order = err
+        .downcast_ref::<ocimetal::error::OrderError>()
+        .expect("an order error");
+    assert_eq!(order.field, "image");
+
+    let actions = host.actions();
+    let steps: Vec<String> = by_step(&actions).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(steps, ["validate"], "nothing runs after validate");
+    assert!(!touched_a_disk(&actions), "{actions:?}");
+    assert_eq!(step_result(&host, "validate").as_deref(), Some("FAIL"));
+
+    // An image without any os-release is refused the same way.
+    let bare = push_layers(
+        &registry,
+        "bare",
+        vec![Layer::gzip(tar_layer(&[Entry::Dir("srv/")]))],
+    )
+    .await;
+    let (host, err) = install_expecting_failure(&registry, &bare).await;
+    let line = format!("{err:#}");
+    assert!(
+        line.contains(&bare) && line.contains("no /etc/os-release or /usr/lib/os-release"),
+        "{line}"
+    );
+    assert!(line.ends_with("nothing was wiped"), "{line}");
+    assert!(!touched_a_disk(&host.actions()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_beyond_the_probes_reach_is_checked_after_the_pull() {
+    let registry = TestRegistry::start();
+    // Fedora at the bottom, under four layers that say nothing about os-release: the look
+    // before the wipe reads four layers at most.
+    let mut layers = vec![fedora_layer()];
+    for n in 0..4 {
+        let name = format!("srv/layer-{n}");
+        layers.push(Layer::gzip(tar_layer(&[
+            Entry::Dir("srv/"),
+            Entry::File(&name, b"x"),
+        ])));
+    }
+    let image = push_layers(&registry, "fedora-deep", layers).await;
+    let (host, err) = install_expecting_failure(&registry, &image).await;
+
+    assert_eq!(step_result(&host, "validate").as_deref(), Some("WARN"));
+    let events = host.events.lock().unwrap().clone();
+    let warning = events
+        .iter()
+        .find(|e| e["name"] == "ocimetal/validate" && e["event_type"] == "finish")
+        .unwrap();
+    let text = warning["description"].as_str().unwrap();
+    assert!(
+        text.contains("top 4 of the image's 5 layers") && text.ends_with("checked after the pull"),
+        "{warning}"
+    );
+    // The install went on, and the same rule refused the image once it was on the disk.
+    assert!(touched_a_disk(&host.actions()));
+    let line = format!("{err:#}");
+    assert!(line.starts_with("step packages failed: "), "{line}");
+    assert!(line.contains("ID=fedora"), "{line}");
+    let refusal = ocimetal::plan::system::packages::installable(
+        &ocimetal::plan::system::packages::OsRelease::parse(
+            "ID=fedora\nPRETTY_NAME=\"Fedora Linux 41\"\n",
+        ),
+    )
+    .unwrap_err();
+    assert!(line.contains(&refusal.problem), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_top_layer_that_cannot_be_read_fails_validate_before_the_wipe() {
+    let registry = TestRegistry::start();
+    let debian = tar_layer(&[Entry::File("etc/os-release", b"ID=debian\n")]);
+    // Its digest is right; its content is not gzip.
+    let broken = Layer {
+        media_type: registry::media::OCI_GZIP,
+        blob: b"this is not gzip".to_vec(),
+        tar: Vec::new(),
+    };
+    let image = push_layers(&registry, "broken", vec![Layer::gzip(debian), broken]).await;
+    let (host, err) = install_expecting_failure(&registry, &image).await;
+    let line = format!("{err:#}");
+    assert!(line.starts_with("step validate failed: "), "{line}");
+    assert!(line.contains("layer 2 of 2"), "{line}");
+    assert!(line.ends_with("nothing was wiped"), "{line}");
+    assert!(!touched_a_disk(&host.actions()));
+}
+
 fn copy_tree(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

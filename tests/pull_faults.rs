@@ -6,6 +6,7 @@ mod peak;
 #[path = "support/registry.rs"]
 mod registry;
 
+use ocimetal::oci::peek::{read_os_release, OsReleasePeek, PeekLimits};
 use ocimetal::oci::{
     pull_into_sink, pull_when_ready, resolve, PullError, PullOptions, RetryPolicy,
 };
@@ -504,6 +505,86 @@ async fn wrong_bytes_fail_with_the_digest_named() {
             "{msg}"
         );
     }
+}
+
+/// Resolves `test/faults:1` through `proxy` and looks for its os-release within `limits`.
+async fn peek_via(proxy: &Proxy, limits: &PeekLimits) -> anyhow::Result<OsReleasePeek> {
+    let opts = fast_retries(vec![proxy.host()]);
+    let resolved = resolve(&format!("{}/test/faults:1", proxy.host()), &opts).await?;
+    read_os_release(&resolved, limits).await
+}
+
+#[tokio::test]
+async fn a_tampered_layer_fails_the_look_before_the_wipe() {
+    let (registry, layers) = registry_with_image().await;
+    // Untouched, the image's two layers are read and hold no os-release.
+    let clean = Proxy::start(registry.addr, "none".into(), Fault::ALWAYS_503).await;
+    assert_eq!(
+        peek_via(&clean, &PeekLimits::default()).await.unwrap(),
+        OsReleasePeek::Absent
+    );
+    for (at, layer) in layers.iter().enumerate() {
+        let digest = layer.digest();
+        let proxy = Proxy::start(registry.addr, digest.clone(), Fault::Corrupt).await;
+        let err = peek_via(&proxy, &PeekLimits::default())
+            .await
+            .expect_err("a tampered layer");
+        assert!(
+            matches!(
+                err.downcast_ref::<PullError>(),
+                Some(PullError::Verification { .. })
+            ),
+            "{err:#}"
+        );
+        let msg = format!("{err:#}");
+        assert!(
+            msg.starts_with(&format!("layer {} of 2 ({digest}): ", at + 1))
+                && msg.contains("digest mismatch")
+                && !msg.contains('\n'),
+            "{msg}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_registry_that_keeps_failing_a_layer_leaves_the_look_unknown() {
+    let (registry, layers) = registry_with_image().await;
+    let digest = layers[1].digest();
+    let proxy = Proxy::start(registry.addr, digest.clone(), Fault::ALWAYS_503).await;
+    let answer = peek_via(&proxy, &PeekLimits::default()).await.unwrap();
+    let OsReleasePeek::Unknown(why) = &answer else {
+        panic!("{answer:?}")
+    };
+    assert!(
+        why.contains("HTTP 503") && why.contains("3 attempt"),
+        "{why}"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_layer_leaves_the_look_unknown_at_its_time_limit() {
+    let (registry, layers) = registry_with_image().await;
+    let proxy = Proxy::start(
+        registry.addr,
+        layers[1].digest(),
+        Fault::Stall { code: 200 },
+    )
+    .await;
+    let limits = PeekLimits {
+        time: Duration::from_secs(2),
+        ..PeekLimits::default()
+    };
+    let started = Instant::now();
+    let answer = peek_via(&proxy, &limits).await.unwrap();
+    assert_eq!(
+        answer,
+        OsReleasePeek::Unknown("no answer within 2 s".into())
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]

@@ -19,6 +19,10 @@ use std::time::SystemTime;
 /// Largest file read from the target (the dpkg database of a big image is a few MiB).
 const TARGET_READ_LIMIT: u64 = 64 << 20;
 
+/// Where the target's os-release is looked for, in order (os-release(5)); the check before
+/// the wipe reads the image's layers for the same paths.
+const OS_RELEASE_PATHS: [&str; 2] = crate::oci::peek::OS_RELEASE_PATHS;
+
 /// Where the target's root filesystem is mounted during the install.
 pub const TARGET_ROOT: &str = "/run/ocimetal/target";
 
@@ -115,7 +119,7 @@ impl<'h> Context<'h> {
     pub fn observe(&mut self, step: &Step) -> anyhow::Result<()> {
         match step {
             Step::Packages(_) => {
-                self.facts.os = Some(self.read_os_release()?);
+                self.facts.os = self.read_os_release()?;
                 self.facts.dpkg_status = self.read("var/lib/dpkg/status")?.unwrap_or_default();
                 self.facts.has_kernel = has_kernel(&self.root);
                 self.facts.secure_boot = self.host.secure_boot();
@@ -142,13 +146,16 @@ impl<'h> Context<'h> {
         Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
-    fn read_os_release(&self) -> anyhow::Result<OsRelease> {
-        for path in ["etc/os-release", "usr/lib/os-release"] {
+    /// The target's os-release as the installed system finds it: `/etc/os-release`, else
+    /// `/usr/lib/os-release`; `None` when it has neither, which the refinement of the
+    /// packages step refuses with the same words as the check before the wipe.
+    fn read_os_release(&self) -> anyhow::Result<Option<OsRelease>> {
+        for path in OS_RELEASE_PATHS {
             if let Some(text) = self.read(path)? {
-                return Ok(OsRelease::parse(&text));
+                return Ok(Some(OsRelease::parse(&text)));
             }
         }
-        anyhow::bail!("the image has no /etc/os-release or /usr/lib/os-release")
+        Ok(None)
     }
 }
 

@@ -195,7 +195,7 @@ fn run_step(ctx: &mut Context<'_>, step: &Step) -> anyhow::Result<Flow> {
                 return Ok(Flow::SkipToEnd);
             }
         }
-        Step::Validate(s) => pull::validate(ctx, s)?,
+        Step::Validate(s) => return pull::validate(ctx, s),
         Step::Wipe(s) => wipe::wipe_disks(host, &s.devices)?,
         Step::Partition(s) => partition::run(host, s)?,
         Step::Raid(s) => {

@@ -1,21 +1,29 @@
-//! The validate and pull steps: the image resolved and its layers downloading while the disks
-//! are prepared, then applied onto the mounted root filesystem.
+//! The validate and pull steps: the image resolved, its distribution checked from its top
+//! layers and its layers downloading while the disks are prepared, then applied onto the
+//! mounted root filesystem.
 
 use super::context::{Context, PendingPull};
+use super::phases::Flow;
+use crate::error::OrderError;
 use crate::host::systemd::notify_status;
 use crate::host::{sysfs, Host};
-use crate::oci::{ProgressObserver, PullOptions};
+use crate::oci::peek::{read_os_release, OsReleasePeek, PeekLimits};
+use crate::oci::{ImageRef, ProgressObserver, PullOptions, ResolvedImage};
+use crate::plan::system::packages::{installable, no_os_release, OsRelease};
 use crate::plan::{Pull, Validate};
 use anyhow::Context as _;
 
-/// Refuses targets in use, resolves the image and starts its downloads.
-pub fn validate(ctx: &mut Context<'_>, step: &Validate) -> anyhow::Result<()> {
+/// Refuses targets in use, resolves the image, refuses an image whose distribution cannot be
+/// installed and starts its downloads. A distribution that the look into the top layers
+/// cannot tell is a warning: it is checked after the pull, as the packages are decided.
+pub fn validate(ctx: &mut Context<'_>, step: &Validate) -> anyhow::Result<Flow> {
     refuse_busy_targets(ctx.host, &step.not_in_use)?;
     let options = pull_options(step);
     let resolved = ctx
         .runtime
         .block_on(crate::oci::resolve_image(&step.image, &options))?;
     tracing::info!("image {} is {}", step.image, resolved.manifest_digest);
+    let flow = check_distribution(ctx, &step.image, &resolved)?;
     // Layers download while the disks are prepared; they are applied once the root
     // filesystem is mounted. A failed install drops `target_ready`, which ends the pull.
     let (target_ready, target) = std::sync::mpsc::channel();
@@ -33,7 +41,57 @@ pub fn validate(ctx: &mut Context<'_>, step: &Validate) -> anyhow::Result<()> {
     });
     ctx.resolved = Some(resolved);
     ctx.pull = Some(PendingPull { target_ready, task });
-    Ok(())
+    Ok(flow)
+}
+
+/// Reads the image's os-release from its top layers (within [`PeekLimits`]) and refuses,
+/// before anything is wiped, an image that [`installable`] refuses or that has none: the same
+/// rule and words as the packages step after the pull.
+fn check_distribution(
+    ctx: &Context<'_>,
+    image: &ImageRef,
+    resolved: &ResolvedImage,
+) -> anyhow::Result<Flow> {
+    let peek = ctx
+        .runtime
+        .block_on(read_os_release(resolved, &PeekLimits::default()))
+        .map_err(|err| {
+            anyhow::anyhow!(
+                "{image}: reading its distribution from its layers failed: {err:#}; nothing \
+                 was wiped"
+            )
+        })?;
+    let refuse = |why: OrderError| -> anyhow::Error {
+        OrderError::new(
+            why.field,
+            format!(
+                "{image} cannot be installed: {}; nothing was wiped",
+                why.problem
+            ),
+        )
+        .into()
+    };
+    match peek {
+        OsReleasePeek::Found(text) => {
+            let os = OsRelease::parse(&text);
+            installable(&os).map_err(refuse)?;
+            tracing::info!(
+                "image {image}: {} (ID={}), read from its layers; installable",
+                os.pretty_name.as_deref().unwrap_or(&os.id),
+                os.id
+            );
+            Ok(Flow::Next)
+        }
+        OsReleasePeek::Absent => Err(refuse(no_os_release())),
+        OsReleasePeek::Unknown(why) => {
+            let warning = format!(
+                "the distribution of {image} was not read from its layers before the wipe \
+                 ({why}); it is checked after the pull"
+            );
+            tracing::warn!("{warning}");
+            Ok(Flow::Warned(warning))
+        }
+    }
 }
 
 /// Hands the mounted root to the pull started by validate and waits for it.

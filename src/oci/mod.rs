@@ -1,7 +1,9 @@
 //! OCI registry pull and confined layer application.
 //!
 //! [`resolve`] checks an image (reference, manifest, platform) without downloading layers;
-//! [`pull_into`] then streams, verifies, decompresses and applies the layers in order.
+//! [`peek`] reads which os-release its topmost layers give, within limits, without applying
+//! anything; [`pull_into`] then streams, verifies, decompresses and applies the layers in
+//! order.
 
 pub mod apply;
 mod as_text;
@@ -10,6 +12,7 @@ pub mod cli;
 mod download;
 mod endpoint;
 mod http;
+pub mod peek;
 mod pipe;
 pub mod platform;
 mod progress;

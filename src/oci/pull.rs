@@ -8,6 +8,7 @@
 
 use super::apply::{Applier, LayerStats};
 use super::download::{Abort, LayerDownload};
+use super::endpoint::Endpoint;
 use super::pipe::{pipe, Chunk, PipeReceiver};
 use super::progress::Progress;
 use super::pull_error::PullError;
@@ -98,18 +99,7 @@ async fn pull_with(
 ) -> anyhow::Result<PullReport> {
     let started = Instant::now();
     let registry = &resolved.registry;
-    // The source that resolved the image first, then the ones after it (the origin last):
-    // a mirror that fails mid-pull hands the rest of the blob to the next source.
-    let first = registry
-        .endpoints
-        .iter()
-        .position(|e| e.host == resolved.source)
-        .unwrap_or(registry.endpoints.len().saturating_sub(1));
-    let endpoints = registry
-        .endpoints
-        .get(first..)
-        .filter(|rest| !rest.is_empty())
-        .context("no registry to pull from")?;
+    let endpoints = blob_sources(resolved)?;
 
     let layers = resolved.layers.clone();
     let progress = Progress::new(
@@ -178,6 +168,21 @@ async fn pull_with(
     }
 }
 
+/// Where `resolved`'s blobs come from: the source that resolved the image first, then the
+/// ones after it (the origin last), so that a mirror that fails mid-blob hands the rest of it
+/// to the next source.
+pub(crate) fn blob_sources(resolved: &ResolvedImage) -> anyhow::Result<&[Endpoint]> {
+    let endpoints = &resolved.registry.endpoints;
+    let first = endpoints
+        .iter()
+        .position(|e| e.host == resolved.source)
+        .unwrap_or(endpoints.len().saturating_sub(1));
+    endpoints
+        .get(first..)
+        .filter(|rest| !rest.is_empty())
+        .context("no registry to pull from")
+}
+
 /// The blocking side: decompress and apply each layer in order.
 fn apply_all(
     mut sink: Box<dyn LayerSink>,
@@ -188,13 +193,7 @@ fn apply_all(
     let mut all = Vec::with_capacity(layers.len());
     for (index, (layer, rx)) in layers.iter().zip(receivers).enumerate() {
         abort.set_applying(index);
-        let mut raw = ChannelReader {
-            rx,
-            current: Bytes::new(),
-            _room: None,
-            ended: false,
-            abort,
-        };
+        let mut raw = ChannelReader::new(rx, abort);
         let stats = apply_one(sink.as_mut(), layer, &mut raw).map_err(|e| {
             abort.set(format!("{e:#}"));
             (Some(index), e)
@@ -292,13 +291,7 @@ fn decompress_into(
     raw: &mut ChannelReader<'_>,
     blocks: &Blocks,
 ) -> anyhow::Result<()> {
-    let mut tar: Box<dyn Read + '_> = match compression {
-        Compression::None => Box::new(&mut *raw),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(&mut *raw)),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(&mut *raw).context("cannot start zstd")?,
-        ),
-    };
+    let mut tar = decompressed(compression, &mut *raw)?;
     loop {
         let mut block = blocks.take();
         let filled = fill(&mut tar, &mut block)?;
@@ -314,6 +307,20 @@ fn decompress_into(
     drop(tar);
     io::copy(raw, &mut io::sink())?;
     Ok(())
+}
+
+/// The uncompressed tar stream of a layer blob read from `raw`.
+pub(crate) fn decompressed<'a>(
+    compression: Compression,
+    raw: impl BufRead + 'a,
+) -> anyhow::Result<Box<dyn Read + 'a>> {
+    Ok(match compression {
+        Compression::None => Box::new(raw),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(raw)),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(raw).context("cannot start zstd")?)
+        }
+    })
 }
 
 /// Fills `block` as far as the input goes; the count is short only at the end.
@@ -360,14 +367,29 @@ impl Read for BlockReader {
     }
 }
 
-/// A blocking `Read` over one layer's chunks; errors unless the download ended cleanly.
-struct ChannelReader<'a> {
+/// A blocking `Read` over one layer's chunks; errors unless the download ended cleanly, so
+/// its end is the end of a blob whose size and digest were verified.
+pub(crate) struct ChannelReader<'a> {
     rx: PipeReceiver,
     current: Bytes,
     /// The pipe room `current` occupies, given back once it is consumed.
     _room: Option<OwnedSemaphorePermit>,
     ended: bool,
     abort: &'a Abort,
+}
+
+impl<'a> ChannelReader<'a> {
+    /// Reads what the download feeding `rx` sends; stops early with the reason once `abort`
+    /// has one.
+    pub(crate) fn new(rx: PipeReceiver, abort: &'a Abort) -> Self {
+        Self {
+            rx,
+            current: Bytes::new(),
+            _room: None,
+            ended: false,
+            abort,
+        }
+    }
 }
 
 impl BufRead for ChannelReader<'_> {

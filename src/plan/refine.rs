@@ -6,7 +6,7 @@ use super::system::assemble::{edit_path, render_edit};
 use super::system::dpkg::{
     installed_packages, missing_packages, packages_to_install, renderer_needs,
 };
-use super::system::packages::{packages_for, packages_to_purge, OsRelease};
+use super::system::packages::{no_os_release, packages_for, packages_to_purge, OsRelease};
 use crate::error::OrderError;
 use std::collections::BTreeMap;
 
@@ -105,13 +105,6 @@ pub fn refine(step: &Step, facts: &ImageFacts) -> Result<Step, OrderError> {
         }
         other => other.clone(),
     })
-}
-
-fn no_os_release() -> OrderError {
-    OrderError::new(
-        "image",
-        "the image has no /etc/os-release or /usr/lib/os-release; use a Debian or Ubuntu image",
-    )
 }
 
 #[cfg(test)]

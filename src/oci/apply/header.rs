@@ -21,7 +21,7 @@ const PAX_SPARSE_PREFIX: &[u8] = b"GNU.sparse.";
 
 /// What kind of filesystem object a member creates.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(in crate::oci) enum Kind {
     /// Regular file; its content follows in the stream.
     File,
     /// Directory.
@@ -40,10 +40,10 @@ pub(super) enum Kind {
 
 /// Everything a member says about the object it creates, except file content.
 #[derive(Debug, Clone)]
-pub(super) struct Member {
+pub(in crate::oci) struct Member {
     /// Raw member name (PAX or GNU long name applied).
-    pub(super) name: Vec<u8>,
-    pub(super) kind: Kind,
+    pub(in crate::oci) name: Vec<u8>,
+    pub(in crate::oci) kind: Kind,
     /// Permission bits including setuid, setgid and sticky.
     pub(super) mode: u32,
     pub(super) uid: u32,
@@ -56,7 +56,7 @@ pub(super) struct Member {
 
 /// Reads the member description of `entry`; `None` for members that describe nothing in the
 /// tree (PAX global headers).
-pub(super) fn read_member<R: Read>(
+pub(in crate::oci) fn read_member<R: Read>(
     entry: &mut tar::Entry<'_, R>,
 ) -> anyhow::Result<Option<Member>> {
     let header = entry.header();

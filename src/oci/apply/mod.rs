@@ -24,9 +24,11 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-use extension::ExtensionCap;
+pub(in crate::oci) use extension::ExtensionCap;
 pub use extension::MAX_EXTENSION;
+pub(in crate::oci) use header::{read_member, Kind};
 use layer::LayerWriter;
+pub(in crate::oci) use path::{CleanPath, Whiteout};
 
 /// What one layer did to the tree.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -149,7 +151,7 @@ impl Applier {
 
 /// An error from the tar reader: the refusal of an oversized extension header as it is, any
 /// other as a read error.
-fn refusal_or_read_error(e: std::io::Error) -> anyhow::Error {
+pub(in crate::oci) fn refusal_or_read_error(e: std::io::Error) -> anyhow::Error {
     match e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<RefusedEntry>())

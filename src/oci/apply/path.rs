@@ -17,7 +17,7 @@ const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 /// A member name as a `/`-separated path relative to the root, without `.`, empty or `..`
 /// components; the empty path is the root itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct CleanPath {
+pub(in crate::oci) struct CleanPath {
     bytes: Vec<u8>,
 }
 
@@ -25,7 +25,7 @@ impl CleanPath {
     /// Cleans a raw member name: leading `/`, `./`, repeated and trailing slashes are dropped
     /// (an absolute name means the same thing as a relative one); `..` components and NUL
     /// bytes are refused.
-    pub(super) fn parse(raw: &[u8]) -> Result<Self, RefusedEntry> {
+    pub(in crate::oci) fn parse(raw: &[u8]) -> Result<Self, RefusedEntry> {
         if raw.contains(&0) {
             return Err(RefusedEntry::new(raw, "name contains a NUL byte"));
         }
@@ -46,17 +46,17 @@ impl CleanPath {
     }
 
     /// True for the root directory itself.
-    pub(super) fn is_root(&self) -> bool {
+    pub(in crate::oci) fn is_root(&self) -> bool {
         self.bytes.is_empty()
     }
 
     /// The whole path, `/`-separated.
-    pub(super) fn as_bytes(&self) -> &[u8] {
+    pub(in crate::oci) fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
 
     /// The directory part (empty for a member directly under the root).
-    pub(super) fn parent(&self) -> &[u8] {
+    pub(in crate::oci) fn parent(&self) -> &[u8] {
         match self.bytes.iter().rposition(|&b| b == b'/') {
             Some(slash) => &self.bytes[..slash],
             None => b"",
@@ -64,7 +64,7 @@ impl CleanPath {
     }
 
     /// The final component (empty for the root).
-    pub(super) fn name(&self) -> &[u8] {
+    pub(in crate::oci) fn name(&self) -> &[u8] {
         match self.bytes.iter().rposition(|&b| b == b'/') {
             Some(slash) => &self.bytes[slash + 1..],
             None => &self.bytes,
@@ -72,7 +72,7 @@ impl CleanPath {
     }
 
     /// What the final component says about whiteouts.
-    pub(super) fn whiteout(&self) -> Result<Whiteout<'_>, RefusedEntry> {
+    pub(in crate::oci) fn whiteout(&self) -> Result<Whiteout<'_>, RefusedEntry> {
         let name = self.name();
         let in_meta_dir = self
             .parent()
@@ -100,7 +100,7 @@ impl CleanPath {
 
 /// Meaning of a member's final component with respect to whiteouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Whiteout<'a> {
+pub(in crate::oci) enum Whiteout<'a> {
     /// An ordinary member.
     None,
     /// `.wh.NAME`: hides `NAME` (and everything under it) of lower layers.

@@ -189,13 +189,13 @@ impl Default for PackageChoices {
     }
 }
 
-/// The rules for `os` on `arch`: base tools, boot loader, kernel, in install order.
-pub fn package_rules(
-    os: &OsRelease,
-    arch: Arch,
-    choices: PackageChoices,
-) -> Result<Vec<PackageRule>, OrderError> {
-    let family = os.family().ok_or_else(|| {
+/// Whether ocimetal installs into the distribution `os` describes, and with which family's
+/// package names: Debian, Ubuntu, and distributions whose `ID_LIKE` names either. The one
+/// rule behind the check before the wipe (on the os-release read from the image's layers)
+/// and the package decision after the pull (on the os-release of the target), so the two
+/// cannot disagree.
+pub fn installable(os: &OsRelease) -> Result<Family, OrderError> {
+    os.family().ok_or_else(|| {
         OrderError::new(
             "image",
             format!(
@@ -204,7 +204,24 @@ pub fn package_rules(
                 os.describe()
             ),
         )
-    })?;
+    })
+}
+
+/// The refusal of an image without an os-release, before the wipe and after the pull alike.
+pub fn no_os_release() -> OrderError {
+    OrderError::new(
+        "image",
+        "the image has no /etc/os-release or /usr/lib/os-release; use a Debian or Ubuntu image",
+    )
+}
+
+/// The rules for `os` on `arch`: base tools, boot loader, kernel, in install order.
+pub fn package_rules(
+    os: &OsRelease,
+    arch: Arch,
+    choices: PackageChoices,
+) -> Result<Vec<PackageRule>, OrderError> {
+    let family = installable(os)?;
     let mut rules: Vec<PackageRule> = BASE_PACKAGES
         .iter()
         .map(|(name, reason)| PackageRule::new(*name, reason))
@@ -457,6 +474,44 @@ ID=debian
         assert_eq!(e.field, "image");
         assert!(e.problem.contains("ID=fedora"), "{e}");
         assert!(e.problem.contains("Debian, Ubuntu"), "{e}");
+    }
+
+    #[test]
+    fn one_rule_says_which_distributions_are_installable() {
+        let family = |text: &str| installable(&OsRelease::parse(text)).ok();
+        assert_eq!(family(DEBIAN_13), Some(Family::Debian));
+        assert_eq!(family(UBUNTU_2404), Some(Family::Ubuntu));
+        assert_eq!(
+            family("ID=raspbian\nID_LIKE=debian\n"),
+            Some(Family::Debian)
+        );
+        assert_eq!(
+            family("ID=pop\nID_LIKE=\"ubuntu debian\"\n"),
+            Some(Family::Ubuntu)
+        );
+        for other in [
+            "ID=fedora\n",
+            "ID=alpine\n",
+            "",
+            "ID_LIKE=\"rhel fedora\"\n",
+        ] {
+            let err = installable(&OsRelease::parse(other)).expect_err(other);
+            assert_eq!(err.field, "image");
+        }
+        // The package rules refuse exactly what the rule refuses.
+        for text in [
+            DEBIAN_13,
+            UBUNTU_2404,
+            "ID=fedora\n",
+            "ID=linuxmint\nID_LIKE=ubuntu\n",
+        ] {
+            let os = OsRelease::parse(text);
+            assert_eq!(
+                installable(&os).is_ok(),
+                package_rules(&os, Arch::X86_64, PackageChoices::default()).is_ok(),
+                "{text}"
+            );
+        }
     }
 
     #[test]
