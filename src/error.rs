@@ -39,7 +39,8 @@ impl fmt::Display for OrderError {
 #[error(
     "no orders: found no config-2 medium, no node document (ocimetal.node=) and neither \
      ocimetal.image= nor ocimetal.root_device_hints= on the kernel command line; nothing was \
-     touched. Give orders with a configdrive (Ironic, a config-2 stick), ocimetal.node=URL, or \
-     ocimetal.image= and ocimetal.root_device_hints= on the kernel command line"
+     touched. Give orders with a configdrive (Ironic, a config-2 stick, \
+     ocimetal.configdrive_url=URL), ocimetal.node=URL, or ocimetal.image= and \
+     ocimetal.root_device_hints= on the kernel command line"
 )]
 pub struct NoOrders;

@@ -9,7 +9,8 @@
 //!   memory;
 //! - `render`: `--render DIR` writes the files an install would write, secrets only on request;
 //! - `secrets`: user_data, passwords, pull secrets and URL credentials are never printed;
-//! - `sweep`: a seeded generator of mangled orders never makes the binary crash.
+//! - `sweep`: a seeded generator of mangled orders never makes the binary crash;
+//! - `urls`: `ocimetal.configdrive_url=` and `ocimetal.user_data_url=` served over HTTP.
 
 #[path = "cli_plan/bad_orders.rs"]
 mod bad_orders;
@@ -27,3 +28,5 @@ mod secrets;
 mod support;
 #[path = "cli_plan/sweep.rs"]
 mod sweep;
+#[path = "cli_plan/urls.rs"]
+mod urls;

@@ -205,31 +205,10 @@ fn read_configdrive(path: &Path) -> anyhow::Result<ConfigDrive> {
         return config::gather::read_path(path, FIELD);
     }
     let bytes = read_bounded(path, FIELD)?;
-    if bytes.get(32769..32774) == Some(b"CD001") {
-        return Ok(ConfigDrive::from_iso(
-            std::io::Cursor::new(bytes),
-            &path.display().to_string(),
-        )?);
-    }
-    let text = String::from_utf8(bytes).map_err(|_| {
-        OrderError::new(
-            FIELD,
-            format!("{} is neither an ISO 9660 image nor text; give a config-2 directory, ISO image, Ironic's base64 string or a JSON file", path.display()),
-        )
-    })?;
-    if text.trim_start().starts_with('{') {
-        let value: Value = serde_json::from_str(&text).map_err(|err| {
-            OrderError::new(
-                FIELD,
-                format!(
-                    "{} is not valid JSON ({err}); expected {{\"meta_data\": {{…}}, \"user_data\": \"…\"}}",
-                    path.display()
-                ),
-            )
-        })?;
-        return Ok(ConfigDrive::from_dict(&value, FIELD)?);
-    }
-    Ok(ConfigDrive::from_ironic_string(text, FIELD)?)
+    Ok(ConfigDrive::from_bytes(
+        bytes,
+        &format!("{FIELD} {}", path.display()),
+    )?)
 }
 
 /// A node document, checked; kept byte for byte.

@@ -40,6 +40,12 @@ pub struct CmdlineOrders {
     /// `ocimetal.configdrive=`: a device, directory or ISO image to read instead of looking
     /// for the `config-2` label.
     pub configdrive: Option<PathBuf>,
+    /// `ocimetal.configdrive_url=`: an http(s) URL of a configdrive, possibly a per-machine
+    /// template (`{mac}`…).
+    pub configdrive_url: Option<String>,
+    /// `ocimetal.user_data_url=`: an http(s) URL of the user_data, possibly a per-machine
+    /// template.
+    pub user_data_url: Option<String>,
     /// `ocimetal.report_url=`: an http(s) URL.
     pub report_url: Option<String>,
     /// `ocimetal.report_auth=`.
@@ -80,7 +86,13 @@ fn apply(
         Key::Force => orders.force = parse_flag(field, value.as_deref())?,
         Key::Debug => orders.debug = parse_flag(field, value.as_deref())?,
         Key::DryRun => orders.dry_run = parse_flag(field, value.as_deref())?,
-        Key::Node => orders.node = Some(required(field, value)?),
+        Key::Node => {
+            let location = required(field, value)?;
+            if super::fetch::is_url(&location) {
+                super::placeholders::check(&location, field)?;
+            }
+            orders.node = Some(location)
+        }
         Key::Image => orders.image = Some(required(field, value)?),
         Key::RootDeviceHints => {
             orders.root_device_hints = Some(parse_hints(field, &required(field, value)?)?)
@@ -106,6 +118,12 @@ fn apply(
         Key::CaFile => orders.ca_file = Some(PathBuf::from(required(field, value)?)),
         Key::AptProxy => orders.apt_proxy = Some(required(field, value)?),
         Key::Configdrive => orders.configdrive = Some(PathBuf::from(required(field, value)?)),
+        Key::ConfigdriveUrl => {
+            orders.configdrive_url = Some(check_url_template(field, &required(field, value)?)?)
+        }
+        Key::UserDataUrl => {
+            orders.user_data_url = Some(check_url_template(field, &required(field, value)?)?)
+        }
         // Not an order: the inventory reads it to leave the installer's media alone.
         Key::BootMedia => {}
         Key::ReportUrl => {
@@ -279,6 +297,23 @@ pub fn check_http_url(field: &str, value: &str) -> Result<String, OrderError> {
             ),
         )),
     }
+}
+
+/// An http(s) URL that may hold per-machine placeholders (`{mac}`…): known placeholders
+/// only, and an http(s) URL once they are filled in.
+fn check_url_template(field: &str, value: &str) -> Result<String, OrderError> {
+    super::placeholders::check(value, field)?;
+    let filled = value.replace(['{', '}'], "");
+    check_http_url(field, &filled).map_err(|_| {
+        OrderError::new(
+            field,
+            format!(
+                "\"{}\" is not an http(s) URL; expected e.g. http://lab.example/orders/{{mac}}",
+                super::display_url(value)
+            ),
+        )
+    })?;
+    Ok(value.to_string())
 }
 
 /// Simplified hints (`serial=A [B]`, `wwn=0x… [0x…]`) or a JSON object like Ironic's
@@ -530,6 +565,44 @@ mod tests {
         assert_eq!(usb.image.as_deref(), Some("10.0.2.2:5000/debian:13"));
         assert_eq!(usb.insecure_registries, vec!["10.0.2.2:5000"]);
         assert_eq!(usb.reboot, Some(RebootAction::Poweroff));
+    }
+
+    #[test]
+    fn order_urls_may_be_templates_and_must_be_http() {
+        let orders = parse(concat!(
+            "ocimetal.configdrive_url=http://lab/cd/{mac}.iso ",
+            "ocimetal.user-data-url=https://u:pw@lab/ud/{system_uuid}?sig=x"
+        ))
+        .unwrap();
+        assert_eq!(
+            orders.configdrive_url.as_deref(),
+            Some("http://lab/cd/{mac}.iso")
+        );
+        assert_eq!(
+            orders.user_data_url.as_deref(),
+            Some("https://u:pw@lab/ud/{system_uuid}?sig=x")
+        );
+        let err = parse("ocimetal.node=http://lab/{mac.json").unwrap_err();
+        assert_eq!(err.field, "ocimetal.node");
+        assert!(err.problem.contains("not a placeholder"), "{err}");
+        assert!(parse("ocimetal.node=/srv/{odd}/node.json").is_ok());
+        for key in ["configdrive_url", "user_data_url"] {
+            for bad in ["/srv/cd.iso", "ftp://lab/cd", "http://"] {
+                let err = parse(&format!("ocimetal.{key}={bad}")).unwrap_err();
+                assert_eq!(err.field, format!("ocimetal.{key}"));
+                assert!(err.problem.contains("http(s) URL"), "{bad}: {err}");
+            }
+            let err = parse(&format!("ocimetal.{key}=ftp://u:secretpw@lab/x")).unwrap_err();
+            assert!(!err.problem.contains("secretpw"), "{err}");
+            // A mistyped placeholder is caught before anything is fetched.
+            let err = parse(&format!("ocimetal.{key}=http://lab/{{nic}}")).unwrap_err();
+            assert_eq!(err.field, format!("ocimetal.{key}"));
+            assert!(
+                err.problem.contains("\"{nic}\" is not a placeholder"),
+                "{err}"
+            );
+            assert!(parse(&format!("ocimetal.{key}")).is_err());
+        }
     }
 
     #[test]

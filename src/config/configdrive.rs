@@ -6,7 +6,10 @@
 //!   ([`ConfigDrive::from_ironic_string`]);
 //! - a `config-2` tree: a directory, an ISO image file, or a block device that
 //!   [`crate::config::mount`] mounts read-only ([`ConfigDrive::from_dir`],
-//!   [`ConfigDrive::from_iso`]).
+//!   [`ConfigDrive::from_iso`]);
+//! - a document of any of Ironic's forms, as a URL or a file gives it: an ISO image, a
+//!   gzipped one, a dictionary in JSON, or the stored string
+//!   ([`ConfigDrive::from_bytes`], in [`super::drive_bytes`]).
 //!
 //! `vendor_data*` is ignored everywhere: the installer has no use for it.
 //!
@@ -26,7 +29,7 @@ use std::path::Path;
 pub const LATEST: &str = "openstack/latest";
 
 /// Largest decompressed configdrive we accept (Ironic caps the stored one at 64 MiB too).
-const MAX_IMAGE: u64 = 64 * bounded::MIB;
+pub const MAX_IMAGE: u64 = 64 * bounded::MIB;
 
 /// Largest `meta_data.json` read.
 pub const MAX_META_DATA: u64 = bounded::MIB;
@@ -79,14 +82,20 @@ impl ConfigDrive {
     /// Reads the dictionary form Ironic accepts in `instance_info.configdrive`; `field` is
     /// that field's name, for errors.
     pub fn from_dict(value: &Value, field: &str) -> Result<Self, OrderError> {
+        Self::from_dict_with(value, field, |member| format!("{field}.{member}"))
+    }
+
+    /// [`Self::from_dict`] for a dictionary read from `origin`; `member` names one of its
+    /// keys in errors (`instance_info.configdrive.meta_data`, `URL: meta_data`).
+    pub(crate) fn from_dict_with(
+        value: &Value,
+        origin: &str,
+        member: impl Fn(&str) -> String,
+    ) -> Result<Self, OrderError> {
         let Value::Object(dict) = value else {
-            return Err(OrderError::new(field, "must be an object or a string"));
+            return Err(OrderError::new(origin, "must be an object or a string"));
         };
-        let meta_data = optional_object(
-            dict.get("meta_data"),
-            &format!("{field}.meta_data"),
-            "meta_data",
-        )?;
+        let meta_data = optional_object(dict.get("meta_data"), &member("meta_data"), "meta_data")?;
         let user_data =
             match dict.get("user_data") {
                 None | Some(Value::Null) => None,
@@ -96,17 +105,26 @@ impl ConfigDrive {
                     Some(Secret::new(serde_json::to_vec(value).unwrap_or_default()))
                 }
                 Some(_) => return Err(OrderError::new(
-                    format!("{field}.user_data"),
+                    member("user_data"),
                     "must be a string or a JSON object/list (value not shown: user_data is secret)",
                 )),
             };
+        if user_data
+            .as_ref()
+            .is_some_and(|u| u.len() as u64 > MAX_USER_DATA)
+        {
+            return Err(OrderError::new(
+                member("user_data"),
+                format!("is larger than {}", bounded::size(MAX_USER_DATA)),
+            ));
+        }
         let network_data = match dict.get("network_data") {
             None | Some(Value::Null) => None,
             Some(value @ Value::Object(_)) => Some(value.clone()),
             Some(other) => {
                 return Err(not_an_object(
                     other,
-                    &format!("{field}.network_data"),
+                    &member("network_data"),
                     "network_data",
                 ))
             }
@@ -115,7 +133,7 @@ impl ConfigDrive {
             meta_data,
             user_data,
             network_data,
-            origin: field.to_string(),
+            origin: origin.to_string(),
         })
     }
 

@@ -78,6 +78,10 @@ pub fn merge(
         debug: cmdline.debug,
         dry_run: cmdline.dry_run,
         configdrive_origin: drive.map(|d| d.origin.clone()),
+        configdrive_source: None,
+        user_data_source: drive
+            .and_then(|d| d.user_data.as_ref())
+            .map(|_| "configdrive".to_string()),
         instance_id: None,
         warnings,
     })
@@ -337,12 +341,20 @@ pub fn redacted_summary(orders: &Orders) -> String {
         format!("{:?}", orders.on_failure).to_lowercase(),
     ));
     let keys: Vec<&str> = orders.meta_data.keys().map(String::as_str).collect();
+    let configdrive = configdrive_shown(
+        orders.configdrive_origin.as_deref(),
+        orders.configdrive_source.as_deref(),
+    );
+    let user_data = match (&orders.user_data, &orders.user_data_source) {
+        (Some(secret), Some(source)) => format!("{} ({source})", secret_size(Some(secret))),
+        (secret, _) => secret_size(secret.as_ref()),
+    };
     lines.push(format!(
         "orders: configdrive={} meta_data keys=[{}] metal3-name={} user_data={} network_data={}",
-        orders.configdrive_origin.as_deref().unwrap_or("none"),
+        configdrive,
         keys.join(", "),
         orders.metal3_name.as_deref().unwrap_or("none"),
-        secret_size(orders.user_data.as_ref()),
+        user_data,
         if orders.network_data.is_some() {
             "present"
         } else {
@@ -350,6 +362,19 @@ pub fn redacted_summary(orders: &Orders) -> String {
         },
     ));
     lines.join("\n")
+}
+
+/// Where the configdrive came from, in one phrase: `/dev/sr0 (config-2 medium)`, or the
+/// origin alone when it already names its source (`ocimetal.configdrive_url http://…`);
+/// `none` without one.
+pub fn configdrive_shown(origin: Option<&str>, source: Option<&str>) -> String {
+    match (origin, source) {
+        (Some(origin), Some(source)) if !origin.starts_with(source) => {
+            format!("{origin} ({source})")
+        }
+        (Some(origin), _) => origin.to_string(),
+        (None, _) => "none".to_string(),
+    }
 }
 
 fn secret_size(secret: Option<&super::Secret>) -> String {

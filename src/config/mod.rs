@@ -2,12 +2,15 @@
 //!
 //! Sources, in the order they are read: the kernel command line (`ocimetal.*`), a node JSON
 //! document (Ironic's shape; `ocimetal.node=` or `--node`), and a configdrive (`config-2`
-//! medium, a directory, or the node's `instance_info.configdrive`). Every merged value keeps its
-//! [`Source`] so the log can say where it came from.
+//! medium, a directory, the node's `instance_info.configdrive`, `ocimetal.configdrive_url=`,
+//! or the one the installer ISO carries; [`gather::DriveSource`] ranks them), whose user_data
+//! `ocimetal.user_data_url=` may replace. Every merged value keeps its [`Source`] so the log
+//! can say where it came from.
 
 pub mod cmdline;
 pub mod configdrive;
 mod digest;
+pub mod drive_bytes;
 pub use digest::ORDERS_HASH_PREFIX;
 pub mod embedded;
 mod fetch;
@@ -185,6 +188,12 @@ pub struct Orders {
     pub dry_run: bool,
     /// Where the configdrive was read from (device, directory, image or node field).
     pub configdrive_origin: Option<String>,
+    /// Which source gave the configdrive (`config-2 medium`, `ocimetal.configdrive_url`…; see
+    /// [`gather::DriveSource`]); `None` when there is none, or when the caller merged a drive
+    /// it read itself.
+    pub configdrive_source: Option<String>,
+    /// Which source gave the user_data: `configdrive`, or `ocimetal.user_data_url`.
+    pub user_data_source: Option<String>,
     /// cloud-init's instance id and where it came from (see [`instance_id`]); `None` until
     /// gathering settles it.
     pub instance_id: Option<Sourced<String>>,
@@ -253,6 +262,8 @@ impl std::fmt::Debug for Orders {
             .field("debug", &self.debug)
             .field("dry_run", &self.dry_run)
             .field("configdrive_origin", &self.configdrive_origin)
+            .field("configdrive_source", &self.configdrive_source)
+            .field("user_data_source", &self.user_data_source)
             .field("instance_id", &self.instance_id)
             .field("warnings", &self.warnings)
             .finish()

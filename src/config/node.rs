@@ -4,6 +4,7 @@
 //! `image_source`, `root_device`, `image_pull_secret` and `configdrive`.
 
 use super::configdrive::ConfigDrive;
+use super::drive_bytes::MAX_DRIVE_DOCUMENT;
 use super::fetch;
 use super::Secret;
 use crate::bounded;
@@ -43,9 +44,6 @@ const CONFIGDRIVE: &str = "instance_info.configdrive";
 /// Largest node document read, file or URL (with a built configdrive inline: its text is
 /// base64 of gzip, a few KiB for most drives).
 pub const MAX_NODE_JSON: u64 = 16 * bounded::MIB;
-
-/// Largest configdrive text fetched from a URL (base64 of gzip of the ISO image).
-pub const MAX_CONFIGDRIVE_TEXT: u64 = 16 * bounded::MIB;
 
 impl NodeDoc {
     /// Parses a node document; `origin` (a path or URL) names it in errors.
@@ -190,18 +188,12 @@ pub fn load(location: &str, field: &str) -> anyhow::Result<NodeDoc> {
     Ok(NodeDoc::from_value(value, &origin)?)
 }
 
-/// Fetches and decodes a configdrive Ironic was given as a URL.
+/// Fetches and reads a configdrive Ironic was given as a URL: any of the forms
+/// [`ConfigDrive::from_bytes`] reads, within the same limit as `ocimetal.configdrive_url=`.
 pub fn fetch_configdrive(url: &str) -> anyhow::Result<ConfigDrive> {
-    let bytes = fetch::fetch(url, "configdrive", MAX_CONFIGDRIVE_TEXT)?;
+    let bytes = fetch::fetch(url, "configdrive", MAX_DRIVE_DOCUMENT)?;
     let origin = format!("{CONFIGDRIVE} {}", fetch::display_url(url));
-    // Ironic accepts a URL to the same base64/gzip string it would otherwise store.
-    let text = String::from_utf8(bytes).map_err(|_| {
-        OrderError::new(
-            &origin,
-            "is not text; expected base64 of a gzipped config-2 ISO image",
-        )
-    })?;
-    Ok(ConfigDrive::from_ironic_string(text, &origin)?)
+    Ok(ConfigDrive::from_bytes(bytes, &origin)?)
 }
 
 #[cfg(test)]
@@ -373,5 +365,23 @@ mod tests {
         let drive = fetch_configdrive(&format!("{base}/cd?temp_url_sig=abc")).unwrap();
         assert_eq!(drive.meta_data["local-hostname"], "h");
         assert!(!drive.origin.contains("abc"));
+        // The other forms of a configdrive document too.
+        let dict = json!({"meta_data": {"local-hostname": "h2"}}).to_string();
+        let base = serve(vec![
+            ("/iso", 200, iso),
+            ("/json", 200, dict.into_bytes()),
+            ("/html", 200, b"<html>sig=abc</html>".to_vec()),
+        ]);
+        let drive = fetch_configdrive(&format!("{base}/iso")).unwrap();
+        assert_eq!(drive.meta_data["local-hostname"], "h");
+        let drive = fetch_configdrive(&format!("{base}/json")).unwrap();
+        assert_eq!(drive.meta_data["local-hostname"], "h2");
+        let err = fetch_configdrive(&format!("{base}/html?temp_url_sig=abc")).unwrap_err();
+        let order = err.downcast_ref::<OrderError>().expect("an order error");
+        assert_eq!(
+            order.field,
+            format!("instance_info.configdrive {base}/html?redacted")
+        );
+        assert!(order.problem.starts_with("is not a configdrive"), "{order}");
     }
 }

@@ -1,5 +1,6 @@
 //! Per-machine order URLs: one shared ISO or command line, and each machine fetches its own
-//! node document. `ocimetal.node=http://lab/nodes/{mac}.json` names a template whose
+//! node document, configdrive or user_data. `ocimetal.node=http://lab/nodes/{mac}.json` (and
+//! likewise `ocimetal.configdrive_url=`, `ocimetal.user_data_url=`) names a template whose
 //! placeholders are filled in on the machine:
 //!
 //! - `{mac}`: each NIC's MAC address (`aa-bb-cc-dd-ee-ff`), tried in interface-name order;
@@ -7,7 +8,8 @@
 //! - `{serial}`: the SMBIOS system serial number;
 //! - `{hostname}`: the host name the ramdisk has (from DHCP).
 //!
-//! A candidate answered 404 is passed over; when every one is, there is no node document.
+//! A candidate answered 404 is passed over; when every one is, there is no such document
+//! (`config::gather` fetches them).
 
 use crate::error::OrderError;
 use std::path::Path;
@@ -68,12 +70,8 @@ pub fn is_template(location: &str) -> bool {
     location.contains('{')
 }
 
-/// The locations `template` stands for on a machine with `facts`, in the order to try them.
-pub fn expand(
-    template: &str,
-    facts: &MachineFacts,
-    field: &str,
-) -> Result<Vec<String>, OrderError> {
+/// Checks that every `{…}` of `template` is a known placeholder; `field` names the order.
+pub fn check(template: &str, field: &str) -> Result<(), OrderError> {
     let mut rest = template;
     while let Some(start) = rest.find('{') {
         let end = rest[start..]
@@ -92,6 +90,16 @@ pub fn expand(
         }
         rest = &rest[end..];
     }
+    Ok(())
+}
+
+/// The locations `template` stands for on a machine with `facts`, in the order to try them.
+pub fn expand(
+    template: &str,
+    facts: &MachineFacts,
+    field: &str,
+) -> Result<Vec<String>, OrderError> {
+    check(template, field)?;
     let single = |name: &str, value: &Option<String>| -> Result<Option<String>, OrderError> {
         match (template.contains(name), value) {
             (false, _) => Ok(None),

@@ -53,6 +53,10 @@ pub enum Key {
     AptProxy,
     /// `ocimetal.configdrive=`.
     Configdrive,
+    /// `ocimetal.configdrive_url=`: an http(s) URL (template) of a configdrive.
+    ConfigdriveUrl,
+    /// `ocimetal.user_data_url=`: an http(s) URL (template) of the user_data (secret).
+    UserDataUrl,
     /// `ocimetal.boot_media=`: the installer's own boot device (repeatable).
     BootMedia,
     /// `ocimetal.report_url=`: the webhook that hears the install's events.
@@ -88,6 +92,8 @@ impl Key {
         Key::CaFile,
         Key::AptProxy,
         Key::Configdrive,
+        Key::ConfigdriveUrl,
+        Key::UserDataUrl,
         Key::BootMedia,
         Key::ReportUrl,
         Key::ReportAuth,
@@ -115,6 +121,8 @@ impl Key {
             Key::CaFile => "ocimetal.ca_file",
             Key::AptProxy => "ocimetal.apt_proxy",
             Key::Configdrive => "ocimetal.configdrive",
+            Key::ConfigdriveUrl => "ocimetal.configdrive_url",
+            Key::UserDataUrl => "ocimetal.user_data_url",
             Key::BootMedia => "ocimetal.boot_media",
             Key::ReportUrl => "ocimetal.report_url",
             Key::ReportAuth => "ocimetal.report_auth",

@@ -85,6 +85,16 @@ pub struct Plan {
     /// Where it came from (`meta_data.uuid`, the node's `uuid`, `SMBIOS system UUID`,
     /// `derived from the orders`).
     pub instance_id_source: Option<String>,
+    /// Where the configdrive was read from: a device, directory or image, a node field, a
+    /// URL (without password or query); `None` when there is none.
+    pub configdrive: Option<String>,
+    /// Which source gave it (`--configdrive`, `ocimetal.configdrive`,
+    /// `instance_info.configdrive`, `config-2 medium`, `ocimetal.configdrive_url`,
+    /// `installer ISO`).
+    pub configdrive_source: Option<String>,
+    /// Which source gave the user_data (`configdrive`, `ocimetal.user_data_url`); the content
+    /// is never shown.
+    pub user_data_source: Option<String>,
     /// What happens after a successful install.
     pub reboot: RebootAction,
     /// Reinstall even when the same deployment is on disk (no re-entry step).
@@ -318,6 +328,9 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, OrderError> {
         hostname,
         instance_id: orders.instance_id.as_ref().map(|id| id.value.clone()),
         instance_id_source: orders.instance_id.as_ref().map(|id| id.key.clone()),
+        configdrive: orders.configdrive_origin.clone(),
+        configdrive_source: orders.configdrive_source.clone(),
+        user_data_source: orders.user_data_source.clone(),
         reboot: orders.reboot.value,
         force: orders.force,
         on_failure: orders.on_failure,
@@ -467,6 +480,8 @@ mod tests {
             debug: false,
             dry_run: false,
             configdrive_origin: None,
+            configdrive_source: None,
+            user_data_source: None,
             instance_id: None,
             warnings: vec![],
         }

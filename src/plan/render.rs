@@ -73,6 +73,16 @@ pub fn render_summary(plan: &Plan) -> String {
     if let (Some(id), Some(source)) = (&plan.instance_id, &plan.instance_id_source) {
         line("instance id", format!("{id} ({source})"));
     }
+    line(
+        "configdrive",
+        crate::config::merge::configdrive_shown(
+            plan.configdrive.as_deref(),
+            plan.configdrive_source.as_deref(),
+        ),
+    );
+    if let Some(source) = &plan.user_data_source {
+        line("user_data", format!("from {source} (content not shown)"));
+    }
     line("then", format!("{:?}", plan.reboot).to_lowercase());
     let _ = writeln!(out, "steps:");
     for (n, step) in plan.steps.iter().enumerate() {

@@ -287,15 +287,15 @@ fn flood_server(head: &'static str) -> String {
     base
 }
 
-/// `run` failed to fetch the `what` at `url` as too large: status 1, one line, quickly, in
-/// bounded memory.
-fn assert_too_large_at(run: &peak::Run, what: &str, url: &str) {
+/// `run` failed to fetch the `what` at `url` as larger than `limit`: status 1, one line,
+/// quickly, in bounded memory.
+fn assert_too_large_at(run: &peak::Run, what: &str, url: &str, limit: &str) {
     eprintln!(
         "{what} at {url}: {:?}, peak RSS {} KiB: {}",
         run.took, run.max_rss_kib, run.stderr
     );
     assert_eq!(run.code, 1, "{run:?}");
-    let line = format!("ocimetal: fetching the {what} from {url}: document larger than 16 MiB");
+    let line = format!("ocimetal: fetching the {what} from {url}: document larger than {limit}");
     assert_eq!(run.stderr, line);
     assert!(
         run.took < QUICK && run.max_rss_kib <= MAX_RSS_KIB,
@@ -308,7 +308,7 @@ fn documents_at_urls_that_never_end() {
     // No length announced: the body is read up to the limit, then refused.
     let base = flood_server("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
     let url = format!("{base}/node.json");
-    assert_too_large_at(&plan(&["--node", &url]), "node JSON", &url);
+    assert_too_large_at(&plan(&["--node", &url]), "node JSON", &url, "16 MiB");
 
     // A length over the limit is refused before the body is read.
     let base = flood_server("HTTP/1.1 200 OK\r\nContent-Length: 4294967296\r\n\r\n");
@@ -318,7 +318,7 @@ fn documents_at_urls_that_never_end() {
     let doc = json!({"uuid": "u", "instance_info": {"configdrive": url}});
     std::fs::write(&node, doc.to_string()).unwrap();
     let run = plan(&["--node", &node.display().to_string()]);
-    assert_too_large_at(&run, "configdrive", &url);
+    assert_too_large_at(&run, "configdrive", &url, "64 MiB");
 }
 
 #[test]
