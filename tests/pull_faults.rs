@@ -8,7 +8,8 @@ mod registry;
 
 use ocimetal::oci::peek::{read_os_release, OsReleasePeek, PeekLimits};
 use ocimetal::oci::{
-    pull_into_sink, pull_when_ready, resolve, PullError, PullOptions, RetryPolicy,
+    pull_into_sink, pull_when_ready, resolve, PullError, PullOptions, RequestTimeLimits,
+    RetryPolicy,
 };
 use peak::MAX_RSS_KIB;
 use registry::{noise, tar_layer, Entry, Flavour, Layer, Pusher, TestRegistry, UnpackSink};
@@ -48,6 +49,11 @@ enum Fault {
     /// Answer with this status and the start of a body, then send nothing more while the
     /// connection stays open.
     Stall { code: u16 },
+    /// Answer 200 announcing a 1 MiB body, then send it a byte every 100 ms: never silent
+    /// long enough for a read timeout.
+    Trickle,
+    /// A token-authenticated registry whose token endpoint trickles as [`Fault::Trickle`].
+    TokenTrickle,
 }
 
 impl Fault {
@@ -161,6 +167,14 @@ async fn serve(
         record(Some(401));
         return challenge(conn).await;
     }
+    if let Fault::TokenTrickle = fault {
+        if path.starts_with("/token") {
+            record(Some(200));
+            return trickle(conn).await;
+        }
+        record(Some(401));
+        return challenge(conn).await;
+    }
     if let Fault::BearerGate { rotate_after } = fault {
         let served = hits.load(Ordering::SeqCst);
         let current = format!("token-{}", served / rotate_after);
@@ -201,6 +215,10 @@ async fn serve(
         // Until the client hangs up.
         let mut rest = Vec::new();
         return conn.read_to_end(&mut rest).await.map(|_| ());
+    }
+    if let (Some(_), Fault::Trickle) = (hit, fault) {
+        record(Some(200));
+        return trickle(conn).await;
     }
     if let (Some(_), Fault::HeaderFlood { bytes }) = (hit, fault) {
         record(Some(200));
@@ -297,6 +315,16 @@ async fn flood(mut conn: TcpStream, code: u16, bytes: usize) -> std::io::Result<
     conn.write_all(head.as_bytes()).await?;
     conn.write_all(FLOOD_HEAD).await?;
     write_as(&mut conn, bytes - FLOOD_HEAD.len()).await
+}
+
+/// Answers 200 with a 1 MiB JSON body sent a byte every 100 ms, until the client hangs up.
+async fn trickle(mut conn: TcpStream) -> std::io::Result<()> {
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\nConnection: close\r\n\r\n{";
+    conn.write_all(head.as_bytes()).await?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        conn.write_all(b" ").await?;
+    }
 }
 
 /// Writes `bytes` `A`s, as long as the client reads, then hangs up.
@@ -876,6 +904,62 @@ async fn a_huge_token_answer_is_refused_in_bounded_memory() {
         );
         assert_eq!(proxy.seen("/token").len(), 1, "a refusal is not retried");
     }
+}
+
+/// Pull options for `proxy` whose manifest and token requests have one second each.
+fn one_second_limits(proxy: &Proxy) -> PullOptions {
+    PullOptions {
+        time_limits: RequestTimeLimits {
+            manifest: Duration::from_secs(1),
+            token: Duration::from_secs(1),
+        },
+        ..fast_retries(vec![proxy.host()])
+    }
+}
+
+#[tokio::test]
+async fn a_trickled_manifest_ends_at_its_time_limit() {
+    let registry = TestRegistry::start();
+    let proxy = Proxy::start(registry.addr, "/manifests/".into(), Fault::Trickle).await;
+    let start = Instant::now();
+    let err = resolve(
+        &format!("{}/test/faults:1", proxy.host()),
+        &one_second_limits(&proxy),
+    )
+    .await
+    .unwrap_err();
+    let (took, msg) = (start.elapsed(), format!("{err:#}"));
+    eprintln!("a trickled manifest: {took:?}: {msg}");
+    assert!(
+        matches!(
+            err.downcast_ref::<PullError>(),
+            Some(PullError::Unavailable { .. })
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains(&proxy.host()) && !msg.contains('\n'), "{msg}");
+    // Three attempts of one second each, and the short waits between them.
+    assert_eq!(proxy.seen("/manifests/").len(), 3, "{msg}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+#[tokio::test]
+async fn a_trickled_token_ends_at_its_time_limit() {
+    let registry = TestRegistry::start();
+    let proxy = Proxy::start(registry.addr, String::new(), Fault::TokenTrickle).await;
+    let start = Instant::now();
+    let err = resolve(
+        &format!("{}/test/faults:1", proxy.host()),
+        &one_second_limits(&proxy),
+    )
+    .await
+    .unwrap_err();
+    let (took, msg) = (start.elapsed(), format!("{err:#}"));
+    eprintln!("a trickled token: {took:?}: {msg}");
+    assert!(msg.contains(&proxy.host()) && !msg.contains('\n'), "{msg}");
+    let tokens = proxy.seen("/token").len();
+    assert!((1..=3).contains(&tokens), "{tokens} token requests: {msg}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
 }
 
 #[tokio::test]

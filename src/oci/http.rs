@@ -36,9 +36,25 @@ pub(crate) const MANIFEST_MEDIA_TYPES: [&str; 4] = [
 /// Largest manifest accepted (registries commonly refuse to store more than 4 MiB).
 pub(crate) const MAX_MANIFEST_BYTES: u64 = 4 * bounded::MIB;
 
-/// Time for a manifest request, body included (blobs have only the read timeout: they are
-/// as large as they are).
-pub(crate) const MANIFEST_TIME: Duration = Duration::from_secs(120);
+/// Time limits of the requests whose answers are small, body included (blobs have only the
+/// read timeout: they are as large as they are). A registry that trickles an answer a byte at
+/// a time never trips the read timeout; these end such a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestTimeLimits {
+    /// One manifest request.
+    pub manifest: Duration,
+    /// Each of the `/v2/` challenge and the token request.
+    pub token: Duration,
+}
+
+impl Default for RequestTimeLimits {
+    fn default() -> Self {
+        Self {
+            manifest: Duration::from_secs(120),
+            token: Duration::from_secs(60),
+        }
+    }
+}
 
 /// How manifest and blob requests reach the registries.
 pub(crate) struct RegistryHttp {
@@ -49,6 +65,7 @@ pub(crate) struct RegistryHttp {
     /// The `Authorization` value per registry and repository (`None`: anonymous), fetched
     /// once and again when the registry answers 401 (an expired token).
     authorization: tokio::sync::Mutex<HashMap<String, Option<HeaderValue>>>,
+    limits: RequestTimeLimits,
 }
 
 /// An open blob response.
@@ -94,12 +111,13 @@ impl HttpSettings {
 
 impl RegistryHttp {
     /// Requests trusting `extra_roots` besides the system's, over plain HTTP to
-    /// `plain_http`, with these connection limits.
+    /// `plain_http`, with these connection and time limits.
     pub fn new(
         plain_http: Vec<String>,
         extra_roots: Vec<Certificate>,
         connect_timeout: Duration,
         read_timeout: Duration,
+        limits: RequestTimeLimits,
     ) -> Self {
         let settings = HttpSettings {
             extra_roots,
@@ -122,6 +140,7 @@ impl RegistryHttp {
             client,
             plain_http,
             authorization: tokio::sync::Mutex::new(HashMap::new()),
+            limits,
         }
     }
 
@@ -182,7 +201,7 @@ impl RegistryHttp {
                 endpoint,
                 &format!("manifests/{tag_or_digest}"),
                 headers,
-                Some(MANIFEST_TIME),
+                Some(self.limits.manifest),
             )
             .await?;
         let digest = response
@@ -293,19 +312,20 @@ impl RegistryHttp {
             }
         }
         let client = self.http(endpoint)?;
-        let value = super::token::authorization(client, self.scheme(host), endpoint)
-            .await?
-            .map(|v| {
-                let mut header = HeaderValue::from_str(&v).map_err(|_| {
-                    Failure::Fatal(PullError::Unauthorized {
-                        reference: endpoint.reference.whole(),
-                        registry: endpoint.host.clone(),
-                    })
-                })?;
-                header.set_sensitive(true);
-                Ok(header)
-            })
-            .transpose()?;
+        let value =
+            super::token::authorization(client, self.scheme(host), endpoint, self.limits.token)
+                .await?
+                .map(|v| {
+                    let mut header = HeaderValue::from_str(&v).map_err(|_| {
+                        Failure::Fatal(PullError::Unauthorized {
+                            reference: endpoint.reference.whole(),
+                            registry: endpoint.host.clone(),
+                        })
+                    })?;
+                    header.set_sensitive(true);
+                    Ok(header)
+                })
+                .transpose()?;
         cache.insert(scope, value.clone());
         Ok(value)
     }

@@ -25,6 +25,7 @@ pub mod secret;
 mod token;
 pub mod verify;
 
+pub use http::RequestTimeLimits;
 pub use platform::Platform;
 pub use pull::{pull_into, pull_into_sink, pull_when_ready, LayerSink, PullReport};
 pub use pull_error::PullError;
@@ -105,6 +106,8 @@ pub struct PullOptions {
     pub layer_buffer: usize,
     /// Told the download's progress about once a second.
     pub progress: Option<ProgressObserver>,
+    /// Time limits of manifest and token requests.
+    pub time_limits: RequestTimeLimits,
 }
 
 impl Default for PullOptions {
@@ -120,6 +123,7 @@ impl Default for PullOptions {
             parallel_downloads: DEFAULT_PARALLEL_DOWNLOADS,
             layer_buffer: DEFAULT_LAYER_BUFFER,
             progress: None,
+            time_limits: RequestTimeLimits::default(),
         }
     }
 }

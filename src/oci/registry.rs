@@ -113,7 +113,13 @@ impl Registry {
             auth: credentials.for_registry(&origin, &origin),
         });
         let extra_roots = load_ca_file(opts.ca_file.as_deref())?;
-        let http = RegistryHttp::new(plain_http, extra_roots, CONNECT_TIMEOUT, READ_TIMEOUT);
+        let http = RegistryHttp::new(
+            plain_http,
+            extra_roots,
+            CONNECT_TIMEOUT,
+            READ_TIMEOUT,
+            opts.time_limits,
+        );
         Ok(Self {
             http,
             endpoints,

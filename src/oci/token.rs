@@ -2,7 +2,7 @@
 //! token, which the realm it names hands out in exchange for the credentials (Docker Hub,
 //! GHCR, Harbor), or asks for nothing but basic credentials, or nothing at all.
 //!
-//! Both requests are bounded: each has [`REQUEST_TIME`] in all, the `/v2/` body is never
+//! Both requests are bounded: each has its time limit in all, the `/v2/` body is never
 //! read, a token answer may hold [`MAX_TOKEN_ANSWER`] bytes, and a refusal is quoted as one
 //! short line.
 
@@ -16,18 +16,16 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use std::time::Duration;
 
-/// Time for each of the challenge and the token request, body included.
-pub(crate) const REQUEST_TIME: Duration = Duration::from_secs(60);
-
 /// Largest token answer read (tokens are a few KiB; JWTs with many claims some more).
 pub(crate) const MAX_TOKEN_ANSWER: u64 = bounded::MIB;
 
 /// The `Authorization` value for `endpoint` (`None`: anonymous), reaching its registry as
-/// `scheme`.
+/// `scheme`; each request within `time`, body included.
 pub(crate) async fn authorization(
     client: &reqwest::Client,
     scheme: &str,
     endpoint: &Endpoint,
+    time: Duration,
 ) -> Result<Option<String>, Failure> {
     let basic = match &endpoint.auth {
         RegistryAuth::Bearer(token) => return Ok(Some(format!("Bearer {token}"))),
@@ -43,7 +41,7 @@ pub(crate) async fn authorization(
     let host = endpoint.reference.resolve_registry();
     let probe = client
         .get(format!("{scheme}://{host}/v2/"))
-        .timeout(REQUEST_TIME)
+        .timeout(time)
         .send()
         .await
         .map_err(|e| Failure::Transient(one_line(&e), None))?;
@@ -63,10 +61,7 @@ pub(crate) async fn authorization(
     if let Some(service) = &challenge.service {
         query.push(("service", service));
     }
-    let mut request = client
-        .get(&challenge.realm)
-        .query(&query)
-        .timeout(REQUEST_TIME);
+    let mut request = client.get(&challenge.realm).query(&query).timeout(time);
     if let Some((user, password)) = basic {
         request = request.basic_auth(user, Some(password));
     }
