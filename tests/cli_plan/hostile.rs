@@ -3,7 +3,7 @@
 //! `ocimetal plan` stays within 128 MiB of memory whatever it is given.
 
 use super::peak::{self, MAX_RSS_KIB};
-use super::support::{fixture, ironic_string, write_tree};
+use super::support::{fixture, flood_server, ironic_string, write_tree};
 use nix::sys::stat::Mode;
 use serde_json::json;
 use std::os::unix::fs::symlink;
@@ -262,29 +262,6 @@ fn an_inline_configdrive_at_the_limits_stays_within_memory() {
         "instance_info.configdrive",
         &["decompresses to more than 64 MiB"],
     );
-}
-
-/// Serves every request on 127.0.0.1 with `head` and then `A`s, as long as the client reads;
-/// returns the base URL.
-fn flood_server(head: &'static str) -> String {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
-                line.clear();
-            }
-            let chunk = vec![b'A'; 1 << 16];
-            if stream.write_all(head.as_bytes()).is_ok() {
-                while stream.write_all(&chunk).is_ok() {}
-            }
-        }
-    });
-    base
 }
 
 /// `run` failed to fetch the `what` at `url` as larger than `limit`: status 1, one line,

@@ -325,3 +325,26 @@ pub fn file_paths(plan: &Value) -> Vec<String> {
         .map(|f| f["path"].as_str().expect("a path").to_string())
         .collect()
 }
+
+/// Serves every request on 127.0.0.1 with `head` and then `A`s, as long as the client reads;
+/// returns the base URL.
+pub fn flood_server(head: &'static str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
+                line.clear();
+            }
+            let chunk = vec![b'A'; 1 << 16];
+            if stream.write_all(head.as_bytes()).is_ok() {
+                while stream.write_all(&chunk).is_ok() {}
+            }
+        }
+    });
+    base
+}

@@ -1,7 +1,9 @@
 //! `ocimetal.configdrive_url=` and `ocimetal.user_data_url=`: documents served over HTTP by
 //! the test itself, per machine through `{mac}`, in every form Ironic gives a configdrive.
 
-use super::support::{build_iso, fixture, have_xorriso, ironic_string, ocimetal, write_tree, Run};
+use super::support::{
+    build_iso, fixture, flood_server, have_xorriso, ironic_string, ocimetal, write_tree, Run,
+};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -240,27 +242,6 @@ fn a_configdrive_url_that_serves_no_configdrive_is_refused_naming_the_key_and_ur
         &format!("ocimetal.configdrive_url {base}/bad.json: meta_data"),
         &["a list", "must be an object"],
     );
-}
-
-/// Serves every request with `head` and then `A`s, as long as the client reads.
-fn flood_server(head: &'static str) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
-                line.clear();
-            }
-            let chunk = vec![b'A'; 1 << 16];
-            if stream.write_all(head.as_bytes()).is_ok() {
-                while stream.write_all(&chunk).is_ok() {}
-            }
-        }
-    });
-    base
 }
 
 #[test]
