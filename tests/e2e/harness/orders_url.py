@@ -1,7 +1,9 @@
 """The `orders-url` scenario: one shared ISO for every machine, customized with nothing but
 an orders URL that names the machine by its MAC (`{mac}`); a local HTTP server holds one
 machine's node document under that machine's MAC. That machine plans from it (dry run);
-a machine whose MAC has nothing there installs nothing and keeps its disk byte for byte."""
+a machine whose MAC has nothing there installs nothing and keeps its disk byte for byte.
+A second shared ISO names a configdrive (Ironic's JSON form) and a user_data by MAC instead
+of a node document; that machine plans from them and never shows the user_data."""
 
 import json
 import os
@@ -20,10 +22,10 @@ HOSTNAME = "e2e-orders-url"
 STRANGER_MAC = "52:54:00:12:34:99"
 
 
-def _shared_iso(ctx, workdir, order):
+def _shared_iso(ctx, workdir, order, name="shared.iso"):
     """The built ISO customized with kernel arguments only: the same file for every machine."""
     source = ctx.kernel[:-len(".vmlinuz")] + ".iso"
-    out = os.path.join(workdir, "shared.iso")
+    out = os.path.join(workdir, name)
     kargs = (f"systemd.show_status=1 ocimetal.dry_run ocimetal.insecure_registry={ctx.registry_host} "
              f"{order}")
     subprocess.run([_binary(ctx), "iso", "customize", "--kargs", kargs, "--force", "-o", out,
@@ -95,3 +97,48 @@ def orders_url(ctx):
                              text=True)
     if compare.returncode != 0:
         raise ScenarioFailed(f"orders-url-stranger: the disk changed: {compare.stdout.strip()}")
+
+    _configdrive_url(ctx, workdir, served)
+
+
+def _configdrive_url(ctx, workdir, served):
+    """`ocimetal.configdrive_url=` and `ocimetal.user_data_url=` with `{mac}`: the configdrive
+    is Ironic's JSON dict with the seed's meta_data keys."""
+    mac = GUEST_MAC.replace(":", "-")
+    hostname = HOSTNAME + "-cd"
+    secret = "#cloud-config\n# e2e-user-data-secret\n"
+    drive = {"meta_data": {"uuid": NODE_UUID, "local-hostname": hostname,
+                           "oci_image": ctx.debian(), "root_device_hints": "serial=DISK2SERIAL"},
+             "user_data": "#cloud-config\n{}\n"}
+    os.makedirs(os.path.join(served, "cd"))
+    os.makedirs(os.path.join(served, "ud"))
+    with open(os.path.join(served, "cd", mac + ".json"), "w") as f:
+        json.dump(drive, f)
+    with open(os.path.join(served, "ud", mac), "w") as f:
+        f.write(secret)
+    base = f"http://10.0.2.2:{ctx.files.port}/orders-url"
+    iso = _shared_iso(ctx, workdir, f"ocimetal.configdrive_url={base}/cd/{{mac}}.json "
+                                    f"ocimetal.user_data_url={base}/ud/{{mac}}", "shared-cd.iso")
+    match, _, _ = _boot(ctx, "orders-url-configdrive", workdir, iso, GUEST_MAC, PLAN_LINE)
+    plan = json.loads(match.group(1))
+    print(f"    orders-url-configdrive plan: disks={plan.get('disks')} image={plan.get('image')} "
+          f"({plan.get('image_source')}) hostname={plan.get('hostname')} configdrive="
+          f"{plan.get('configdrive')} ({plan.get('configdrive_source')}) user_data "
+          f"from {plan.get('user_data_source')}", flush=True)
+    problems = []
+    if plan.get("disks") != ["/dev/sda"]:
+        problems.append(f"disks {plan.get('disks')}, expected /dev/sda from root_device_hints")
+    if plan.get("image") != ctx.debian() or plan.get("image_source") != "meta_data.oci_image":
+        problems.append(f"image {plan.get('image')} from {plan.get('image_source')}")
+    if plan.get("hostname") != hostname:
+        problems.append(f"hostname {plan.get('hostname')}")
+    if plan.get("configdrive_source") != "ocimetal.configdrive_url":
+        problems.append(f"configdrive from {plan.get('configdrive_source')}")
+    if plan.get("user_data_source") != "ocimetal.user_data_url":
+        problems.append(f"user_data from {plan.get('user_data_source')}")
+    console = open(os.path.join(workdir, "orders-url-configdrive.console.log"),
+                   errors="replace").read()
+    if "e2e-user-data-secret" in console or "e2e-user-data-secret" in match.group(0):
+        problems.append("the user_data reached the console")
+    if problems:
+        raise ScenarioFailed("orders-url-configdrive: " + "; ".join(problems))

@@ -135,30 +135,32 @@ class Guest:
 
     def stop(self):
         """Ends QEMU (its whole process group) and waits for it."""
-        if self.proc and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, 15)
-                self.proc.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.proc.pid, 9)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait()
-        if self._reader:
-            self._reader.join(timeout=10)
+        self._end(graceful=True)
 
     def pull_the_plug(self):
         """Ends QEMU at once with SIGKILL, as a power cut would: nothing the guest has not
         written to its disks yet gets there."""
+        self._end(graceful=False)
+
+    def _end(self, graceful):
         if self.proc and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, 9)
-            except ProcessLookupError:
-                pass
+            if graceful:
+                self._signal(15)
+                try:
+                    self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+            if self.proc.poll() is None:
+                self._signal(9)
             self.proc.wait()
         if self._reader:
             self._reader.join(timeout=10)
+
+    def _signal(self, number):
+        try:
+            os.killpg(self.proc.pid, number)
+        except ProcessLookupError:
+            pass
 
     def tail(self, count=25):
         """The last console lines, for error messages."""
