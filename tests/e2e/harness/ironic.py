@@ -46,7 +46,8 @@ INSTALL_TIMEOUT = 45 * 60
 CHECK_TIMEOUT = 20 * 60
 
 INSTALLED = r"installed \S+ \(sha256:[0-9a-f]+\) on "
-ALREADY_INSTALLED = r"is already installed: booting it instead of reinstalling"
+# The re-entry line names the ESP the marker was read from.
+ALREADY_INSTALLED = r"is already installed on /dev/\S+: booting it instead of reinstalling"
 REINSTALL = r"step wipe: start"
 
 
