@@ -167,12 +167,24 @@ chroot "$ROOTFS" apt-get clean
 rm -f "$ROOTFS/usr/sbin/policy-rc.d"
 """
 
+# Bootable, but without what a server needs that an image may well lack: the installer must
+# add e2fsprogs (fsck.ext4 of the root it makes), busybox (mdadm's initramfs hooks) and the
+# SSH server.
+_BOOTABLE_BARE = _BOOTABLE.replace(" e2fsprogs", "").replace(" busybox", "").replace(
+    " openssh-server", "") + """
+for p in e2fsprogs busybox openssh-server; do
+    if chroot "$ROOTFS" dpkg -s "$p" >/dev/null 2>&1; then echo "$p got in" >&2; exit 1; fi
+done
+"""
+
 IMAGES = {
     # name in the registry: (recipe, suite, base image or None)
     "debian:13": (_MINBASE, "trixie", None),
     "debian:12": (_MINBASE, "bookworm", None),
     "debian:13-bootable": (_BOOTABLE, "trixie", "debian:13"),
     "debian:12-bootable": (_BOOTABLE, "bookworm", "debian:12"),
+    "debian:13-bootable-bare": (_BOOTABLE_BARE, "trixie", "debian:13"),
+    "debian:12-bootable-bare": (_BOOTABLE_BARE, "bookworm", "debian:12"),
 }
 
 

@@ -351,6 +351,24 @@ def bootable_offline(ctx):
                 hostname=hostname, esp_count=1, raid=None)
 
 
+def bare(ctx):
+    """A bootable image without e2fsprogs, busybox and the SSH server: the installer adds them
+    (apt), and the first boot is as clean as with a complete image."""
+    workdir = ctx.workdir("bare")
+    disks = _disk_pair(workdir)
+    hostname = "e2e-bare"
+    meta = {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e8", "name": hostname,
+            "local-hostname": hostname, "oci_image": ctx.debian("-bootable-bare"),
+            "root_device_hints": "serial=DISK1SERIAL"}
+    cd = assets.config_drive(os.path.join(workdir, "config2.iso"), meta,
+                             checks.user_data(hostname), checks.network_data(GUEST_MAC))
+    vars_path = _install(ctx, "bare", workdir, disks, ctx.cmdline(), [cd])
+    facts = _check_boot(ctx, "bare-check", workdir, disks, None, vars_path,
+                        hostname=hostname, esp_count=1, raid=None)
+    if facts.get("ssh-server") != ["active"]:
+        raise ScenarioFailed(f"bare-check: the SSH server is {facts.get('ssh-server')}")
+
+
 def kexec(ctx):
     """`ocimetal.reboot=kexec`: the installer boots the installed kernel straight from the
     ramdisk, without the firmware; the system that comes up is checked like the others."""
@@ -492,6 +510,7 @@ SCENARIOS = {
     "reentry": (reentry, "13", ["debian:{release}"]),
     "bootable-offline": (bootable_offline, "13", ["debian:{release}-bootable"]),
     "kexec": (kexec, "13", ["debian:{release}-bootable"]),
+    "bare": (bare, "13", ["debian:{release}-bootable-bare"]),
     "apt-failure": (apt_failure, "13", ["debian:{release}"]),
     "no-orders": (no_orders, "13", []),
     "ironic": (ironic, "13", ["debian:{release}-bootable"]),
