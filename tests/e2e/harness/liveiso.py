@@ -13,8 +13,8 @@ import subprocess
 
 from . import assets, checks
 # scenarios.py imports this module after defining these.
-from .scenarios import (INSTALL_TIMEOUT, PLAN_LINE, PLAN_TIMEOUT, SERVICE_STARTED,
-                        ScenarioFailed, _check_boot, _check_events, _report_pull)
+from .scenarios import (PLAN_LINE, PLAN_TIMEOUT, SERVICE_STARTED, ScenarioFailed,
+                        _await_install, _check_boot, _check_events, _disk_pair)
 from .vm import GUEST_MAC, OVMF_CODE, Guest, fresh_vars
 
 # OVMF with Secure Boot enforced and Microsoft's keys enrolled (shim is signed by their CA).
@@ -133,16 +133,11 @@ def _install_from_iso(ctx, workdir):
              f"ocimetal.report_url={ctx.report_url(label)}")
     node = {"uuid": configdrive["meta_data"]["uuid"], "instance_info": {}}
     iso = _customize(ctx, workdir, label, configdrive, node, kargs)
-    disks = [assets.blank_disk(os.path.join(workdir, "disk1.qcow2")),
-             assets.blank_disk(os.path.join(workdir, "disk2.qcow2"))]
+    disks = _disk_pair(workdir)
     vars_path = fresh_vars(os.path.join(workdir, f"{label}.vars.fd"))
     with Guest(label, os.path.join(workdir, f"{label}.console.log"), vars_path, disks,
                cdroms=(iso,)) as guest:
-        with ctx.phase(f"{label}:boot"):
-            guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
-        with ctx.phase(f"{label}:install"):
-            guest.wait_exit(INSTALL_TIMEOUT)
-        _report_pull(label, guest)
+        _await_install(ctx, label, guest, BOOT_TIMEOUT)
     _check_events(label, ctx.events(label))
     _check_boot(ctx, f"{label}-check", workdir, disks, None, vars_path,
                 hostname=hostname, esp_count=2, raid="[UU]")

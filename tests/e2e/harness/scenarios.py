@@ -151,13 +151,19 @@ def _install(ctx, label, workdir, disks, append, cdroms=(), netdev=None, webhook
     append = f"{append} ocimetal.report_url={ctx.report_url(label, webhook_host)}"
     with ctx.ramdisk_guest(label, workdir, disks, append, cdroms, vars_path=vars_path,
                            netdev=netdev) as guest:
-        with ctx.phase(f"{label}:boot"):
-            guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
-        with ctx.phase(f"{label}:install"):
-            guest.wait_exit(INSTALL_TIMEOUT)
-        _report_pull(label, guest)
+        _await_install(ctx, label, guest)
     _check_events(label, ctx.events(label))
     return vars_path
+
+
+def _await_install(ctx, label, guest, boot_timeout=BOOT_TIMEOUT):
+    """Waits for the installer in `guest` to start and to end the machine, then prints what
+    its pull did."""
+    with ctx.phase(f"{label}:boot"):
+        guest.wait_for(SERVICE_STARTED, boot_timeout)
+    with ctx.phase(f"{label}:install"):
+        guest.wait_exit(INSTALL_TIMEOUT)
+    _report_pull(label, guest)
 
 
 def _report_pull(label, guest):
