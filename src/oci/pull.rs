@@ -324,7 +324,7 @@ pub(crate) fn decompressed<'a>(
 }
 
 /// Fills `block` as far as the input goes; the count is short only at the end.
-fn fill(input: &mut dyn Read, block: &mut [u8]) -> io::Result<usize> {
+pub(in crate::oci) fn fill(input: &mut dyn Read, block: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < block.len() {
         match input.read(&mut block[filled..]) {

@@ -460,21 +460,26 @@ fn names_and_targets_need_not_be_utf8() {
 /// replaces or re-lists a name must see the same tree as if each file were done at once.
 #[test]
 fn later_members_see_earlier_ones_finished() {
-    let mut layer = Layer::new().dir("d");
+    // Listed first here and again at the end, with many files handed over in between.
+    let mut layer = Layer::new()
+        .dir_with("twice", Meta::mode(0o700).owner(5, 5))
+        .dir("d");
     let mut expected = vec![("d", Node::dir(0o755))];
     let names: Vec<String> = (0..300).map(|i| format!("d/f{i}")).collect();
     for (i, name) in names.iter().enumerate() {
         let content = vec![i as u8; i * 997];
         layer = layer.file_with(name, &content, Meta::mode(0o640).owner(i as u64, 7));
     }
+    let big: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
     let layer = layer
         // A hard link to a file just handed over shares its finished inode.
         .hardlink("link", "d/f299")
         // A name replaced right after it was written.
         .file_with("d/f298", b"second", Meta::mode(0o600))
         .dir_with("d/f297", Meta::mode(0o711))
+        // More content than all the hand-over buffers hold together.
+        .file_with("big", &big, Meta::mode(0o644).owner(3, 3))
         // A directory listed twice: the later metadata wins.
-        .dir_with("twice", Meta::mode(0o700).owner(5, 5))
         .dir_with("twice", Meta::mode(0o751).owner(6, 6))
         .build();
     let fx = Fixture::new();
@@ -489,6 +494,7 @@ fn later_members_see_earlier_ones_finished() {
     let linked = Node::file(&contents[299], 0o640).owner(299, 7).nlink(2);
     expected.push(("d/f299", linked.clone()));
     expected.push(("link", linked));
+    expected.push(("big", Node::file(&big, 0o644).owner(3, 3)));
     expected.push(("twice", Node::dir(0o751).owner(6, 6)));
     fx.assert_tree(&expected);
 }

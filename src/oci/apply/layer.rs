@@ -22,7 +22,7 @@ use super::flush::DirtyBudget;
 use super::fsops::{self, DirId};
 use super::header::{read_member, Kind, Member};
 use super::path::{CleanPath, Whiteout};
-use super::pool::{Metadata, Pool, Target, CHUNK};
+use super::pool::{Metadata, Pool, Target};
 use super::prune::{self, prune, prune_children, Created, Removed};
 use super::{LayerStats, RefusedEntry};
 
@@ -347,18 +347,10 @@ impl<'a> LayerWriter<'a> {
         self.pool.assign(self.stats.entries);
         let mut written = 0u64;
         while written < size {
-            let mut data = self.pool.buffer()?;
-            let want = (size - written).min(CHUNK as u64);
-            let read = content.by_ref().take(want).read_to_end(&mut data);
-            match read {
-                Ok(n) if n > 0 => written += n as u64,
-                other => {
-                    self.pool.give_back(data);
-                    other.context("reading file content from the layer")?;
-                    break;
-                }
+            match self.pool.write_from(&target, content, size - written)? {
+                0 => break,
+                read => written += read as u64,
             }
-            self.pool.write(&target, data)?;
         }
         // The tar reader reports a stream cut inside a file as a short file, not an error.
         if written != size {
