@@ -113,13 +113,18 @@ pub struct KeepIf {
     /// The image has busybox: an initramfs built without it uses klibc's tools, which the
     /// hooks of mdadm do not fit.
     pub busybox_installed: bool,
+    /// The image has `fsck.ext4`, the checker of the root filesystem. initramfs-tools copies
+    /// it in only when it can find the root device at build time, which an image built in a
+    /// container cannot: such an initramfs skips the check before the root is mounted
+    /// ("fsck not present, so skipping root file system").
+    pub root_fsck_installed: bool,
 }
 
 /// True when the listing of an initramfs shows LVM and the generic disk drivers that
 /// `MODULES=most` brings (AHCI, NVMe, virtio, SCSI disks), efivarfs when one of its scripts
 /// mounts it (mdadm's `init-top/00_mount_efivarfs`; an initramfs built on a machine booted
-/// without UEFI lacks the module and fails that mount at every boot), and busybox when the
-/// image has it.
+/// without UEFI lacks the module and fails that mount at every boot), busybox when the
+/// image has it, and `fsck` with `fsck.ext4` when the image has them.
 pub fn listing_is_sufficient(listing: &str, keep: KeepIf) -> bool {
     let has = |suffix: &str| listing.lines().any(|l| l.trim_end().ends_with(suffix));
     let has_module = |m: &str| has(m) || has(&format!("{m}.zst")) || has(&format!("{m}.xz"));
@@ -130,7 +135,8 @@ pub fn listing_is_sufficient(listing: &str, keep: KeepIf) -> bool {
     let mounts_efivarfs = has("/00_mount_efivarfs");
     let efivarfs = !mounts_efivarfs || keep.efivarfs_builtin || has_module("/efivarfs.ko");
     let busybox = !keep.busybox_installed || has("bin/busybox");
-    lvm && drivers && efivarfs && busybox
+    let fsck = !keep.root_fsck_installed || (has("sbin/fsck") && has("sbin/fsck.ext4"));
+    lvm && drivers && efivarfs && busybox && fsck
 }
 
 fn initramfs_is_sufficient(chroot: &Chroot, initrd: &str, version: &str) -> bool {
@@ -145,6 +151,9 @@ fn initramfs_is_sufficient(chroot: &Chroot, initrd: &str, version: &str) -> bool
     let keep = KeepIf {
         efivarfs_builtin: builtin.lines().any(|l| l.ends_with("/efivarfs.ko")),
         busybox_installed: ["usr/bin/busybox", "bin/busybox"]
+            .iter()
+            .any(|p| root.join(p).exists()),
+        root_fsck_installed: ["usr/sbin/fsck.ext4", "sbin/fsck.ext4"]
             .iter()
             .any(|p| root.join(p).exists()),
     };
@@ -300,6 +309,21 @@ mod tests {
             &format!("{with_module}usr/bin/busybox\n"),
             busybox
         ));
+    }
+
+    #[test]
+    fn an_initramfs_without_the_root_checker_is_rebuilt_when_the_image_has_it() {
+        let fsck = KeepIf {
+            root_fsck_installed: true,
+            ..KeepIf::default()
+        };
+        // Built in a container: the hook could not see the root device, so no fsck.
+        assert!(listing_is_sufficient(GOOD_LISTING, KeepIf::default()));
+        assert!(!listing_is_sufficient(GOOD_LISTING, fsck));
+        let only_fsck = format!("{GOOD_LISTING}usr/sbin/fsck\n");
+        assert!(!listing_is_sufficient(&only_fsck, fsck));
+        let with_checker = format!("{only_fsck}usr/sbin/fsck.ext4\nusr/sbin/logsave\n");
+        assert!(listing_is_sufficient(&with_checker, fsck));
     }
 
     #[test]

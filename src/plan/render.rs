@@ -201,7 +201,7 @@ pub fn step_detail(step: &Step) -> String {
             text
         }
         Step::Initramfs(_) => "update-initramfs once, after every file is written; an image's \
-                               own initramfs that already activates LVM is kept on one disk"
+                               own initramfs that already activates LVM and checks the root is kept on one disk"
             .to_string(),
         Step::Bootloader(b) => format!(
             "grub-install ({}) to {}{}; update-grub",

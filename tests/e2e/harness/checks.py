@@ -38,6 +38,10 @@ if command -v resolvectl >/dev/null; then
 fi
 grep '^nameserver' /etc/resolv.conf | while read -r line; do fact dns "$line"; done
 fact ssh-server "$(systemctl is-active ssh.service)"
+# Under `quiet` the initramfs says nothing when it skips the root's check: look inside it.
+if command -v lsinitramfs >/dev/null; then
+    fact initramfs-fsck "$(lsinitramfs "/boot/initrd.img-$(uname -r)" | grep -c 'sbin/fsck\.ext4$')"
+fi
 fact journal-steps "$(grep -o '"OCIMETAL_STEP":"[a-z-]*"' /var/log/ocimetal/journal.json 2>/dev/null | sort -u | wc -l)"
 cloud-init status --long --wait | while read -r line; do fact cloud-init "$line"; done
 systemctl list-units --failed --plain --no-legend --no-pager | while read -r unit _; do
@@ -158,8 +162,8 @@ def initramfs_lines(console_lines):
 
 def check_first_boot(facts, console_lines, allowed=None):
     """Problems in the installed system's first boot: failed units, error-priority journal
-    messages and initramfs complaints not on the allow-list, a cloud-init status other than
-    done."""
+    messages and initramfs complaints not on the allow-list, an initramfs without the root's
+    checker, a cloud-init status other than done."""
     allowed = allowed_patterns() if allowed is None else allowed
 
     def unexplained(lines):
@@ -176,6 +180,8 @@ def check_first_boot(facts, console_lines, allowed=None):
                          if _INITRAMFS_TROUBLE.search(line)])
     if early:
         problems.append(f"initramfs: {early[:8]}")
+    if facts.get("initramfs-fsck", ["?"])[0] == "0":
+        problems.append("the booted initramfs has no fsck.ext4: the root is mounted unchecked")
     status = next((line.split(":", 1)[1].strip() for line in facts.get("cloud-init", [])
                    if line.startswith("status:")), None)
     if status != "done":
