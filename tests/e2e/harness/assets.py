@@ -172,6 +172,13 @@ rm -f "$ROOTFS/usr/sbin/policy-rc.d"
 # SSH server.
 _BOOTABLE_BARE = _BOOTABLE.replace(" e2fsprogs", "").replace(" busybox", "").replace(
     " openssh-server", "") + """
+# bookworm's minbase has e2fsprogs (required and protected); trixie's has none of the three.
+for p in e2fsprogs busybox openssh-server; do
+    if chroot "$ROOTFS" dpkg -s "$p" >/dev/null 2>&1; then
+        chroot "$ROOTFS" env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq --allow-remove-essential "$p"
+    fi
+done
+chroot "$ROOTFS" dpkg -s linux-image-amd64 grub-efi-amd64 cloud-init mdadm lvm2 >/dev/null
 for p in e2fsprogs busybox openssh-server; do
     if chroot "$ROOTFS" dpkg -s "$p" >/dev/null 2>&1; then echo "$p got in" >&2; exit 1; fi
 done
