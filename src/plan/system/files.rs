@@ -73,15 +73,21 @@ pub fn hosts_file(hostname: &Hostname) -> TargetFile {
 }
 
 /// `/etc/fstab`: root by label, the ESP, and for RAID1 the second ESP (`noauto`: it is only
-/// mounted to be synced, so a missing second disk never delays the boot).
+/// mounted to be synced, so a missing second disk never delays the boot). With RAID1 the
+/// first ESP is mounted on first use (`x-systemd.automount`): the system boots from the
+/// second disk alone without waiting for the first ESP's device (90 s, then an error).
 pub fn fstab_file(raid: bool) -> TargetFile {
     let mut text = String::from(
         "# Written by ocimetal. Filesystems are found by label: the root LV and the ESPs.\n",
     );
     let _ = writeln!(text, "LABEL={ROOT_LABEL}\t/\text4\terrors=remount-ro\t0\t1");
+    let esp_options = match raid {
+        true => "umask=0077,nofail,x-systemd.automount,x-systemd.device-timeout=10s",
+        false => "umask=0077,nofail",
+    };
     let _ = writeln!(
         text,
-        "LABEL={ESP_LABEL}\t{ESP_MOUNT}\tvfat\tumask=0077,nofail\t0\t1"
+        "LABEL={ESP_LABEL}\t{ESP_MOUNT}\tvfat\t{esp_options}\t0\t1"
     );
     if raid {
         let _ = writeln!(
@@ -197,7 +203,8 @@ mod tests {
              LABEL=EFI\t/boot/efi\tvfat\tumask=0077,nofail\t0\t1\n"
         );
         assert!(text(&fstab_file(true)).ends_with(
-            "LABEL=EFI\t/boot/efi\tvfat\tumask=0077,nofail\t0\t1\n\
+            "LABEL=EFI\t/boot/efi\tvfat\t\
+             umask=0077,nofail,x-systemd.automount,x-systemd.device-timeout=10s\t0\t1\n\
              LABEL=EFI2\t/boot/efi2\tvfat\tumask=0077,noauto,nofail\t0\t2\n"
         ));
     }
