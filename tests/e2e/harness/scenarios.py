@@ -221,16 +221,24 @@ def _disk_pair(workdir):
             assets.blank_disk(os.path.join(workdir, "disk2.qcow2"))]
 
 
+def _one_disk_config_drive(workdir, hostname, uuid, image, metal3_name=True):
+    """The config-2 medium of a one-disk install: the image, the first disk by serial, and the
+    checks' user_data and network_data."""
+    meta = {"uuid": uuid, "name": hostname, "local-hostname": hostname}
+    if metal3_name:
+        meta["metal3-name"] = hostname
+    meta.update({"oci_image": image, "root_device_hints": "serial=DISK1SERIAL"})
+    return assets.config_drive(os.path.join(workdir, "config2.iso"), meta,
+                               checks.user_data(hostname), checks.network_data(GUEST_MAC))
+
+
 def single(ctx):
     """One disk, orders from config-2 meta_data (Metal3 annotations)."""
     workdir = ctx.workdir("single")
     disks = _disk_pair(workdir)
     hostname = "e2e-single"
-    meta = {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e2", "name": hostname,
-            "local-hostname": hostname, "metal3-name": hostname, "oci_image": ctx.debian(),
-            "root_device_hints": "serial=DISK1SERIAL"}
-    cd = assets.config_drive(os.path.join(workdir, "config2.iso"), meta,
-                             checks.user_data(hostname), checks.network_data(GUEST_MAC))
+    cd = _one_disk_config_drive(workdir, hostname, "5a2c7e4e-0000-4000-8000-00000000e2e2",
+                                ctx.debian())
     vars_path = _install(ctx, "single", workdir, disks, ctx.cmdline(), [cd])
     facts = _check_boot(ctx, "single-check", workdir, disks, None, vars_path,
                         hostname=hostname, esp_count=1, raid=None)
@@ -345,11 +353,8 @@ def bootable_offline(ctx):
     registry_host = "10.0.2.100:5000"
     netdev = _restricted_netdev(ctx, (registry_host, ctx.registry.port),
                                 (WEBHOOK_FORWARD, ctx.webhook.port))
-    meta = {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e4", "name": hostname,
-            "local-hostname": hostname, "metal3-name": hostname,
-            "oci_image": f"{registry_host}/debian:{ctx.release}-bootable", "root_device_hints": "serial=DISK1SERIAL"}
-    cd = assets.config_drive(os.path.join(workdir, "config2.iso"), meta,
-                             checks.user_data(hostname), checks.network_data(GUEST_MAC))
+    cd = _one_disk_config_drive(workdir, hostname, "5a2c7e4e-0000-4000-8000-00000000e2e4",
+                                f"{registry_host}/debian:{ctx.release}-bootable")
     vars_path = _install(ctx, "bootable-offline", workdir, disks,
                          ctx.cmdline(registry_host=registry_host), [cd], netdev=netdev,
                          webhook_host=WEBHOOK_FORWARD)
@@ -363,11 +368,8 @@ def bare(ctx):
     workdir = ctx.workdir("bare")
     disks = _disk_pair(workdir)
     hostname = "e2e-bare"
-    meta = {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e8", "name": hostname,
-            "local-hostname": hostname, "oci_image": ctx.debian("-bootable-bare"),
-            "root_device_hints": "serial=DISK1SERIAL"}
-    cd = assets.config_drive(os.path.join(workdir, "config2.iso"), meta,
-                             checks.user_data(hostname), checks.network_data(GUEST_MAC))
+    cd = _one_disk_config_drive(workdir, hostname, "5a2c7e4e-0000-4000-8000-00000000e2e8",
+                                ctx.debian("-bootable-bare"), metal3_name=False)
     vars_path = _install(ctx, "bare", workdir, disks, ctx.cmdline(), [cd])
     facts = _check_boot(ctx, "bare-check", workdir, disks, None, vars_path,
                         hostname=hostname, esp_count=1, raid=None)
@@ -381,11 +383,8 @@ def kexec(ctx):
     workdir = ctx.workdir("kexec")
     disks = _disk_pair(workdir)
     hostname = "e2e-kexec"
-    meta = {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e5", "name": hostname,
-            "local-hostname": hostname, "metal3-name": hostname,
-            "oci_image": ctx.debian("-bootable"), "root_device_hints": "serial=DISK1SERIAL"}
-    cd = assets.config_drive(os.path.join(workdir, "config2.iso"), meta,
-                             checks.user_data(hostname), checks.network_data(GUEST_MAC))
+    cd = _one_disk_config_drive(workdir, hostname, "5a2c7e4e-0000-4000-8000-00000000e2e5",
+                                ctx.debian("-bootable"))
     append = ctx.cmdline("ocimetal.reboot=kexec",
                          f"ocimetal.report_url={ctx.report_url('kexec')}")
     with ctx.ramdisk_guest("kexec", workdir, disks, append, [cd]) as guest:
@@ -460,11 +459,8 @@ def powercut(ctx):
     workdir = ctx.workdir("powercut")
     disks = _disk_pair(workdir)
     hostname = "e2e-powercut"
-    meta = {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e7", "name": hostname,
-            "local-hostname": hostname, "metal3-name": hostname, "oci_image": ctx.debian(),
-            "root_device_hints": "serial=DISK1SERIAL"}
-    cd = assets.config_drive(os.path.join(workdir, "config2.iso"), meta,
-                             checks.user_data(hostname), checks.network_data(GUEST_MAC))
+    cd = _one_disk_config_drive(workdir, hostname, "5a2c7e4e-0000-4000-8000-00000000e2e7",
+                                ctx.debian())
     vars_path = fresh_vars(os.path.join(workdir, "powercut.vars.fd"))
     # (label, console line to cut the power at, what the boot must have done before it)
     cuts = [("powercut-pull", r"step pull: start", None),
