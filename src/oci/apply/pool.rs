@@ -83,6 +83,16 @@ struct Batch {
     _pending: Option<Pending>,
 }
 
+impl Batch {
+    /// Bytes left in its buffer; 0 before it has one.
+    fn room(&self) -> usize {
+        match self.content {
+            Some(_) => CHUNK - self.used,
+            None => 0,
+        }
+    }
+}
+
 /// One batch handed over and not yet done: counted in [`Shared::pending`] while it lives, so
 /// that a batch dropped undone (a worker gone) does not hold a drain for ever.
 struct Pending(Arc<Shared>);
@@ -100,15 +110,6 @@ impl Drop for Pending {
             // Taking the lock orders this wake-up after the drainer's check of `pending`.
             let _idle = self.0.idle.lock().unwrap();
             self.0.done.notify_all();
-        }
-    }
-}
-
-impl Batch {
-    fn room(&self) -> usize {
-        match self.content {
-            Some(_) => CHUNK - self.used,
-            None => 0,
         }
     }
 }
