@@ -7,6 +7,7 @@ use std::fs::OpenOptions;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use tracing_journald::{Priority, PriorityMappings};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
@@ -15,8 +16,13 @@ use tracing_subscriber::{fmt, EnvFilter, Layer};
 /// `OCIMETAL_LOG` overrides both. Returns true when records go to the journal (under systemd).
 pub fn init(level: &str, debug: bool) -> bool {
     let level = if debug { "debug" } else { level };
-    let filter =
-        || EnvFilter::try_from_env("OCIMETAL_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    // A bare level is set as a directive rather than parsed as a filter text: parsing compiles
+    // regular expressions, which costs tens of milliseconds at every start.
+    let default = level.parse::<LevelFilter>().unwrap_or(LevelFilter::INFO);
+    let filter = || {
+        EnvFilter::try_from_env("OCIMETAL_LOG")
+            .unwrap_or_else(|_| EnvFilter::default().add_directive(default.into()))
+    };
     let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
     // Fields keep their own names (`OCIMETAL_STEP`, not `F_OCIMETAL_STEP`) so that
     // `journalctl -u ocimetal -o json` can be scripted, and info is info (6), not notice.

@@ -1,6 +1,8 @@
 //! Image references, parsed once and normalised the way Docker does it.
 
 use crate::error::OrderError;
+mod grammar;
+
 use oci_client::Reference;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -49,10 +51,7 @@ impl FromStr for ImageRef {
 
     /// Parses a reference; surrounding whitespace is ignored.
     fn from_str(image: &str) -> Result<Self, Self::Err> {
-        let reference = image
-            .trim()
-            .parse::<Reference>()
-            .map_err(|err| InvalidImageRef(err.to_string()))?;
+        let reference = grammar::parse(image.trim()).map_err(|why| InvalidImageRef(why.into()))?;
         // Docker refuses upper case in repository names; registries would answer 404 or 400.
         if reference
             .repository()
