@@ -9,10 +9,11 @@
 use super::apply::{Applier, LayerStats};
 use super::download::{Abort, LayerDownload};
 use super::endpoint::Endpoint;
+use super::inflate::{self, LayerBlocks};
 use super::pipe::{pipe, Chunk, PipeReceiver};
 use super::progress::Progress;
 use super::pull_error::PullError;
-use super::resolve::{Compression, LayerDesc, ResolvedImage};
+use super::resolve::{LayerDesc, ResolvedImage};
 use super::PullOptions;
 use anyhow::Context;
 use bytes::Bytes;
@@ -183,21 +184,65 @@ pub(crate) fn blob_sources(resolved: &ResolvedImage) -> anyhow::Result<&[Endpoin
         .context("no registry to pull from")
 }
 
-/// The blocking side: decompress and apply each layer in order.
+/// The blocking side: one thread decompresses the layers in order while this one applies
+/// them, each once the one below is complete.
 fn apply_all(
     mut sink: Box<dyn LayerSink>,
     layers: &[LayerDesc],
-    receivers: Vec<PipeReceiver>,
+    pipes: Vec<PipeReceiver>,
     abort: &Abort,
 ) -> Result<Vec<LayerStats>, (Option<usize>, anyhow::Error)> {
+    let (inflater, mut blocks) = inflate::channel();
+    std::thread::scope(|scope| {
+        let inflating = std::thread::Builder::new()
+            .name("inflate".into())
+            .spawn_scoped(scope, || inflater.run(layers, pipes, abort))
+            .map_err(|e| {
+                (
+                    None,
+                    anyhow::Error::from(e).context("cannot start decompressing"),
+                )
+            })?;
+        let applied = apply_each(sink.as_mut(), layers, &mut blocks, abort);
+        // Hanging up lets the inflater stop if the applier gave up early.
+        drop(blocks);
+        let inflated = inflating
+            .join()
+            .map_err(|_| (None, anyhow::anyhow!("the decompression thread panicked")))?;
+        match (applied, inflated) {
+            (Ok(all), Ok(())) => Ok(all),
+            // The lowest failing layer's cause; on the same layer the inflater's, which saw
+            // the bytes first.
+            (Err((at, _)), Err((layer, cause))) if layer <= at => Err((Some(layer), cause)),
+            (Err((at, err)), _) => Err((Some(at), err)),
+            (Ok(_), Err((layer, cause))) => Err((Some(layer), cause)),
+        }
+    })
+}
+
+/// Applies each layer's tar stream from `blocks`; a layer counts once its blob was read to
+/// its verified end.
+fn apply_each(
+    sink: &mut dyn LayerSink,
+    layers: &[LayerDesc],
+    blocks: &mut LayerBlocks,
+    abort: &Abort,
+) -> Result<Vec<LayerStats>, (usize, anyhow::Error)> {
     let mut all = Vec::with_capacity(layers.len());
-    for (index, (layer, rx)) in layers.iter().zip(receivers).enumerate() {
-        abort.set_applying(index);
-        let mut raw = ChannelReader::new(rx, abort);
-        let stats = apply_one(sink.as_mut(), layer, &mut raw).map_err(|e| {
+    for (index, layer) in layers.iter().enumerate() {
+        let applied = sink.apply_layer(blocks).and_then(|stats| {
+            // The tar end marker comes before the end of the blob.
+            io::copy(blocks, &mut io::sink()).context("reading the rest of the layer")?;
+            Ok(stats)
+        });
+        let stats = applied.map_err(|e| {
+            // Blobs below this one are verified already: only this one's download is
+            // worth finishing for its digest.
+            abort.set_applying(index);
             abort.set(format!("{e:#}"));
-            (Some(index), e)
+            (index, e)
         })?;
+        blocks.next_layer();
         super::progress::clear_terminal_line();
         tracing::info!(
             layer = index + 1,
@@ -210,161 +255,6 @@ fn apply_all(
         all.push(stats);
     }
     Ok(all)
-}
-
-/// Decompressed data moves from the decompression thread to the applier in blocks of this
-/// size, at most [`BLOCKS_IN_FLIGHT`] at a time: inflating overlaps with the applier's writes.
-const BLOCK_SIZE: usize = 256 * 1024;
-const BLOCKS_IN_FLIGHT: usize = 8;
-
-type Block = io::Result<Vec<u8>>;
-
-/// Applies one layer: a scoped thread decompresses, this one applies.
-fn apply_one(
-    sink: &mut dyn LayerSink,
-    layer: &LayerDesc,
-    raw: &mut ChannelReader<'_>,
-) -> anyhow::Result<LayerStats> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Block>(BLOCKS_IN_FLIGHT);
-    // Consumed blocks go back to the decompressor, which then need not allocate and zero
-    // a fresh one for every 256 KiB.
-    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
-    std::thread::scope(|scope| {
-        let decompressor =
-            scope.spawn(move || decompress(layer.compression, raw, Blocks { tx, recycled }));
-        let mut tar = BlockReader {
-            rx,
-            recycle,
-            current: Vec::new(),
-            pos: 0,
-        };
-        let applied = sink.apply_layer(&mut tar).and_then(|stats| {
-            // The tar end marker may come before the end of the blob: read on, so that the
-            // whole blob is downloaded and its digest checked before the layer counts.
-            io::copy(&mut tar, &mut io::sink()).context("reading the rest of the layer")?;
-            Ok(stats)
-        });
-        // Hanging up lets the decompressor stop if the applier gave up early.
-        drop(tar);
-        let decompressed = decompressor
-            .join()
-            .map_err(|_| anyhow::anyhow!("the decompression thread panicked"))?;
-        decompressed?;
-        applied
-    })
-}
-
-/// The decompressor's side of the block channel.
-struct Blocks {
-    tx: std::sync::mpsc::SyncSender<Block>,
-    recycled: std::sync::mpsc::Receiver<Vec<u8>>,
-}
-
-impl Blocks {
-    /// An empty block of [`BLOCK_SIZE`] bytes, reused when the applier has given one back.
-    fn take(&self) -> Vec<u8> {
-        let mut block = self
-            .recycled
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(BLOCK_SIZE));
-        block.resize(BLOCK_SIZE, 0);
-        block
-    }
-}
-
-/// Decompresses `raw` into blocks, then reads `raw` to its verified end; the first error is
-/// also passed on to the applier.
-fn decompress(
-    compression: Compression,
-    raw: &mut ChannelReader<'_>,
-    blocks: Blocks,
-) -> anyhow::Result<()> {
-    let result = decompress_into(compression, raw, &blocks);
-    if let Err(err) = &result {
-        let _ = blocks.tx.send(Err(io::Error::other(format!("{err:#}"))));
-    }
-    result
-}
-
-fn decompress_into(
-    compression: Compression,
-    raw: &mut ChannelReader<'_>,
-    blocks: &Blocks,
-) -> anyhow::Result<()> {
-    let mut tar = decompressed(compression, &mut *raw)?;
-    loop {
-        let mut block = blocks.take();
-        let filled = fill(&mut tar, &mut block)?;
-        if filled == 0 {
-            break;
-        }
-        block.truncate(filled);
-        if blocks.tx.send(Ok(block)).is_err() {
-            // The applier stopped; its own error is the one reported.
-            return Ok(());
-        }
-    }
-    drop(tar);
-    io::copy(raw, &mut io::sink())?;
-    Ok(())
-}
-
-/// The uncompressed tar stream of a layer blob read from `raw`.
-pub(crate) fn decompressed<'a>(
-    compression: Compression,
-    raw: impl BufRead + 'a,
-) -> anyhow::Result<Box<dyn Read + 'a>> {
-    Ok(match compression {
-        Compression::None => Box::new(raw),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(raw)),
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::with_buffer(raw).context("cannot start zstd")?)
-        }
-    })
-}
-
-/// Fills `block` as far as the input goes; the count is short only at the end.
-pub(in crate::oci) fn fill(input: &mut dyn Read, block: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < block.len() {
-        match input.read(&mut block[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(filled)
-}
-
-/// The applier's side of the block channel; the end of the channel is the end of the tar.
-struct BlockReader {
-    rx: std::sync::mpsc::Receiver<Block>,
-    recycle: std::sync::mpsc::Sender<Vec<u8>>,
-    current: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for BlockReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.current.len() {
-            match self.rx.recv() {
-                Ok(block) => {
-                    let used = std::mem::replace(&mut self.current, block?);
-                    if used.capacity() > 0 {
-                        // The decompressor may be gone already; then the block is dropped.
-                        let _ = self.recycle.send(used);
-                    }
-                    self.pos = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len() - self.pos);
-        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
 }
 
 /// A blocking `Read` over one layer's chunks; errors unless the download ended cleanly, so

@@ -31,7 +31,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, Gid, Uid};
 
 use super::fsops;
-use crate::oci::pull::fill;
+use crate::oci::inflate::fill;
 
 /// Worker threads. Their work is mostly waiting for the file system, so more than the CPUs.
 pub(super) const WORKERS: usize = 4;
@@ -155,7 +155,10 @@ impl Pool {
             let thread = std::thread::Builder::new()
                 .name(format!("apply-{index}"))
                 .spawn(move || {
-                    lower_priority();
+                    // The inflater and the applier feed every writer: on a target that
+                    // never waits (tmpfs, a page cache) they are the critical path, and a
+                    // writer that waits for a disk uses little CPU and loses nothing.
+                    crate::oci::priority::shift_this_thread(WRITER_NICENESS);
                     for batch in rx {
                         if let Some(buffer) = shared.run(batch) {
                             // The pool may be gone already; then so is the need.
@@ -355,23 +358,6 @@ impl Shared {
             futimens(file, atime, mtime)?;
         }
         Ok(())
-    }
-}
-
-/// Lets the decompressor and the applier, which feed every writer, go first when the CPUs are
-/// busy: on a target that never waits (tmpfs, a page cache) they are the critical path. A
-/// writer that waits for a disk uses little CPU and loses nothing.
-fn lower_priority() {
-    // SAFETY: plain syscalls about this thread only, and errno read right after the one call
-    // whose -1 can be a value; failing leaves the priority as it was.
-    unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        *libc::__errno_location() = 0;
-        let current = libc::getpriority(libc::PRIO_PROCESS, tid);
-        if current == -1 && *libc::__errno_location() != 0 {
-            return;
-        }
-        libc::setpriority(libc::PRIO_PROCESS, tid, (current + WRITER_NICENESS).min(19));
     }
 }
 

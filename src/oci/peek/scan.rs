@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use crate::oci::apply::{
     read_member, refusal_or_read_error, CleanPath, ExtensionCap, Kind, Whiteout,
 };
-use crate::oci::pull::decompressed;
+use crate::oci::inflate::decompressed;
 use crate::oci::resolve::Compression;
 
 /// Largest os-release kept; a real one is well under 1 KiB.
