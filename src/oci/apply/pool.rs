@@ -43,6 +43,8 @@ const BUFFERS: usize = 8;
 const FILES_PER_BATCH: usize = 16;
 /// Batches waiting per worker, at most.
 const QUEUE: usize = 2;
+/// How much lower the writers' scheduling priority is (`nice`) than the applier's.
+const WRITER_NICENESS: libc::c_int = 5;
 
 /// Ownership, mode, extended attributes and times for a finished object.
 pub(super) struct Metadata {
@@ -311,22 +313,17 @@ impl Shared {
     fn run(&self, mut batch: Batch) -> Option<Vec<u8>> {
         let content = batch.content.take().unwrap_or_default();
         for job in std::mem::take(&mut batch.jobs) {
-            let failed = self.failed.load(Ordering::Acquire);
+            // A skipped job still drops its reference, so the descriptor closes.
+            if self.failed.load(Ordering::Acquire) {
+                continue;
+            }
             let (target, result) = match job {
                 Job::Write { target, start, end } => {
-                    let result = match failed {
-                        true => Ok(()),
-                        false => (&target.file)
-                            .write_all(&content[start..end])
-                            .context("writing file content"),
-                    };
-                    (target, result)
+                    let written = (&target.file).write_all(&content[start..end]);
+                    (target, written.context("writing file content"))
                 }
                 Job::Finish { target, meta } => {
-                    let result = match failed {
-                        true => Ok(()),
-                        false => self.set_metadata(&target.file, &target.name, &meta),
-                    };
+                    let result = self.set_metadata(&target.file, &target.name, &meta);
                     (target, result)
                 }
             };
@@ -360,6 +357,3 @@ impl Shared {
         Ok(())
     }
 }
-
-/// How much lower the writers' scheduling priority is (`nice`) than the applier's.
-const WRITER_NICENESS: libc::c_int = 5;
