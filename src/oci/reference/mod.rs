@@ -1,8 +1,8 @@
 //! Image references, parsed once and normalised the way Docker does it.
 
-use crate::error::OrderError;
 mod grammar;
 
+use crate::error::OrderError;
 use oci_client::Reference;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
