@@ -1042,3 +1042,58 @@ fn an_efi_entry_points_only_at_a_loader_the_esp_has() {
     assert_eq!(checked[0].loader, "\\EFI\\BOOT\\BOOTX64.EFI");
     assert_eq!(checked[1].loader, "\\EFI\\debian\\grubx64.efi");
 }
+
+/// Orders that cannot be planned: the webhook hears the refusal with the error line, then the
+/// ordered power action runs, and no disk is touched.
+#[test]
+fn refused_orders_are_reported_before_the_failure_action() {
+    let root = tempfile::tempdir().unwrap();
+    let host = RecordingHost::new(root.path());
+    let why = ocimetal::error::OrderError::new(
+        "root_device_hints",
+        "no disk matches serial=NOPE; fix the hints",
+    );
+    ocimetal::install::refuse(
+        &host,
+        &why.to_string(),
+        ocimetal::config::FailureAction::Poweroff,
+    );
+    let actions = host.actions();
+    assert_eq!(
+        actions,
+        vec![
+            Action::Event("ocimetal".into(), "finish".into(), Some("FAIL".into())),
+            Action::Power("poweroff.target".into()),
+        ]
+    );
+    let events = host.events.lock().unwrap();
+    assert_eq!(events[0]["error"], why.to_string());
+    assert!(events[0]["description"]
+        .as_str()
+        .unwrap()
+        .starts_with("nothing touched: invalid order root_device_hints: "));
+
+    let stay = RecordingHost::new(root.path());
+    ocimetal::install::refuse(
+        &stay,
+        &why.to_string(),
+        ocimetal::config::FailureAction::Stay,
+    );
+    assert!(!stay.actions().iter().any(|a| matches!(a, Action::Power(_))));
+}
+
+/// A dry run reports the whole plan, the same JSON that `ocimetal plan --json` prints.
+#[test]
+fn a_dry_run_reports_its_plan() {
+    let registry = TestRegistry::start();
+    let plan = raid_plan("lab.invalid/debian:13", &registry, "ocimetal.dry_run");
+    let root = tempfile::tempdir().unwrap();
+    let host = RecordingHost::new(root.path());
+    ocimetal::install::report_dry_run(&host, &plan).unwrap();
+    assert!(!touched_a_disk(&host.actions()));
+    let events = host.events.lock().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["result"], "SUCCESS");
+    assert_eq!(events[0]["plan"], serde_json::to_value(&plan).unwrap());
+    assert_eq!(events[0]["plan"]["raid"], true);
+}

@@ -218,10 +218,50 @@ pub fn debug_requested() -> bool {
     cmdline::read().is_ok_and(|line| cmdline::flag(&line, cmdline::Key::Debug))
 }
 
+/// Orders that cannot be read or merged (but not the absence of orders): the webhook and the
+/// failure action named on the kernel command line (`cmdline`, else /proc/cmdline), the one
+/// source that is parsed on its own, still apply. Nothing was touched.
+fn report_unreadable(cmdline: Option<&str>, err: &anyhow::Error) {
+    if err.downcast_ref::<crate::error::NoOrders>().is_some() {
+        return;
+    }
+    let text = match cmdline {
+        Some(text) => text.to_string(),
+        None => match crate::host::cmdline::read() {
+            Ok(text) => text,
+            Err(_) => return,
+        },
+    };
+    let Ok(orders) = config::cmdline::parse(&text) else {
+        return;
+    };
+    let Some(url) = &orders.report_url else {
+        return;
+    };
+    let auth = orders
+        .report_auth
+        .as_ref()
+        .map(|a| String::from_utf8_lossy(a.expose()).into_owned());
+    match crate::host::System::reporting_to(url, auth) {
+        Ok(host) => crate::install::refuse(
+            &host,
+            &format!("{err:#}"),
+            orders.on_failure.unwrap_or_default(),
+        ),
+        Err(report) => tracing::warn!("cannot report to the webhook: {report:#}"),
+    }
+}
+
 /// `ocimetal install`: decide, log the plan, then execute it (or only print it on `dry_run`).
 pub fn run_install(args: &InstallArgs) -> anyhow::Result<()> {
     crate::host::systemd::notify_status("reading orders", false);
-    let inputs = gather_inputs(&args.sources)?;
+    let inputs = match gather_inputs(&args.sources) {
+        Ok(inputs) => inputs,
+        Err(err) => {
+            report_unreadable(args.sources.cmdline.as_deref(), &err);
+            return Err(err);
+        }
+    };
     let host = match &inputs.orders.report_url {
         Some(url) => {
             let auth = inputs
@@ -250,6 +290,7 @@ pub fn run_install(args: &InstallArgs) -> anyhow::Result<()> {
                     }
                 }
             }
+            crate::install::refuse(&host, &err.to_string(), orders.on_failure);
             return Err(err.into());
         }
     };
@@ -260,6 +301,7 @@ pub fn run_install(args: &InstallArgs) -> anyhow::Result<()> {
     if decision.orders.dry_run {
         // One machine-readable line for harnesses reading the console.
         println!("ocimetal-plan: {}", serde_json::to_string(&decision.plan)?);
+        crate::install::report_dry_run(&host, &decision.plan)?;
         host.notify("dry run: plan printed, nothing touched", true);
         return Ok(());
     }
@@ -268,4 +310,44 @@ pub fn run_install(args: &InstallArgs) -> anyhow::Result<()> {
         &host,
         std::path::Path::new(crate::install::TARGET_ROOT),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::report::test_webhook::receiver;
+
+    /// Orders that cannot be read reach the webhook named on the command line, with its
+    /// authorization; the absence of orders and a command line without a webhook report nothing.
+    #[test]
+    fn unreadable_orders_are_reported_to_the_command_lines_webhook() {
+        let (url, received) = receiver(0);
+        let url = url.replace("user:pw@", "");
+        report_unreadable(
+            Some(&format!("ocimetal.report_url={url}")),
+            &crate::error::NoOrders.into(),
+        );
+        report_unreadable(
+            Some("ocimetal.image=debian:13"),
+            &OrderError::new("meta_data.oci_image", "bad").into(),
+        );
+        let why = anyhow::Error::from(OrderError::new(
+            "meta_data.disk_wipe_mode",
+            "\"some\" is not a wipe mode; use all or target",
+        ));
+        report_unreadable(
+            Some(&format!(
+                "console=ttyS0 ocimetal.report_url={url} ocimetal.report_auth=Bearer-t0ken"
+            )),
+            &why,
+        );
+        let (auth, event) = received
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(auth, "Bearer-t0ken");
+        assert_eq!(event["name"], "ocimetal");
+        assert_eq!(event["result"], "FAIL");
+        assert_eq!(event["error"], format!("{why:#}"));
+        assert!(received.try_recv().is_err(), "one event only");
+    }
 }

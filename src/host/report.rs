@@ -243,15 +243,16 @@ fn shown(url: &reqwest::Url) -> String {
     url.to_string()
 }
 
+/// A webhook for tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub mod test_webhook {
+    use serde_json::Value;
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
 
     /// Accepts POSTs on 127.0.0.1, answering the first `fail_first` with 503; returns the URL
     /// and a receiver of (authorization header, body).
-    fn receiver(fail_first: usize) -> (String, std::sync::mpsc::Receiver<(String, Value)>) {
+    pub fn receiver(fail_first: usize) -> (String, std::sync::mpsc::Receiver<(String, Value)>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!(
             "http://user:pw@{}/events?token=x",
@@ -287,6 +288,13 @@ mod tests {
         });
         (url, rx)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_webhook::receiver;
+    use super::*;
+    use std::net::TcpListener;
 
     #[test]
     fn events_arrive_in_order_with_their_fields_after_retries() {

@@ -44,22 +44,55 @@ pub fn execute(plan: &Plan, host: &dyn Host, root: &Path) -> anyhow::Result<()> 
     let mut phases = Phases::default();
     let result = run_steps(plan, host, root, &mut phases);
     if let Err(err) = &result {
-        host.report(&failure_event(err, &phases));
-        host.flush_reports(REPORT_FLUSH);
-        let unit = match plan.on_failure {
-            FailureAction::Stay => None,
-            FailureAction::Poweroff => Some("poweroff.target"),
-            FailureAction::Reboot => Some("reboot.target"),
-        };
-        if let Some(unit) = unit {
-            tracing::error!("the install failed: {err:#}");
-            tracing::info!("ocimetal.on_failure: {unit}");
-            if let Err(power) = host.start_power_unit(unit) {
-                tracing::warn!("{power:#}");
-            }
-        }
+        end_failed(host, &failure_event(err, &phases), plan.on_failure);
     }
     result
+}
+
+/// The orders cannot be read or planned on this machine (`why`, one line): nothing was
+/// touched, the webhook hears why (the final `ocimetal` event, `FAIL`, with the `error`
+/// line), and `on_failure` applies as after a failed step, so that an operator who watches
+/// only the webhook or the power state learns it too.
+pub fn refuse(host: &dyn Host, why: &str, on_failure: FailureAction) {
+    let event = Event::finish("ocimetal", Outcome::Fail, format!("nothing touched: {why}"))
+        .with("error", why.into());
+    end_failed(host, &event, on_failure);
+}
+
+/// A dry run: the webhook hears the plan in the final `ocimetal` event (`SUCCESS`, field
+/// `plan`), which, unlike the console, a program can read whole.
+pub fn report_dry_run(host: &dyn Host, plan: &Plan) -> anyhow::Result<()> {
+    let event = Event::finish(
+        "ocimetal",
+        Outcome::Success,
+        format!(
+            "dry run: would install {} on {}; nothing touched",
+            plan.image,
+            plan.disks.join(" + ")
+        ),
+    )
+    .with("plan", serde_json::to_value(plan)?);
+    host.report(&event);
+    host.flush_reports(REPORT_FLUSH);
+    Ok(())
+}
+
+/// Reports a failure's final event, waits for its delivery, then does what `on_failure` says.
+fn end_failed(host: &dyn Host, event: &Event, on_failure: FailureAction) {
+    host.report(event);
+    host.flush_reports(REPORT_FLUSH);
+    let unit = match on_failure {
+        FailureAction::Stay => None,
+        FailureAction::Poweroff => Some("poweroff.target"),
+        FailureAction::Reboot => Some("reboot.target"),
+    };
+    if let Some(unit) = unit {
+        tracing::error!("ocimetal failed: {}", event.description);
+        tracing::info!("ocimetal.on_failure: {unit}");
+        if let Err(power) = host.start_power_unit(unit) {
+            tracing::warn!("{power:#}");
+        }
+    }
 }
 
 /// When the orders cannot be planned on today's disks (a RAID1 member died, the hints no
