@@ -115,7 +115,7 @@ class Webhook(_Served):
 
     def __init__(self):
         self.events = {}
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         webhook = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -128,6 +128,7 @@ class Webhook(_Served):
                     event = {"unparsable": body[:200].decode(errors="replace")}
                 with webhook.lock:
                     webhook.events.setdefault(self.path, []).append(event)
+                    webhook.lock.notify_all()
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -141,6 +142,14 @@ class Webhook(_Served):
         """The events posted to `path` so far, in order."""
         with self.lock:
             return list(self.events.get(path, []))
+
+    def wait_for(self, path, predicate, timeout):
+        """Waits until `predicate` holds for the events posted to `path`; returns them, or
+        None after `timeout` seconds."""
+        with self.lock:
+            if self.lock.wait_for(lambda: predicate(self.events.get(path, [])), timeout):
+                return list(self.events.get(path, []))
+            return None
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -13,8 +13,8 @@ import subprocess
 
 from . import assets, checks
 # scenarios.py imports this module after defining these.
-from .scenarios import (PLAN_LINE, PLAN_TIMEOUT, SERVICE_STARTED, ScenarioFailed,
-                        _await_install, _check_boot, _check_events, _disk_pair)
+from .scenarios import (SERVICE_STARTED, ScenarioFailed, _await_install, _check_boot,
+                        _check_events, _disk_pair, dry_run_plan)
 from .vm import GUEST_MAC, OVMF_CODE, Guest, fresh_vars
 
 # OVMF with Secure Boot enforced and Microsoft's keys enrolled (shim is signed by their CA).
@@ -24,6 +24,8 @@ SECBOOT_VARS = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 BOOT_TIMEOUT = 420
 NODE_UUID = "5a2c7e4e-0000-4000-8000-00000000e2e9"
 HOSTNAME = "e2e-liveiso"
+# Where the dry runs of the one customized ISO report their plans.
+DRY_RUN_REPORTS = "liveiso-dry-run"
 
 
 def _binary(ctx):
@@ -44,6 +46,7 @@ def _customize(ctx, workdir, name="liveiso", configdrive=None, node=None, kargs=
         json.dump(node or {"uuid": NODE_UUID, "instance_info": {}}, f)
     kargs = kargs or ("systemd.show_status=1 ocimetal.dry_run "
                       f"ocimetal.insecure_registry={ctx.registry_host} "
+                      f"ocimetal.report_url={ctx.report_url(DRY_RUN_REPORTS)} "
                       'ocimetal.root_device_hints="serial=DISK1SERIAL DISK2SERIAL"')
     out = os.path.join(workdir, f"{name}.iso")
     subprocess.run([_binary(ctx), "iso", "customize", "--configdrive", drive, "--node", node_path,
@@ -80,15 +83,14 @@ def _boot_and_plan(ctx, label, workdir, iso, as_stick, secure_boot=False):
         guest.args += ["-device", "qemu-xhci,id=xhci",
                        "-drive", f"if=none,id=stick,file={stick},format=raw",
                        "-device", "usb-storage,bus=xhci.0,drive=stick"]
+    seen = len(ctx.events(DRY_RUN_REPORTS))
     with guest:
         with ctx.phase(f"{label}:boot"):
             _, index = guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
-        with ctx.phase(f"{label}:plan"):
-            match, _ = guest.wait_for(PLAN_LINE, PLAN_TIMEOUT, start=index)
+        plan = dry_run_plan(ctx, label, guest, index, DRY_RUN_REPORTS, seen)
         command_line = [m.string for m in guest.lines_matching(r"Command line: ")]
         carried = [m.string for m in guest.lines_matching(r"orders carried by the installer medium: ")]
         secure = guest.lines_matching(r"secureboot: Secure boot enabled")
-    plan = json.loads(match.group(1))
     print(f"    {label}: {(command_line or ['no command line'])[0].strip()[:300]}", flush=True)
     print(f"    {label}: {(carried or ['no carried orders'])[0].strip()[:200]}", flush=True)
     print(f"    {label} plan: disks={plan.get('disks')} raid={plan.get('raid')} "

@@ -12,7 +12,7 @@ import subprocess
 
 from . import assets
 # scenarios.py imports this module after defining these.
-from .scenarios import PLAN_LINE, PLAN_TIMEOUT, SERVICE_STARTED, ScenarioFailed
+from .scenarios import PLAN_TIMEOUT, SERVICE_STARTED, ScenarioFailed, dry_run_plan
 from .liveiso import BOOT_TIMEOUT, _binary
 from .vm import GUEST_MAC, Guest, fresh_vars
 
@@ -20,6 +20,8 @@ NODE_UUID = "5a2c7e4e-0000-4000-8000-00000000e2eb"
 HOSTNAME = "e2e-orders-url"
 # A machine nobody has written orders for.
 STRANGER_MAC = "52:54:00:12:34:99"
+# Where the dry runs of the shared ISOs report their plans.
+DRY_RUN_REPORTS = "orders-url-dry-run"
 
 
 def _shared_iso(ctx, workdir, order, name="shared.iso"):
@@ -27,15 +29,16 @@ def _shared_iso(ctx, workdir, order, name="shared.iso"):
     source = ctx.kernel[:-len(".vmlinuz")] + ".iso"
     out = os.path.join(workdir, name)
     kargs = (f"systemd.show_status=1 ocimetal.dry_run ocimetal.insecure_registry={ctx.registry_host} "
-             f"{order}")
+             f"ocimetal.report_url={ctx.report_url(DRY_RUN_REPORTS)} {order}")
     subprocess.run([_binary(ctx), "iso", "customize", "--kargs", kargs, "--force", "-o", out,
                     source], check=True)
     return out
 
 
-def _boot(ctx, label, workdir, iso, mac, wanted):
+def _boot(ctx, label, workdir, iso, mac, wanted=None):
     """Boots the shared ISO on a machine with `mac` as its first NIC until a console line
-    matches `wanted`; returns the match and the disk images."""
+    matches `wanted`, or by default until the dry run's plan is reported; returns the match
+    or the plan, and the disk images."""
     disks = [assets.blank_disk(os.path.join(workdir, f"{label}-disk1.qcow2")),
              assets.blank_disk(os.path.join(workdir, f"{label}-disk2.qcow2"))]
     before = os.path.join(workdir, f"{label}-disk1-before.qcow2")
@@ -44,16 +47,20 @@ def _boot(ctx, label, workdir, iso, mac, wanted):
     guest = Guest(label, os.path.join(workdir, f"{label}.console.log"), vars_path, disks,
                   cdroms=(iso,))
     guest.args = [arg.replace(f"mac={GUEST_MAC}", f"mac={mac}") for arg in guest.args]
+    seen = len(ctx.events(DRY_RUN_REPORTS))
     with guest:
         with ctx.phase(f"{label}:boot"):
             _, index = guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
-        with ctx.phase(f"{label}:orders"):
-            match, _ = guest.wait_for(wanted, PLAN_TIMEOUT, start=index,
-                                      fail_on_failure_tag=False)
+        if wanted is None:
+            found = dry_run_plan(ctx, label, guest, index, DRY_RUN_REPORTS, seen)
+        else:
+            with ctx.phase(f"{label}:orders"):
+                found, _ = guest.wait_for(wanted, PLAN_TIMEOUT, start=index,
+                                          fail_on_failure_tag=False)
         fetched = [m.string.strip() for m in guest.lines_matching(r"node document|ocimetal\.node")]
     for line in fetched[:4]:
         print(f"    {label}: {line[:240]}", flush=True)
-    return match, disks, before
+    return found, disks, before
 
 
 def orders_url(ctx):
@@ -75,8 +82,7 @@ def orders_url(ctx):
     url = f"http://10.0.2.2:{ctx.files.port}/orders-url/{{mac}}.json"
     iso = _shared_iso(ctx, workdir, f"ocimetal.node={url}")
 
-    match, _, _ = _boot(ctx, "orders-url-known", workdir, iso, GUEST_MAC, PLAN_LINE)
-    plan = json.loads(match.group(1))
+    plan, _, _ = _boot(ctx, "orders-url-known", workdir, iso, GUEST_MAC)
     print(f"    orders-url-known plan: disks={plan.get('disks')} image={plan.get('image')} "
           f"({plan.get('image_source')}) hostname={plan.get('hostname')} "
           f"instance_id={plan.get('instance_id')} ({plan.get('instance_id_source')})", flush=True)
@@ -119,8 +125,7 @@ def _configdrive_url(ctx, workdir, served):
     base = f"http://10.0.2.2:{ctx.files.port}/orders-url"
     iso = _shared_iso(ctx, workdir, f"ocimetal.configdrive_url={base}/cd/{{mac}}.json "
                                     f"ocimetal.user_data_url={base}/ud/{{mac}}", "shared-cd.iso")
-    match, _, _ = _boot(ctx, "orders-url-configdrive", workdir, iso, GUEST_MAC, PLAN_LINE)
-    plan = json.loads(match.group(1))
+    plan, _, _ = _boot(ctx, "orders-url-configdrive", workdir, iso, GUEST_MAC)
     print(f"    orders-url-configdrive plan: disks={plan.get('disks')} image={plan.get('image')} "
           f"({plan.get('image_source')}) hostname={plan.get('hostname')} configdrive="
           f"{plan.get('configdrive')} ({plan.get('configdrive_source')}) user_data "
@@ -138,7 +143,9 @@ def _configdrive_url(ctx, workdir, served):
         problems.append(f"user_data from {plan.get('user_data_source')}")
     console = open(os.path.join(workdir, "orders-url-configdrive.console.log"),
                    errors="replace").read()
-    if "e2e-user-data-secret" in console or "e2e-user-data-secret" in match.group(0):
+    if "e2e-user-data-secret" in console:
         problems.append("the user_data reached the console")
+    if "e2e-user-data-secret" in json.dumps(ctx.events(DRY_RUN_REPORTS)):
+        problems.append("the user_data reached the webhook")
     if problems:
         raise ScenarioFailed("orders-url-configdrive: " + "; ".join(problems))

@@ -15,6 +15,8 @@ from .vm import GUEST_MAC, Guest, GuestError, fresh_vars
 BOOT_TIMEOUT = 300
 PLAN_TIMEOUT = 300
 INSTALL_TIMEOUT = 45 * 60
+# A dry run's final event follows its console line within the reporter's flush bound.
+REPORT_TIMEOUT = 30
 CHECK_TIMEOUT = 20 * 60
 REENTRY_TIMEOUT = 15 * 60
 
@@ -107,18 +109,45 @@ class Context:
                      boot_disk=boot_disk)
 
 
+def dry_run_plan(ctx, label, guest, index, report_label, seen=0):
+    """The plan of a dry run in `guest` booted with `ocimetal.report_url` for `report_label`:
+    the console's `ocimetal-plan:` line marks its end, and the final event at the webhook
+    carries it whole (a serial console may mix other writers' text into a line of several
+    KiB). The console line, where it parses, must say the same. `seen`: events of that report
+    path from earlier boots."""
+    with ctx.phase(f"{label}:plan"):
+        match, _ = guest.wait_for(PLAN_LINE, PLAN_TIMEOUT, start=index)
+        events = ctx.webhook.wait_for(
+            f"/{report_label}-{ctx.release}",
+            lambda evs: any("plan" in event for event in evs[seen:]), REPORT_TIMEOUT)
+    if events is None:
+        raise ScenarioFailed(f"{label}: no event with the plan reached the webhook within "
+                             f"{REPORT_TIMEOUT} s of the console's plan line")
+    reported = [event for event in events[seen:] if "plan" in event]
+    if len(reported) != 1 or any(event.get("name") != "ocimetal" or
+                                 event.get("result") != "SUCCESS" for event in reported):
+        raise ScenarioFailed(f"{label}: expected one final SUCCESS event with the plan, got "
+                             f"{[(e.get('name'), e.get('result')) for e in reported]}")
+    plan = reported[0]["plan"]
+    try:
+        console = json.loads(match.group(1))
+    except json.JSONDecodeError as err:
+        print(f"    {label}: the console's plan line arrived damaged ({err}); the reported "
+              "plan stands", flush=True)
+    else:
+        if console != plan:
+            raise ScenarioFailed(f"{label}: the console's plan differs from the reported one")
+    return plan
+
+
 def _plan_run(ctx, label, workdir, append, cdroms, expect_disks, expect_raid):
     disks = [assets.blank_disk(os.path.join(workdir, f"{label}-disk1.qcow2")),
              assets.blank_disk(os.path.join(workdir, f"{label}-disk2.qcow2"))]
+    append = f"{append} ocimetal.report_url={ctx.report_url(label)}"
     with ctx.ramdisk_guest(label, workdir, disks, append, cdroms) as guest:
         with ctx.phase(f"{label}:boot"):
             _, index = guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
-        with ctx.phase(f"{label}:plan"):
-            match, _ = guest.wait_for(PLAN_LINE, PLAN_TIMEOUT, start=index)
-    try:
-        plan = json.loads(match.group(1))
-    except json.JSONDecodeError as err:
-        raise ScenarioFailed(f"{label}: the plan line is not JSON ({err}): {match.group(1)[:300]}")
+        plan = dry_run_plan(ctx, label, guest, index, label)
     print(f"    {label} plan: disks={plan.get('disks')} raid={plan.get('raid')} "
           f"image={plan.get('image')} wipe_mode={plan.get('wipe_mode')}", flush=True)
     missing = [k for k in ("image", "platform", "disks", "raid", "wipe_mode", "wipe", "steps") if k not in plan]
@@ -129,8 +158,38 @@ def _plan_run(ctx, label, workdir, append, cdroms, expect_disks, expect_raid):
                              f"expected {expect_disks} raid {expect_raid}")
 
 
+def _refused(ctx, workdir):
+    """Orders whose hints match no disk, with `ocimetal.on_failure=poweroff`: the final
+    event says why and names the field, the machine powers off, and no disk changed."""
+    label = "plan-refused"
+    disks = [assets.blank_disk(os.path.join(workdir, f"{label}-disk1.qcow2"))]
+    before = os.path.join(workdir, f"{label}-disk1-before.qcow2")
+    shutil.copyfile(disks[0], before)
+    append = ctx.cmdline(f"ocimetal.image={ctx.debian()}",
+                         'ocimetal.root_device_hints="serial=NO-SUCH-DISK"',
+                         "ocimetal.on_failure=poweroff",
+                         f"ocimetal.report_url={ctx.report_url(label)}")
+    with ctx.ramdisk_guest(label, workdir, disks, append) as guest:
+        with ctx.phase(f"{label}:boot"):
+            guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+        with ctx.phase(f"{label}:refusal"):
+            guest.wait_exit(PLAN_TIMEOUT, fail_on_failure_tag=False)
+    events = ctx.events(label)
+    print(f"    {label}: {[(e.get('name'), e.get('result'), e.get('error')) for e in events]}",
+          flush=True)
+    if len(events) != 1 or events[0].get("result") != "FAIL" or \
+            "root_device_hints" not in events[0].get("error", ""):
+        raise ScenarioFailed(f"{label}: expected one FAIL event naming root_device_hints, got "
+                             f"{events}")
+    compare = subprocess.run(["qemu-img", "compare", before, disks[0]], capture_output=True,
+                             text=True)
+    if compare.returncode != 0:
+        raise ScenarioFailed(f"{label}: the disk changed: {compare.stdout.strip()}")
+
+
 def plan(ctx):
-    """Dry runs on the live machine: hints from config-2 (RAID1), then from the cmdline."""
+    """Dry runs on the live machine: hints from config-2 (RAID1), then from the cmdline; then
+    orders that cannot be planned, refused with nothing touched."""
     workdir = ctx.workdir("plan")
     meta = {"uuid": "5a2c7e4e-0000-4000-8000-00000000e2e1", "name": "plan-a", "hostname": "plan-a",
             "metal3-name": "plan-a", "oci_image": ctx.debian(),
@@ -142,6 +201,7 @@ def plan(ctx):
               ctx.cmdline("ocimetal.dry_run", f"ocimetal.image={ctx.debian()}",
                           'ocimetal.root_device_hints="wwn=0x5000c500a1b2c3d4"'),
               [], ["/dev/sda"], False)
+    _refused(ctx, workdir)
 
 
 def _install(ctx, label, workdir, disks, append, cdroms=(), netdev=None, webhook_host=None):
