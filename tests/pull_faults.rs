@@ -6,7 +6,7 @@ mod peak;
 #[path = "support/registry.rs"]
 mod registry;
 
-use ocimetal::oci::peek::{read_os_release, OsReleasePeek, PeekLimits};
+use ocimetal::oci::peek::{look_into, read_os_release, OsReleasePeek, PeekLimits};
 use ocimetal::oci::{
     pull_into_sink, pull_when_ready, resolve, PullError, PullOptions, RequestTimeLimits,
     RetryPolicy,
@@ -572,6 +572,62 @@ async fn a_tampered_layer_fails_the_look_before_the_wipe() {
             "{msg}"
         );
     }
+}
+
+/// The layers the look read to their verified end are applied from memory: the pull does not
+/// ask the registry for them again, so that a registry serving them tampered by then changes
+/// nothing; a keep limit below a layer's size keeps none of that layer.
+#[tokio::test]
+async fn layers_the_look_verified_are_not_downloaded_again() {
+    let (registry, layers) = registry_with_image().await;
+    let (big, small) = (layers[0].digest(), layers[1].digest());
+    let clean = Proxy::start(registry.addr, "none".into(), Fault::ALWAYS_503).await;
+    let opts = fast_retries(vec![clean.host()]);
+    let image = format!("{}/test/faults:1", clean.host());
+    let clean_image = resolve(&image, &opts).await.unwrap();
+    let all = PeekLimits {
+        keep: u64::MAX,
+        ..PeekLimits::default()
+    };
+    let peek = look_into(&clean_image, &all).await.unwrap();
+    assert_eq!(peek.os_release, OsReleasePeek::Absent);
+    let kept: Vec<_> = peek.kept.iter().map(|b| b.digest().to_string()).collect();
+    assert_eq!(kept, [small.clone(), big.clone()], "topmost first");
+
+    let tampering = Proxy::start(registry.addr, big.clone(), Fault::Corrupt).await;
+    let image = format!("{}/test/faults:1", tampering.host());
+    let plain = fast_retries(vec![tampering.host()]);
+    let reusing = PullOptions {
+        verified_blobs: peek.kept,
+        ..plain.clone()
+    };
+    let resolved = resolve(&image, &reusing).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let sink = Box::new(UnpackSink {
+        root: root.path().to_path_buf(),
+    });
+    let report = pull_into_sink(&resolved, &reusing, sink).await.unwrap();
+    assert_big_pulled(&root);
+    assert_eq!(
+        report.reused_bytes,
+        (layers[0].blob.len() + layers[1].blob.len()) as u64
+    );
+    assert_eq!(report.downloaded_bytes, 0);
+    assert!(
+        tampering.seen(&big).is_empty(),
+        "the big layer was asked for"
+    );
+    // The same pull without the kept layers meets the tampering.
+    let (result, _root) = pull_via(&tampering, &plain).await;
+    assert!(format!("{:#}", result.unwrap_err()).contains("digest mismatch"));
+
+    let some = PeekLimits {
+        keep: layers[0].blob.len() as u64 - 1,
+        ..PeekLimits::default()
+    };
+    let peek = look_into(&clean_image, &some).await.unwrap();
+    let kept: Vec<_> = peek.kept.iter().map(|b| b.digest().to_string()).collect();
+    assert_eq!(kept, [small], "the big layer does not fit what is left");
 }
 
 #[tokio::test]

@@ -7,8 +7,8 @@ use super::phases::Flow;
 use crate::error::OrderError;
 use crate::host::systemd::notify_status;
 use crate::host::{sysfs, Host};
-use crate::oci::peek::{read_os_release, OsReleasePeek, PeekLimits};
-use crate::oci::{ImageRef, ProgressObserver, PullOptions, ResolvedImage};
+use crate::oci::peek::{look_into, OsReleasePeek, PeekLimits};
+use crate::oci::{ImageRef, ProgressObserver, PullOptions, ResolvedImage, VerifiedBlob};
 use crate::plan::system::packages::{installable, no_os_release, OsRelease};
 use crate::plan::{Pull, Validate};
 use anyhow::Context as _;
@@ -23,7 +23,7 @@ pub fn validate(ctx: &mut Context<'_>, step: &Validate) -> anyhow::Result<Flow> 
         .runtime
         .block_on(crate::oci::resolve_image(&step.image, &options))?;
     tracing::info!("image {} is {}", step.image, resolved.manifest_digest);
-    let flow = check_distribution(ctx, &step.image, &resolved)?;
+    let (flow, verified_blobs) = check_distribution(ctx, &step.image, &resolved)?;
     // Layers download while the disks are prepared; they are applied once the root
     // filesystem is mounted. A failed install drops `target_ready`, which ends the pull.
     let (target_ready, target) = std::sync::mpsc::channel();
@@ -35,6 +35,7 @@ pub fn validate(ctx: &mut Context<'_>, step: &Validate) -> anyhow::Result<Flow> 
             progress: Some(ProgressObserver(std::sync::Arc::new(|done, total| {
                 notify_status(&pull_status(done, total), true)
             }))),
+            verified_blobs,
             ..options
         };
         async move { crate::oci::pull_when_ready(&resolved, &options, target).await }
@@ -46,15 +47,21 @@ pub fn validate(ctx: &mut Context<'_>, step: &Validate) -> anyhow::Result<Flow> 
 
 /// Reads the image's os-release from its top layers (within [`PeekLimits`]) and refuses,
 /// before anything is wiped, an image that [`installable`] refuses or that has none: the same
-/// rule and words as the packages step after the pull.
+/// rule and words as the packages step after the pull. Gives the layers it read, verified,
+/// for the pull to apply without downloading them again, within a quarter of the memory
+/// available.
 fn check_distribution(
     ctx: &Context<'_>,
     image: &ImageRef,
     resolved: &ResolvedImage,
-) -> anyhow::Result<Flow> {
+) -> anyhow::Result<(Flow, Vec<VerifiedBlob>)> {
+    let limits = PeekLimits {
+        keep: available_memory() as u64 / 4,
+        ..PeekLimits::default()
+    };
     let peek = ctx
         .runtime
-        .block_on(read_os_release(resolved, &PeekLimits::default()))
+        .block_on(look_into(resolved, &limits))
         .map_err(|err| {
             anyhow::anyhow!(
                 "{image}: reading its distribution from its layers failed: {err:#}; nothing \
@@ -71,7 +78,14 @@ fn check_distribution(
         )
         .into()
     };
-    match peek {
+    let kept = peek.kept;
+    if !kept.is_empty() {
+        tracing::info!(
+            "kept {} MiB of verified layers in memory for the pull",
+            kept.iter().map(|b| b.size()).sum::<u64>() >> 20
+        );
+    }
+    let flow = match peek.os_release {
         OsReleasePeek::Found(text) => {
             let os = OsRelease::parse(&text);
             installable(&os).map_err(refuse)?;
@@ -91,7 +105,8 @@ fn check_distribution(
             tracing::warn!("{warning}");
             Ok(Flow::Warned(warning))
         }
-    }
+    }?;
+    Ok((flow, kept))
 }
 
 /// Hands the mounted root to the pull started by validate and waits for it.
@@ -108,10 +123,11 @@ pub fn apply(ctx: &mut Context<'_>, _step: &Pull) -> anyhow::Result<()> {
         .block_on(pull.task)
         .context("the pull task failed")??;
     tracing::info!(
-        "pull: {} layers, {} MiB downloaded, {} entries, {} MiB written in {:.1} s \
-         (downloads started with the disk preparation)",
+        "pull: {} layers, {} MiB downloaded, {} MiB kept from validate, {} entries, {} MiB \
+         written in {:.1} s (downloads started with the disk preparation)",
         report.layers.len(),
         report.downloaded_bytes >> 20,
+        report.reused_bytes >> 20,
         report.layers.iter().map(|l| l.entries).sum::<u64>(),
         report.layers.iter().map(|l| l.bytes).sum::<u64>() >> 20,
         report.elapsed.as_secs_f64()

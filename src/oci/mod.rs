@@ -2,8 +2,8 @@
 //!
 //! [`resolve`] checks an image (reference, manifest, platform) without downloading layers;
 //! [`peek`] reads which os-release its topmost layers give, within limits, without applying
-//! anything; [`pull_into`] then streams, verifies, decompresses and applies the layers in
-//! order.
+//! anything (and keeps the layers it read for the pull, within a memory limit);
+//! [`pull_into`] then streams, verifies, decompresses and applies the layers in order.
 
 pub mod apply;
 mod as_text;
@@ -13,6 +13,7 @@ mod download;
 mod endpoint;
 mod http;
 mod inflate;
+mod kept;
 pub mod peek;
 mod pipe;
 pub mod platform;
@@ -28,6 +29,7 @@ mod token;
 pub mod verify;
 
 pub use http::RequestTimeLimits;
+pub use kept::VerifiedBlob;
 pub use platform::Platform;
 pub use pull::{pull_into, pull_into_sink, pull_when_ready, LayerSink, PullReport};
 pub use pull_error::PullError;
@@ -110,6 +112,9 @@ pub struct PullOptions {
     pub progress: Option<ProgressObserver>,
     /// Time limits of manifest and token requests.
     pub time_limits: RequestTimeLimits,
+    /// Layers already downloaded and verified (by [`peek`]): applied from memory instead of
+    /// downloaded again.
+    pub verified_blobs: Vec<VerifiedBlob>,
 }
 
 impl Default for PullOptions {
@@ -126,6 +131,7 @@ impl Default for PullOptions {
             layer_buffer: DEFAULT_LAYER_BUFFER,
             progress: None,
             time_limits: RequestTimeLimits::default(),
+            verified_blobs: Vec::new(),
         }
     }
 }

@@ -17,6 +17,7 @@ use super::resolve::{LayerDesc, ResolvedImage};
 use super::PullOptions;
 use anyhow::Context;
 use bytes::Bytes;
+use futures_util::future::Either;
 use futures_util::StreamExt;
 use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
@@ -43,6 +44,10 @@ pub struct PullReport {
     pub layers: Vec<LayerStats>,
     /// Compressed bytes downloaded (resumed ranges counted once).
     pub downloaded_bytes: u64,
+    /// Compressed bytes applied from [`PullOptions::verified_blobs`] instead.
+    ///
+    /// [`PullOptions::verified_blobs`]: super::PullOptions::verified_blobs
+    pub reused_bytes: u64,
     /// Wall time of download and application.
     pub elapsed: Duration,
 }
@@ -130,17 +135,32 @@ async fn pull_with(
         .zip(senders)
         .enumerate()
         .map(|(index, (layer, tx))| {
-            LayerDownload {
-                registry,
-                endpoints,
-                layer,
-                index,
-                progress: Arc::clone(&progress),
-                abort: Arc::clone(&abort),
+            let progress = Arc::clone(&progress);
+            match opts
+                .verified_blobs
+                .iter()
+                .find(|b| b.digest() == layer.digest)
+            {
+                Some(blob) => Either::Left(blob.clone().feed(tx, progress, index)),
+                None => Either::Right(
+                    LayerDownload {
+                        registry,
+                        endpoints,
+                        layer,
+                        index,
+                        progress,
+                        abort: Arc::clone(&abort),
+                    }
+                    .run(tx),
+                ),
             }
-            .run(tx)
         })
         .collect();
+    let reused_bytes: u64 = layers
+        .iter()
+        .filter_map(|l| opts.verified_blobs.iter().find(|b| b.digest() == l.digest))
+        .map(|b| b.size())
+        .sum();
     let downloads: Vec<Result<(), PullError>> = futures_util::stream::iter(tasks)
         .buffered(opts.parallel_downloads.max(1))
         .collect()
@@ -163,7 +183,8 @@ async fn pull_with(
         ))),
         (Ok(stats), None) => Ok(PullReport {
             layers: stats,
-            downloaded_bytes: progress.downloaded(),
+            downloaded_bytes: progress.downloaded().saturating_sub(reused_bytes),
+            reused_bytes,
             elapsed: started.elapsed(),
         }),
     }
@@ -266,6 +287,9 @@ pub(crate) struct ChannelReader<'a> {
     _room: Option<OwnedSemaphorePermit>,
     ended: bool,
     abort: &'a Abort,
+    /// A copy of every byte received and the blob's announced size, while one is wanted
+    /// (see [`Self::keeping`]).
+    kept: Option<(Vec<u8>, usize)>,
 }
 
 impl<'a> ChannelReader<'a> {
@@ -278,7 +302,33 @@ impl<'a> ChannelReader<'a> {
             _room: None,
             ended: false,
             abort,
+            kept: None,
         }
+    }
+
+    /// Also keeps a copy of the blob, which is `size` bytes, for [`Self::into_kept`].
+    pub(crate) fn keeping(mut self, size: u64) -> Self {
+        self.kept = usize::try_from(size)
+            .ok()
+            .map(|size| (Vec::with_capacity(size), size));
+        self
+    }
+
+    /// Reads the rest of the blob, then gives the copy [`Self::keeping`] asked for: the whole
+    /// blob, or None when it was not asked for or more or fewer bytes came than announced.
+    pub(crate) fn into_kept(mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            let left = self.fill_buf()?.len();
+            if left == 0 {
+                break;
+            }
+            self.consume(left);
+        }
+        Ok(self
+            .kept
+            .take()
+            .filter(|(kept, size)| kept.len() == *size)
+            .map(|(kept, _)| Bytes::from(kept)))
     }
 }
 
@@ -293,6 +343,13 @@ impl BufRead for ChannelReader<'_> {
             }
             match self.rx.blocking_recv() {
                 Some(Chunk::Data(bytes, room)) => {
+                    if let Some((kept, size)) = &mut self.kept {
+                        if kept.len() + bytes.len() <= *size {
+                            kept.extend_from_slice(&bytes);
+                        } else {
+                            self.kept = None;
+                        }
+                    }
                     self.current = bytes;
                     self._room = Some(room);
                 }
@@ -316,5 +373,45 @@ impl Read for ChannelReader<'_> {
         buf[..n].copy_from_slice(&available[..n]);
         self.consume(n);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::pipe::pipe;
+
+    /// A reader over a pipe that got `chunks` and then `last`, keeping a copy of a blob of
+    /// `size` bytes of which `read` are read before the rest is drained.
+    async fn kept_after(
+        chunks: &[&'static [u8]],
+        last: Chunk,
+        size: u64,
+        read: usize,
+    ) -> Option<Bytes> {
+        let (tx, rx) = pipe(1 << 20);
+        for chunk in chunks {
+            tx.send_data(Bytes::from_static(chunk)).await.unwrap();
+        }
+        tx.send(last).unwrap();
+        tokio::task::spawn_blocking(move || {
+            let abort = Abort::default();
+            let mut reader = ChannelReader::new(rx, &abort).keeping(size);
+            let mut start = vec![0; read];
+            reader.read_exact(&mut start).unwrap();
+            reader.into_kept().ok().flatten()
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_copy_is_the_whole_blob_or_nothing() {
+        let whole = kept_after(&[b"abc", b"defg"], Chunk::End, 7, 2).await;
+        assert_eq!(whole.as_deref(), Some(&b"abcdefg"[..]), "read to its end");
+        assert_eq!(kept_after(&[b"abc", b"defg"], Chunk::End, 6, 1).await, None);
+        assert_eq!(kept_after(&[b"abc", b"defg"], Chunk::End, 8, 1).await, None);
+        let failed = Chunk::Failed("digest mismatch".into());
+        assert_eq!(kept_after(&[b"abc", b"defg"], failed, 7, 1).await, None);
     }
 }

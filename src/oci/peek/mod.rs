@@ -6,6 +6,7 @@
 //! tree they make is asked for `/etc/os-release`, then `/usr/lib/os-release` ([`lookup`]), as
 //! the installer reads it after the pull. A layer counts only once it is read to its verified
 //! end. The look stops with [`OsReleasePeek::Unknown`] when [`PeekLimits`] run out first.
+//! Within [`PeekLimits::keep`], the verified layers are kept for the pull ([`look_into`]).
 
 mod lookup;
 mod scan;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::download::{Abort, LayerDownload};
+use super::kept::VerifiedBlob;
 use super::pipe::pipe;
 use super::progress::Progress;
 use super::pull::{blob_sources, ChannelReader};
@@ -37,6 +39,9 @@ pub struct PeekLimits {
     pub entries: u64,
     /// Time for the whole look, downloads included.
     pub time: Duration,
+    /// Compressed bytes of verified layers kept in memory for the pull, together; 0 keeps
+    /// none. A layer larger than what is left is not kept.
+    pub keep: u64,
 }
 
 impl Default for PeekLimits {
@@ -46,6 +51,7 @@ impl Default for PeekLimits {
             bytes: 1 << 30,
             entries: 1_000_000,
             time: Duration::from_secs(120),
+            keep: 0,
         }
     }
 }
@@ -61,6 +67,14 @@ pub enum OsReleasePeek {
     Unknown(String),
 }
 
+/// What the look found, and the layers it read and verified, kept for the pull.
+#[derive(Debug)]
+pub struct Peek {
+    pub os_release: OsReleasePeek,
+    /// For [`PullOptions::verified_blobs`](crate::oci::PullOptions::verified_blobs).
+    pub kept: Vec<VerifiedBlob>,
+}
+
 /// Reads which os-release `resolved` would install, within `limits`. Errors are what would
 /// make the pull fail too: a layer that fails verification, a blob the registry does not
 /// have, a layer that cannot be decompressed or that the applier would refuse. A registry
@@ -69,25 +83,40 @@ pub async fn read_os_release(
     resolved: &ResolvedImage,
     limits: &PeekLimits,
 ) -> anyhow::Result<OsReleasePeek> {
-    match tokio::time::timeout(limits.time, read_within(resolved, limits)).await {
-        Ok(answer) => answer,
-        Err(_) => Ok(OsReleasePeek::Unknown(format!(
-            "no answer within {} s",
-            limits.time.as_secs_f64()
-        ))),
-    }
+    Ok(look_into(resolved, limits).await?.os_release)
+}
+
+/// [`read_os_release`], also giving the layers read to their verified end, as far as
+/// [`PeekLimits::keep`] allows.
+pub async fn look_into(resolved: &ResolvedImage, limits: &PeekLimits) -> anyhow::Result<Peek> {
+    let mut kept = Vec::new();
+    let answer = tokio::time::timeout(limits.time, read_within(resolved, limits, &mut kept));
+    let os_release = match answer.await {
+        Ok(answer) => answer?,
+        Err(_) => {
+            OsReleasePeek::Unknown(format!("no answer within {} s", limits.time.as_secs_f64()))
+        }
+    };
+    Ok(Peek { os_release, kept })
 }
 
 async fn read_within(
     resolved: &ResolvedImage,
     limits: &PeekLimits,
+    kept: &mut Vec<VerifiedBlob>,
 ) -> anyhow::Result<OsReleasePeek> {
     let mut look = Look::new(limits, resolved.layers.len());
+    let mut keep_left = limits.keep;
     for (at, layer) in resolved.layers.iter().enumerate().rev() {
         if let Some(answer) = look.before() {
             return Ok(answer);
         }
-        let (left, scanned) = read_layer(resolved, layer, look.budget.clone()).await;
+        let keep = layer.size <= keep_left;
+        let (left, scanned, blob) = read_layer(resolved, layer, look.budget.clone(), keep).await;
+        if let Some(blob) = blob {
+            keep_left -= blob.size();
+            kept.push(blob);
+        }
         if let Some(answer) = look.after(at, &layer.digest, left, scanned)? {
             return Ok(answer);
         }
@@ -186,15 +215,17 @@ fn is_unavailable(err: &anyhow::Error) -> bool {
 }
 
 /// Downloads one layer and indexes it on a blocking thread; gives back what is left of the
-/// budget. A download failure is the cause reported over what it did to the reading.
+/// budget, and with `keep` the blob once verified. A download failure is the cause reported
+/// over what it did to the reading.
 async fn read_layer(
     resolved: &ResolvedImage,
     layer: &LayerDesc,
     budget: Budget,
-) -> (Budget, Result<LayerIndex, Stop>) {
+    keep: bool,
+) -> (Budget, Result<LayerIndex, Stop>, Option<VerifiedBlob>) {
     let endpoints = match blob_sources(resolved) {
         Ok(endpoints) => endpoints,
-        Err(err) => return (budget, Err(Stop::Failed(err))),
+        Err(err) => return (budget, Err(Stop::Failed(err)), None),
     };
     let abort = Arc::new(Abort::default());
     // The download reads on to the blob's verified end even once the reading failed: a
@@ -211,10 +242,19 @@ async fn read_layer(
     }
     .run(tx);
     let compression = layer.compression;
+    let size = layer.size;
     let reading = tokio::task::spawn_blocking(move || {
         let mut budget = budget;
         let mut raw = ChannelReader::new(rx, &abort);
+        if keep {
+            raw = raw.keeping(size);
+        }
         let scanned = scan::read_layer(compression, &mut raw, &mut budget);
+        // Only a whole blob that the download then verifies is kept.
+        let blob = match &scanned {
+            Ok(_) if keep => raw.into_kept().ok().flatten(),
+            _ => None,
+        };
         if let Err(stop) = &scanned {
             if let Stop::Limit(_) = stop {
                 // Nothing more of this blob is wanted.
@@ -225,20 +265,23 @@ async fn read_layer(
                 Stop::Failed(err) => format!("{err:#}"),
             });
         }
-        (budget, scanned)
+        (budget, scanned, blob)
     });
     let (downloaded, read) = tokio::join!(download, reading);
-    let (budget, scanned) = read.unwrap_or_else(|err| {
+    let (budget, scanned, blob) = read.unwrap_or_else(|err| {
         let spent = Budget {
             bytes: 0,
             entries: 0,
         };
         let failed = anyhow::anyhow!("the layer reading thread failed: {err}");
-        (spent, Err(Stop::Failed(failed)))
+        (spent, Err(Stop::Failed(failed)), None)
     });
     match downloaded {
-        Err(err) => (budget, Err(Stop::Failed(err.into()))),
-        Ok(()) => (budget, scanned),
+        Err(err) => (budget, Err(Stop::Failed(err.into())), None),
+        Ok(()) => {
+            let blob = blob.map(|bytes| VerifiedBlob::new(&layer.digest, bytes));
+            (budget, scanned, blob)
+        }
     }
 }
 
