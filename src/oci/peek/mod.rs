@@ -70,6 +70,7 @@ pub enum OsReleasePeek {
 /// What the look found, and the layers it read and verified, kept for the pull.
 #[derive(Debug)]
 pub struct Peek {
+    /// Which os-release the image would install, as [`read_os_release`] gives it.
     pub os_release: OsReleasePeek,
     /// For [`PullOptions::verified_blobs`](crate::oci::PullOptions::verified_blobs).
     pub kept: Vec<VerifiedBlob>,
