@@ -218,6 +218,15 @@ pub fn debug_requested() -> bool {
     cmdline::read().is_ok_and(|line| cmdline::flag(&line, cmdline::Key::Debug))
 }
 
+/// The live system, reporting events to `url` with `auth` as the `Authorization` header.
+fn reporting_system(
+    url: &str,
+    auth: Option<&config::Secret>,
+) -> anyhow::Result<crate::host::System> {
+    let auth = auth.map(|a| String::from_utf8_lossy(a.expose()).into_owned());
+    crate::host::System::reporting_to(url, auth)
+}
+
 /// Orders that cannot be read or merged (but not the absence of orders): the webhook and the
 /// failure action named on the kernel command line (`cmdline`, else /proc/cmdline), the one
 /// source that is parsed on its own, still apply. Nothing was touched.
@@ -238,11 +247,7 @@ fn report_unreadable(cmdline: Option<&str>, err: &anyhow::Error) {
     let Some(url) = &orders.report_url else {
         return;
     };
-    let auth = orders
-        .report_auth
-        .as_ref()
-        .map(|a| String::from_utf8_lossy(a.expose()).into_owned());
-    match crate::host::System::reporting_to(url, auth) {
+    match reporting_system(url, orders.report_auth.as_ref()) {
         Ok(host) => crate::install::refuse(
             &host,
             &format!("{err:#}"),
@@ -263,14 +268,7 @@ pub fn run_install(args: &InstallArgs) -> anyhow::Result<()> {
         }
     };
     let host = match &inputs.orders.report_url {
-        Some(url) => {
-            let auth = inputs
-                .orders
-                .report_auth
-                .as_ref()
-                .map(|a| String::from_utf8_lossy(a.expose()).into_owned());
-            crate::host::System::reporting_to(&url.value, auth)?
-        }
+        Some(url) => reporting_system(&url.value, inputs.orders.report_auth.as_ref())?,
         None => crate::host::System::default(),
     };
     let decision = match inputs.plan() {

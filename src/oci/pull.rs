@@ -115,6 +115,16 @@ async fn pull_with(
     let abort = Arc::new(Abort::default());
     let (senders, receivers): (Vec<_>, Vec<_>) =
         layers.iter().map(|_| pipe(opts.layer_buffer)).unzip();
+    // Per layer, the blob already verified, if the caller has it.
+    let kept: Vec<_> = layers
+        .iter()
+        .map(|layer| {
+            opts.verified_blobs
+                .iter()
+                .find(|b| b.digest() == layer.digest)
+        })
+        .collect();
+    let reused_bytes: u64 = kept.iter().flatten().map(|b| b.size()).sum();
 
     let applier = {
         let layers = layers.clone();
@@ -136,11 +146,7 @@ async fn pull_with(
         .enumerate()
         .map(|(index, (layer, tx))| {
             let progress = Arc::clone(&progress);
-            match opts
-                .verified_blobs
-                .iter()
-                .find(|b| b.digest() == layer.digest)
-            {
+            match kept[index] {
                 Some(blob) => Either::Left(blob.clone().feed(tx, progress, index)),
                 None => Either::Right(
                     LayerDownload {
@@ -156,11 +162,6 @@ async fn pull_with(
             }
         })
         .collect();
-    let reused_bytes: u64 = layers
-        .iter()
-        .filter_map(|l| opts.verified_blobs.iter().find(|b| b.digest() == l.digest))
-        .map(|b| b.size())
-        .sum();
     let downloads: Vec<Result<(), PullError>> = futures_util::stream::iter(tasks)
         .buffered(opts.parallel_downloads.max(1))
         .collect()
