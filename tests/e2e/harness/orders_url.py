@@ -12,7 +12,8 @@ import subprocess
 
 from . import assets
 # scenarios.py imports this module after defining these.
-from .scenarios import PLAN_TIMEOUT, SERVICE_STARTED, ScenarioFailed, dry_run_plan
+from .scenarios import (PLAN_TIMEOUT, SERVICE_STARTED, ScenarioFailed, check_disk_unchanged,
+                        dry_run_plan)
 from .liveiso import BOOT_TIMEOUT, _binary
 from .vm import GUEST_MAC, Guest, fresh_vars
 
@@ -99,10 +100,7 @@ def orders_url(ctx):
 
     _, disks, before = _boot(ctx, "orders-url-stranger", workdir, iso, STRANGER_MAC,
                              r"no orders: ")
-    compare = subprocess.run(["qemu-img", "compare", before, disks[0]], capture_output=True,
-                             text=True)
-    if compare.returncode != 0:
-        raise ScenarioFailed(f"orders-url-stranger: the disk changed: {compare.stdout.strip()}")
+    check_disk_unchanged("orders-url-stranger", before, disks[0])
 
     _configdrive_url(ctx, workdir, served)
 

@@ -158,6 +158,14 @@ def _plan_run(ctx, label, workdir, append, cdroms, expect_disks, expect_raid):
                              f"expected {expect_disks} raid {expect_raid}")
 
 
+def check_disk_unchanged(label, before, disk):
+    """Fails unless `disk` holds exactly what its copy `before` held."""
+    compare = subprocess.run(["qemu-img", "compare", before, disk], capture_output=True,
+                             text=True)
+    if compare.returncode != 0:
+        raise ScenarioFailed(f"{label}: the disk changed: {compare.stdout.strip()}")
+
+
 def _refused(ctx, workdir):
     """Orders whose hints match no disk, with `ocimetal.on_failure=poweroff`: the final
     event says why and names the field, the machine powers off, and no disk changed."""
@@ -181,10 +189,7 @@ def _refused(ctx, workdir):
             "root_device_hints" not in events[0].get("error", ""):
         raise ScenarioFailed(f"{label}: expected one FAIL event naming root_device_hints, got "
                              f"{events}")
-    compare = subprocess.run(["qemu-img", "compare", before, disks[0]], capture_output=True,
-                             text=True)
-    if compare.returncode != 0:
-        raise ScenarioFailed(f"{label}: the disk changed: {compare.stdout.strip()}")
+    check_disk_unchanged(label, before, disks[0])
 
 
 def plan(ctx):
@@ -477,10 +482,7 @@ def no_orders(ctx):
         with ctx.phase("no-orders:installer"):
             guest.wait_for(r"no orders: found no config-2 medium", PLAN_TIMEOUT, start=index,
                            fail_on_failure_tag=False)
-    compare = subprocess.run(["qemu-img", "compare", before, disk], capture_output=True,
-                             text=True)
-    if compare.returncode != 0:
-        raise ScenarioFailed(f"no-orders: the disk changed: {compare.stdout.strip()}")
+    check_disk_unchanged("no-orders", before, disk)
 
 
 def apt_failure(ctx):
