@@ -136,10 +136,11 @@ pub fn apply(ctx: &mut Context<'_>, _step: &Pull) -> anyhow::Result<()> {
 }
 
 /// `STATUS=` while the layers download (from the validate step on, alongside the disk
-/// preparation): `image: 42% of 285 MiB downloaded`.
+/// preparation): `image: 42% of 285 MiB in hand`, downloaded or kept from the distribution
+/// check.
 fn pull_status(done: u64, total: u64) -> String {
     format!(
-        "image: {}% of {} MiB downloaded",
+        "image: {}% of {} MiB in hand",
         done * 100 / total.max(1),
         total >> 20
     )
@@ -217,9 +218,9 @@ mod tests {
     fn the_service_status_shows_the_pull_in_percent() {
         assert_eq!(
             pull_status(120 << 20, 285 << 20),
-            "image: 42% of 285 MiB downloaded"
+            "image: 42% of 285 MiB in hand"
         );
-        assert_eq!(pull_status(0, 0), "image: 0% of 0 MiB downloaded");
+        assert_eq!(pull_status(0, 0), "image: 0% of 0 MiB in hand");
     }
 
     #[test]

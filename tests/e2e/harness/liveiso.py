@@ -86,7 +86,7 @@ def _boot_and_plan(ctx, label, workdir, iso, as_stick, secure_boot=False):
     seen = len(ctx.events(DRY_RUN_REPORTS))
     with guest:
         with ctx.phase(f"{label}:boot"):
-            _, index = guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+            _, index = guest.wait_booted(SERVICE_STARTED, BOOT_TIMEOUT)
         plan = dry_run_plan(ctx, label, guest, index, DRY_RUN_REPORTS, seen)
         command_line = [m.string for m in guest.lines_matching(r"Command line: ")]
         carried = [m.string for m in guest.lines_matching(r"orders carried by the installer medium: ")]

@@ -51,7 +51,7 @@ def _boot(ctx, label, workdir, iso, mac, wanted=None):
     seen = len(ctx.events(DRY_RUN_REPORTS))
     with guest:
         with ctx.phase(f"{label}:boot"):
-            _, index = guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+            _, index = guest.wait_booted(SERVICE_STARTED, BOOT_TIMEOUT)
         if wanted is None:
             found = dry_run_plan(ctx, label, guest, index, DRY_RUN_REPORTS, seen)
         else:

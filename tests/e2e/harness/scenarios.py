@@ -146,7 +146,7 @@ def _plan_run(ctx, label, workdir, append, cdroms, expect_disks, expect_raid):
     append = f"{append} ocimetal.report_url={ctx.report_url(label)}"
     with ctx.ramdisk_guest(label, workdir, disks, append, cdroms) as guest:
         with ctx.phase(f"{label}:boot"):
-            _, index = guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+            _, index = guest.wait_booted(SERVICE_STARTED, BOOT_TIMEOUT)
         plan = dry_run_plan(ctx, label, guest, index, label)
     print(f"    {label} plan: disks={plan.get('disks')} raid={plan.get('raid')} "
           f"image={plan.get('image')} wipe_mode={plan.get('wipe_mode')}", flush=True)
@@ -179,7 +179,7 @@ def _refused(ctx, workdir):
                          f"ocimetal.report_url={ctx.report_url(label)}")
     with ctx.ramdisk_guest(label, workdir, disks, append) as guest:
         with ctx.phase(f"{label}:boot"):
-            guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+            guest.wait_booted(SERVICE_STARTED, BOOT_TIMEOUT)
         with ctx.phase(f"{label}:refusal"):
             guest.wait_exit(PLAN_TIMEOUT, fail_on_failure_tag=False)
     events = ctx.events(label)
@@ -225,7 +225,7 @@ def _await_install(ctx, label, guest, boot_timeout=BOOT_TIMEOUT):
     """Waits for the installer in `guest` to start and to end the machine, then prints what
     its pull did."""
     with ctx.phase(f"{label}:boot"):
-        guest.wait_for(SERVICE_STARTED, boot_timeout)
+        guest.wait_booted(SERVICE_STARTED, boot_timeout)
     with ctx.phase(f"{label}:install"):
         guest.wait_exit(INSTALL_TIMEOUT)
     _report_pull(label, guest)
@@ -370,7 +370,7 @@ def no_autoassembly(ctx):
                                        'ocimetal.root_device_hints="serial=DISK1SERIAL DISK2SERIAL"'),
                            ) as guest:
         with ctx.phase("no-autoassembly:boot"):
-            _, index = guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+            _, index = guest.wait_booted(SERVICE_STARTED, BOOT_TIMEOUT)
         with ctx.phase("no-autoassembly:plan"):
             guest.wait_for(PLAN_LINE, PLAN_TIMEOUT, start=index)
         # The kernel announces every array it starts; LVM's event activation runs a
@@ -396,7 +396,7 @@ def reentry(ctx):
     with ctx.ramdisk_guest("reentry", workdir, state["disks"], append, [state["cd"]],
                            vars_path=state["vars"], netdev=netdev) as guest:
         with ctx.phase("reentry:boot"):
-            guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+            guest.wait_booted(SERVICE_STARTED, BOOT_TIMEOUT)
         with ctx.phase("reentry:installer"):
             guest.wait_exit(REENTRY_TIMEOUT)
     final = _check_events("reentry", ctx.events("reentry"))
@@ -454,7 +454,7 @@ def kexec(ctx):
                          f"ocimetal.report_url={ctx.report_url('kexec')}")
     with ctx.ramdisk_guest("kexec", workdir, disks, append, [cd]) as guest:
         with ctx.phase("kexec:boot"):
-            guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+            guest.wait_booted(SERVICE_STARTED, BOOT_TIMEOUT)
         with ctx.phase("kexec:install"):
             _, index = guest.wait_for(r"kexec into \S+", INSTALL_TIMEOUT)
         with ctx.phase("kexec:boot-installed"):
@@ -478,7 +478,7 @@ def no_orders(ctx):
     shutil.copyfile(disk, before)
     with ctx.ramdisk_guest("no-orders", workdir, [disk], ctx.cmdline()) as guest:
         with ctx.phase("no-orders:boot"):
-            _, index = guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+            _, index = guest.wait_booted(SERVICE_STARTED, BOOT_TIMEOUT)
         with ctx.phase("no-orders:installer"):
             guest.wait_for(r"no orders: found no config-2 medium", PLAN_TIMEOUT, start=index,
                            fail_on_failure_tag=False)
@@ -499,7 +499,7 @@ def apt_failure(ctx):
                          f"ocimetal.report_url={ctx.report_url('apt-failure')}")
     with ctx.ramdisk_guest("apt-failure", workdir, disks, append, [cd]) as guest:
         with ctx.phase("apt-failure:boot"):
-            guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+            guest.wait_booted(SERVICE_STARTED, BOOT_TIMEOUT)
         with ctx.phase("apt-failure:install"):
             guest.wait_exit(INSTALL_TIMEOUT, fail_on_failure_tag=False)
         shown = guest.lines_matching(r"\| E: Unable to locate package")
@@ -533,7 +533,7 @@ def powercut(ctx):
         append = ctx.cmdline(f"ocimetal.report_url={ctx.report_url(label)}")
         with ctx.ramdisk_guest(label, workdir, disks, append, [cd], vars_path=vars_path) as guest:
             with ctx.phase(f"{label}:boot"):
-                _, start = guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+                _, start = guest.wait_booted(SERVICE_STARTED, BOOT_TIMEOUT)
             with ctx.phase(f"{label}:until-cut"):
                 match, index = guest.wait_for(cut_at, INSTALL_TIMEOUT, start=start)
             guest.pull_the_plug()
@@ -547,7 +547,7 @@ def powercut(ctx):
     append = ctx.cmdline(f"ocimetal.report_url={ctx.report_url(label)}")
     with ctx.ramdisk_guest(label, workdir, disks, append, [cd], vars_path=vars_path) as guest:
         with ctx.phase(f"{label}:boot"):
-            guest.wait_for(SERVICE_STARTED, BOOT_TIMEOUT)
+            guest.wait_booted(SERVICE_STARTED, BOOT_TIMEOUT)
         with ctx.phase(f"{label}:installer"):
             guest.wait_exit(REENTRY_TIMEOUT)
         wiped = guest.lines_matching(r"step wipe: start")

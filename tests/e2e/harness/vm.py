@@ -27,6 +27,11 @@ _ESCAPES = re.compile(r"\x1b\[[0-9;:?!=>]*[a-zA-Z]|\x1b\][^\x07\x1b]*(\x07|\x1b\
 _STEP_LINE = re.compile(r"\bstep \S+: ")
 _OCIMETAL_LINE = re.compile(r"(?i)ocimetal")
 
+# What the guest kernel prints when a vCPU or its timer got no host time for tens of seconds:
+# a host overloaded under TCG, before any code of the project ran.
+_KERNEL_STALL = re.compile(r"rcu: INFO: rcu_\w+ (self-)?detected stall|rcu_\w+ kthread starved|"
+                           r"watchdog: BUG: soft lockup")
+
 # The ramdisk prints this tag when the install service failed (ocimetal-failure.service).
 FAILURE_TAG = "ocimetal-failed:"
 
@@ -98,6 +103,9 @@ class Guest:
         self.stop()
 
     def start(self):
+        self.lines = []
+        self._partial = ""
+        self.exit_code = None
         with open(self.log_path + ".cmd", "w") as f:
             f.write(" ".join(self.args) + "\n")
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -207,6 +215,25 @@ class Guest:
                 if left <= 0:
                     raise self._fail(f"timed out after {timeout} s waiting for /{pattern}/")
                 self._cond.wait(timeout=left)
+
+    def wait_booted(self, pattern, timeout):
+        """`wait_for(pattern, timeout)` for the first line the project's own code prints. If it
+        does not come and the guest kernel reported a stall (the host starved QEMU), the guest
+        is started once more from the same disks, which nothing has written yet; the stalled
+        console is kept beside the log as `.stalled`."""
+        try:
+            return self.wait_for(pattern, timeout)
+        except GuestError:
+            with self._cond:
+                stall = next((line for line in self.lines if _KERNEL_STALL.search(line)), None)
+            if stall is None:
+                raise
+        self.stop()
+        os.replace(self.log_path, self.log_path + ".stalled")
+        print(f"    {self.name}: the guest kernel stalled before /{pattern}/ "
+              f"({stall.strip()}); starting it once more", flush=True)
+        self.start()
+        return self.wait_for(pattern, timeout)
 
     def wait_exit(self, timeout, fail_on_failure_tag=True):
         """Waits for the guest to power off or reboot (QEMU ends with -no-reboot)."""
