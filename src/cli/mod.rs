@@ -227,13 +227,11 @@ fn reporting_system(
     crate::host::System::reporting_to(url, auth)
 }
 
-/// Orders that cannot be read or merged (but not the absence of orders): the webhook and the
-/// failure action named on the kernel command line (`cmdline`, else /proc/cmdline), the one
-/// source that is parsed on its own, still apply. Nothing was touched.
+/// Orders that cannot be read or merged, or no orders at all: the webhook and the failure
+/// action named on the kernel command line (`cmdline`, else /proc/cmdline), the one source
+/// that is parsed on its own, still apply, so that an operator who named a webhook learns why
+/// nothing happened. Nothing was touched.
 fn report_unreadable(cmdline: Option<&str>, err: &anyhow::Error) {
-    if err.downcast_ref::<crate::error::NoOrders>().is_some() {
-        return;
-    }
     let text = match cmdline {
         Some(text) => text.to_string(),
         None => match crate::host::cmdline::read() {
@@ -315,16 +313,12 @@ mod tests {
     use super::*;
     use crate::host::report::test_webhook::receiver;
 
-    /// Orders that cannot be read reach the webhook named on the command line, with its
-    /// authorization; the absence of orders and a command line without a webhook report nothing.
+    /// Orders that cannot be read, and the absence of orders, reach the webhook named on the
+    /// command line, with its authorization; a command line without a webhook reports nothing.
     #[test]
     fn unreadable_orders_are_reported_to_the_command_lines_webhook() {
         let (url, received) = receiver(0);
         let url = url.replace("user:pw@", "");
-        report_unreadable(
-            Some(&format!("ocimetal.report_url={url}")),
-            &crate::error::NoOrders.into(),
-        );
         report_unreadable(
             Some("ocimetal.image=debian:13"),
             &OrderError::new("meta_data.oci_image", "bad").into(),
@@ -347,5 +341,18 @@ mod tests {
         assert_eq!(event["result"], "FAIL");
         assert_eq!(event["error"], format!("{why:#}"));
         assert!(received.try_recv().is_err(), "one event only");
+
+        report_unreadable(
+            Some(&format!("ocimetal.report_url={url}")),
+            &crate::error::NoOrders.into(),
+        );
+        let (_, event) = received
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(event["result"], "FAIL");
+        assert!(
+            event["error"].as_str().unwrap().starts_with("no orders: "),
+            "{event}"
+        );
     }
 }

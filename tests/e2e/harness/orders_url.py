@@ -1,19 +1,21 @@
 """The `orders-url` scenario: one shared ISO for every machine, customized with nothing but
 an orders URL that names the machine by its MAC (`{mac}`); a local HTTP server holds one
 machine's node document under that machine's MAC. That machine plans from it (dry run);
-a machine whose MAC has nothing there installs nothing and keeps its disk byte for byte.
+a machine whose MAC has nothing there installs nothing, keeps its disk byte for byte and
+reports why to the webhook the ISO names.
 A second shared ISO names a configdrive (Ironic's JSON form) and a user_data by MAC instead
 of a node document; that machine plans from them and never shows the user_data."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
 from . import assets
 # scenarios.py imports this module after defining these.
-from .scenarios import (PLAN_TIMEOUT, SERVICE_STARTED, ScenarioFailed, check_disk_unchanged,
-                        dry_run_plan)
+from .scenarios import (PLAN_TIMEOUT, REPORT_TIMEOUT, SERVICE_STARTED, ScenarioFailed,
+                        check_disk_unchanged, dry_run_plan)
 from .liveiso import BOOT_TIMEOUT, _binary
 from .vm import GUEST_MAC, Guest, fresh_vars
 
@@ -38,8 +40,9 @@ def _shared_iso(ctx, workdir, order, name="shared.iso"):
 
 def _boot(ctx, label, workdir, iso, mac, wanted=None):
     """Boots the shared ISO on a machine with `mac` as its first NIC until a console line
-    matches `wanted`, or by default until the dry run's plan is reported; returns the match
-    or the plan, and the disk images."""
+    matches `wanted` and the webhook has a final FAIL event whose error says the same, or by
+    default until the dry run's plan is reported; returns that event or the plan, and the
+    disk images."""
     disks = [assets.blank_disk(os.path.join(workdir, f"{label}-disk1.qcow2")),
              assets.blank_disk(os.path.join(workdir, f"{label}-disk2.qcow2"))]
     before = os.path.join(workdir, f"{label}-disk1-before.qcow2")
@@ -56,12 +59,25 @@ def _boot(ctx, label, workdir, iso, mac, wanted=None):
             found = dry_run_plan(ctx, label, guest, index, DRY_RUN_REPORTS, seen)
         else:
             with ctx.phase(f"{label}:orders"):
-                found, _ = guest.wait_for(wanted, PLAN_TIMEOUT, start=index,
-                                          fail_on_failure_tag=False)
+                guest.wait_for(wanted, PLAN_TIMEOUT, start=index, fail_on_failure_tag=False)
+                found = _failure_event(ctx, label, wanted, seen)
         fetched = [m.string.strip() for m in guest.lines_matching(r"node document|ocimetal\.node")]
     for line in fetched[:4]:
         print(f"    {label}: {line[:240]}", flush=True)
     return found, disks, before
+
+
+def _failure_event(ctx, label, wanted, seen):
+    """The one final FAIL event, after the first `seen`, whose error matches `wanted`."""
+    regex = re.compile(wanted)
+    events = ctx.webhook.wait_for(f"/{DRY_RUN_REPORTS}-{ctx.release}",
+                                  lambda evs: len(evs) > seen, REPORT_TIMEOUT)
+    new = (events or [])[seen:]
+    if len(new) != 1 or new[0].get("result") != "FAIL" or \
+            not regex.search(new[0].get("error", "")):
+        raise ScenarioFailed(f"{label}: expected one FAIL event whose error matches /{wanted}/, "
+                             f"got {new}")
+    return new[0]
 
 
 def orders_url(ctx):
@@ -98,8 +114,9 @@ def orders_url(ctx):
     if problems:
         raise ScenarioFailed("orders-url-known: " + "; ".join(problems))
 
-    _, disks, before = _boot(ctx, "orders-url-stranger", workdir, iso, STRANGER_MAC,
-                             r"no orders: ")
+    event, disks, before = _boot(ctx, "orders-url-stranger", workdir, iso, STRANGER_MAC,
+                                 r"no orders: ")
+    print(f"    orders-url-stranger: {event.get('error', '')[:160]!r}", flush=True)
     check_disk_unchanged("orders-url-stranger", before, disks[0])
 
     _configdrive_url(ctx, workdir, served)

@@ -470,19 +470,28 @@ def kexec(ctx):
 
 def no_orders(ctx):
     """The ramdisk booted with no orders at all (a stick in the wrong machine): no config-2
-    medium, no node, nothing on the command line that says what to install. Nothing is
-    installed, the disk stays byte for byte as it was, and the console says why."""
-    workdir = ctx.workdir("no-orders")
+    medium, no node, nothing on the command line that says what to install but a webhook.
+    Nothing is installed, the disk stays byte for byte as it was, and the console and the
+    webhook say why."""
+    label = "no-orders"
+    workdir = ctx.workdir(label)
     disk = assets.blank_disk(os.path.join(workdir, "disk1.qcow2"))
     before = os.path.join(workdir, "disk1-before.qcow2")
     shutil.copyfile(disk, before)
-    with ctx.ramdisk_guest("no-orders", workdir, [disk], ctx.cmdline()) as guest:
-        with ctx.phase("no-orders:boot"):
+    append = ctx.cmdline(f"ocimetal.report_url={ctx.report_url(label)}")
+    with ctx.ramdisk_guest(label, workdir, [disk], append) as guest:
+        with ctx.phase(f"{label}:boot"):
             _, index = guest.wait_booted(SERVICE_STARTED, BOOT_TIMEOUT)
-        with ctx.phase("no-orders:installer"):
+        with ctx.phase(f"{label}:installer"):
             guest.wait_for(r"no orders: found no config-2 medium", PLAN_TIMEOUT, start=index,
                            fail_on_failure_tag=False)
-    check_disk_unchanged("no-orders", before, disk)
+            events = ctx.webhook.wait_for(f"/{label}-{ctx.release}", bool, REPORT_TIMEOUT)
+    check_disk_unchanged(label, before, disk)
+    if not events or len(events) != 1 or events[0].get("result") != "FAIL" or \
+            not events[0].get("error", "").startswith("no orders: "):
+        raise ScenarioFailed(f"{label}: expected one FAIL event whose error starts with "
+                             f"'no orders: ', got {events}")
+    print(f"    {label}: {events[0].get('description')!r}", flush=True)
 
 
 def apt_failure(ctx):
