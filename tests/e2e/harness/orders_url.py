@@ -8,14 +8,13 @@ of a node document; that machine plans from them and never shows the user_data."
 
 import json
 import os
-import re
 import shutil
 import subprocess
 
 from . import assets
 # scenarios.py imports this module after defining these.
-from .scenarios import (PLAN_TIMEOUT, REPORT_TIMEOUT, SERVICE_STARTED, ScenarioFailed,
-                        check_disk_unchanged, dry_run_plan)
+from .scenarios import (PLAN_TIMEOUT, SERVICE_STARTED, ScenarioFailed, check_disk_unchanged,
+                        dry_run_plan, final_failure)
 from .liveiso import BOOT_TIMEOUT, _binary
 from .vm import GUEST_MAC, Guest, fresh_vars
 
@@ -60,24 +59,11 @@ def _boot(ctx, label, workdir, iso, mac, wanted=None):
         else:
             with ctx.phase(f"{label}:orders"):
                 guest.wait_for(wanted, PLAN_TIMEOUT, start=index, fail_on_failure_tag=False)
-                found = _failure_event(ctx, label, wanted, seen)
+                found = final_failure(ctx, label, DRY_RUN_REPORTS, wanted, seen)
         fetched = [m.string.strip() for m in guest.lines_matching(r"node document|ocimetal\.node")]
     for line in fetched[:4]:
         print(f"    {label}: {line[:240]}", flush=True)
     return found, disks, before
-
-
-def _failure_event(ctx, label, wanted, seen):
-    """The one final FAIL event, after the first `seen`, whose error matches `wanted`."""
-    regex = re.compile(wanted)
-    events = ctx.webhook.wait_for(f"/{DRY_RUN_REPORTS}-{ctx.release}",
-                                  lambda evs: len(evs) > seen, REPORT_TIMEOUT)
-    new = (events or [])[seen:]
-    if len(new) != 1 or new[0].get("result") != "FAIL" or \
-            not regex.search(new[0].get("error", "")):
-        raise ScenarioFailed(f"{label}: expected one FAIL event whose error matches /{wanted}/, "
-                             f"got {new}")
-    return new[0]
 
 
 def orders_url(ctx):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -166,6 +167,19 @@ def check_disk_unchanged(label, before, disk):
         raise ScenarioFailed(f"{label}: the disk changed: {compare.stdout.strip()}")
 
 
+def final_failure(ctx, label, report_label, pattern, seen=0):
+    """The one event posted for `report_label` after its first `seen` (earlier boots'): a
+    final FAIL whose error matches `pattern`. Waits for it up to REPORT_TIMEOUT."""
+    events = ctx.webhook.wait_for(f"/{report_label}-{ctx.release}",
+                                  lambda evs: len(evs) > seen, REPORT_TIMEOUT)
+    new = (events or [])[seen:]
+    if len(new) != 1 or new[0].get("result") != "FAIL" or \
+            not re.search(pattern, new[0].get("error", "")):
+        raise ScenarioFailed(f"{label}: expected one FAIL event whose error matches "
+                             f"/{pattern}/, got {new}")
+    return new[0]
+
+
 def _refused(ctx, workdir):
     """Orders whose hints match no disk, with `ocimetal.on_failure=poweroff`: the final
     event says why and names the field, the machine powers off, and no disk changed."""
@@ -182,13 +196,9 @@ def _refused(ctx, workdir):
             guest.wait_booted(SERVICE_STARTED, BOOT_TIMEOUT)
         with ctx.phase(f"{label}:refusal"):
             guest.wait_exit(PLAN_TIMEOUT, fail_on_failure_tag=False)
-    events = ctx.events(label)
-    print(f"    {label}: {[(e.get('name'), e.get('result'), e.get('error')) for e in events]}",
+    event = final_failure(ctx, label, label, r"root_device_hints")
+    print(f"    {label}: {(event.get('name'), event.get('result'), event.get('error'))}",
           flush=True)
-    if len(events) != 1 or events[0].get("result") != "FAIL" or \
-            "root_device_hints" not in events[0].get("error", ""):
-        raise ScenarioFailed(f"{label}: expected one FAIL event naming root_device_hints, got "
-                             f"{events}")
     check_disk_unchanged(label, before, disks[0])
 
 
@@ -485,13 +495,9 @@ def no_orders(ctx):
         with ctx.phase(f"{label}:installer"):
             guest.wait_for(r"no orders: found no config-2 medium", PLAN_TIMEOUT, start=index,
                            fail_on_failure_tag=False)
-            events = ctx.webhook.wait_for(f"/{label}-{ctx.release}", bool, REPORT_TIMEOUT)
+            event = final_failure(ctx, label, label, r"^no orders: ")
     check_disk_unchanged(label, before, disk)
-    if not events or len(events) != 1 or events[0].get("result") != "FAIL" or \
-            not events[0].get("error", "").startswith("no orders: "):
-        raise ScenarioFailed(f"{label}: expected one FAIL event whose error starts with "
-                             f"'no orders: ', got {events}")
-    print(f"    {label}: {events[0].get('description')!r}", flush=True)
+    print(f"    {label}: {event.get('description')!r}", flush=True)
 
 
 def apt_failure(ctx):
